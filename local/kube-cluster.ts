@@ -1,0 +1,174 @@
+/**
+ * A local Kubernetes control plane: real kube-apiserver, kube-controller-manager,
+ * kube-scheduler and etcd started by `kwokctl --runtime binary` from the binaries
+ * scripts/tools.sh built, with authorization and admission on, and kwok
+ * simulating the nodes (and the kubelet's pod lifecycle) without containers.
+ *
+ * Used by `castellan cluster up|down` and by the operator's integration tests.
+ * Pods get fake 10.x addresses from kwok: nothing here ever dials them.
+ */
+import { execFile } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { sleep } from '../common/net.ts';
+import { toolPath } from '../common/paths.ts';
+import { logger, type Logger } from '../common/logger.ts';
+
+const run = promisify(execFile);
+
+export interface KubeClusterOptions {
+  /** kwok cluster name (processes and files are keyed by it). */
+  name: string;
+  /** kwok's work directory (KWOK_WORKDIR): PKI, etcd data, process logs and pids. */
+  workdir: string;
+  /** Where the admin kubeconfig is written. */
+  kubeconfig: string;
+  /** Fake nodes to create (default 3). */
+  nodes?: number;
+  log?: Logger;
+}
+
+export class KubeCluster {
+  readonly name: string;
+  readonly workdir: string;
+  readonly kubeconfig: string;
+  private readonly log: Logger;
+
+  private constructor(opts: KubeClusterOptions) {
+    this.name = opts.name;
+    this.workdir = opts.workdir;
+    this.kubeconfig = opts.kubeconfig;
+    this.log = opts.log ?? logger('kube-cluster', { cluster: opts.name });
+  }
+
+  /** An already created cluster (for `down`, or a second process). */
+  static attach(opts: KubeClusterOptions): KubeCluster {
+    return new KubeCluster(opts);
+  }
+
+  /**
+   * Creates and starts the cluster, waits for it and for `nodes` fake nodes to
+   * be Ready. A stale cluster of the same name in the same workdir is removed first.
+   */
+  static async create(opts: KubeClusterOptions): Promise<KubeCluster> {
+    const cluster = new KubeCluster(opts);
+    mkdirSync(opts.workdir, { recursive: true });
+    mkdirSync(dirname(opts.kubeconfig), { recursive: true });
+    await cluster.delete();
+    const t0 = Date.now();
+    const args = [
+      'create', 'cluster',
+      '--name', opts.name,
+      '--runtime', 'binary',
+      '--kube-authorization',
+      '--kube-admission',
+      '--kubeconfig', opts.kubeconfig,
+      '--kube-apiserver-binary', toolPath('kube-apiserver'),
+      '--kube-controller-manager-binary', toolPath('kube-controller-manager'),
+      '--kube-scheduler-binary', toolPath('kube-scheduler'),
+      '--etcd-binary', toolPath('etcd'),
+      '--kwok-controller-binary', toolPath('kwok'),
+      '--wait', '120s',
+    ];
+    try {
+      await cluster.kwokctl(args, 180_000);
+      await cluster.kwokctl(['scale', 'node', '--replicas', String(opts.nodes ?? 3), '--name', opts.name], 60_000);
+      await cluster.kubectl(['wait', '--for=condition=Ready', 'nodes', '--all', '--timeout=60s'], 70_000);
+    } catch (err) {
+      await cluster.delete().catch(() => undefined);
+      throw err;
+    }
+    cluster.log.info('kubernetes control plane ready', { kubeconfig: opts.kubeconfig, ms: Date.now() - t0 });
+    return cluster;
+  }
+
+  /**
+   * Stops every process of the cluster and removes its files (no-op if absent).
+   * Resolves only once the processes are gone (SIGKILL after 20 s).
+   */
+  async delete(): Promise<void> {
+    if (!existsSync(this.workdir)) return;
+    const pids = this.pids();
+    await this.kwokctl(['delete', 'cluster', '--name', this.name, '--kubeconfig', this.kubeconfig], 60_000);
+    const deadline = Date.now() + 20_000;
+    while (pids.some(isAlive)) {
+      if (Date.now() > deadline) {
+        for (const pid of pids.filter(isAlive)) killQuietly(pid, 'SIGKILL');
+        this.log.warn('control-plane processes ignored SIGTERM; killed', { pids });
+        break;
+      }
+      await sleep(100);
+    }
+  }
+
+  /** Process ids of the cluster's components, from kwokctl's pid files. */
+  pids(): number[] {
+    const dir = join(this.workdir, 'clusters', this.name, 'pids');
+    if (!existsSync(dir)) return [];
+    return readdirSync(dir)
+      .filter((f) => f.endsWith('.pid'))
+      .map((f) => Number(readFileSync(join(dir, f), 'utf8').trim()))
+      .filter((p) => Number.isInteger(p) && p > 0);
+  }
+
+  /** Synchronous delete, for process-exit hooks. */
+  deleteSync(): void {
+    if (!existsSync(this.workdir)) return;
+    execFileSync(toolPath('kwokctl'), ['delete', 'cluster', '--name', this.name, '--kubeconfig', this.kubeconfig], {
+      env: this.env(),
+      stdio: 'ignore',
+      timeout: 60_000,
+    });
+  }
+
+  /** Runs kubectl against this cluster; resolves with stdout. */
+  async kubectl(args: string[], timeoutMs = 30_000): Promise<string> {
+    const { stdout } = await run(toolPath('kubectl'), ['--kubeconfig', this.kubeconfig, ...args], {
+      env: this.env(),
+      timeout: timeoutMs,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return stdout;
+  }
+
+  private async kwokctl(args: string[], timeoutMs: number): Promise<string> {
+    try {
+      const { stdout } = await run(toolPath('kwokctl'), args, { env: this.env(), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 });
+      return stdout;
+    } catch (err) {
+      const e = err as { stderr?: string; message: string };
+      throw new Error(`kwokctl ${args.slice(0, 2).join(' ')} failed: ${(e.stderr ?? '').trim().split('\n').slice(-8).join('\n') || e.message}`, {
+        cause: err,
+      });
+    }
+  }
+
+  private env(): NodeJS.ProcessEnv {
+    return { ...process.env, KWOK_WORKDIR: this.workdir, KUBECONFIG: this.kubeconfig };
+  }
+}
+
+/** Alive and not a zombie (a reaped-late child still answers kill 0). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
+}
+
+function killQuietly(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}

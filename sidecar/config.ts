@@ -1,0 +1,83 @@
+/**
+ * The sidecar's configuration: one zod schema, fed from the environment the
+ * operator (or `castellan dev`) gives the pod, and from `castellan sidecar` flags.
+ */
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { loadConfig, zDuration, zList, zPort, type EnvMap } from '../common/config.ts';
+
+export const sidecarRoles = ['client', 'object-host', 'queue-host'] as const;
+export type SidecarRole = (typeof sidecarRoles)[number];
+
+export const sidecarConfigSchema = z
+  .object({
+    role: z.enum(sidecarRoles).default('client'),
+    /** Stable name of this pod/process (StatefulSet pod name in a cluster). */
+    podName: z.string().min(1).default(hostname()),
+    namespace: z.string().min(1).default('default'),
+    http: z
+      .object({
+        host: z.string().default('127.0.0.1'),
+        port: zPort.default(3600),
+      })
+      .prefault({}),
+    nats: z
+      .object({
+        urls: zList.pipe(z.array(z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s]+$/, 'expected a nats:// URL')).min(1)),
+        /** Prefix of every subject and JetStream asset this sidecar uses. */
+        prefix: z.string().regex(/^[A-Za-z0-9_-]+$/).default('castellan'),
+      }),
+    /** Durable objects: caller settings (every role) and, for `object-host`, the class it hosts. */
+    objects: z
+      .object({
+        /** The DurableObject class this object-host serves (required for object-host). */
+        class: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a Kubernetes resource name').optional(),
+        /** Port of the app on 127.0.0.1 (required for object-host). */
+        appPort: zPort.pipe(z.number().min(1)).optional(),
+        concurrency: z.enum(['Serial', 'Concurrent']).default('Serial'),
+        /** Requests that may wait per object behind the running one (Serial); beyond → 429. */
+        maxQueue: z.coerce.number().int().min(0).max(100_000).default(128),
+        idleTimeout: zDuration.default(5 * 60_000),
+        /** Host lease TTL: a kill -9'd host's objects move after about this long. */
+        leaseTtl: zDuration.pipe(z.number().min(200).max(60_000)).default(2_000),
+        /** How long a caller waits for an object's answer. */
+        requestTimeout: zDuration.pipe(z.number().min(100)).default(30_000),
+        /** How long a caller waits for some host of the class before 503. */
+        unavailableWait: zDuration.default(5_000),
+        /** JetStream replicas of the class stream (falls back to 1 on a 1-node NATS). */
+        streamReplicas: z.coerce.number().int().min(1).max(5).default(3),
+      })
+      .prefault({}),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.role !== 'object-host') return;
+    if (c.objects.class === undefined) ctx.addIssue({ code: 'custom', path: ['objects', 'class'], message: 'required for role object-host (CASTELLAN_CLASS)' });
+    if (c.objects.appPort === undefined) ctx.addIssue({ code: 'custom', path: ['objects', 'appPort'], message: 'required for role object-host (CASTELLAN_APP_PORT)' });
+  });
+
+export type SidecarConfig = z.infer<typeof sidecarConfigSchema>;
+
+/** Environment variables the sidecar reads (SPEC §1 names the first two). */
+export const sidecarEnv: EnvMap = {
+  CASTELLAN_HTTP_PORT: 'http.port',
+  CASTELLAN_NATS_URL: 'nats.urls',
+  CASTELLAN_HTTP_HOST: 'http.host',
+  CASTELLAN_ROLE: 'role',
+  CASTELLAN_NATS_PREFIX: 'nats.prefix',
+  POD_NAME: 'podName',
+  POD_NAMESPACE: 'namespace',
+  CASTELLAN_CLASS: 'objects.class',
+  CASTELLAN_APP_PORT: 'objects.appPort',
+  CASTELLAN_CONCURRENCY: 'objects.concurrency',
+  CASTELLAN_MAX_QUEUE: 'objects.maxQueue',
+  CASTELLAN_IDLE_TIMEOUT: 'objects.idleTimeout',
+  CASTELLAN_LEASE_TTL: 'objects.leaseTtl',
+  CASTELLAN_REQUEST_TIMEOUT: 'objects.requestTimeout',
+  CASTELLAN_UNAVAILABLE_WAIT: 'objects.unavailableWait',
+  CASTELLAN_STORAGE_REPLICAS: 'objects.streamReplicas',
+};
+
+export function loadSidecarConfig(overrides: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): SidecarConfig {
+  return loadConfig(sidecarConfigSchema, { envMap: sidecarEnv, env, overrides, source: 'sidecar environment and flags' });
+}

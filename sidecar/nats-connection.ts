@@ -1,0 +1,40 @@
+/**
+ * The sidecar's NATS connection: reconnects forever (a sidecar outlives NATS
+ * restarts), and tracks whether it is connected right now for /readyz.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { describeError, type Logger } from '../common/logger.ts';
+
+export interface NatsLink {
+  nc: NatsConnection;
+  connected(): boolean;
+}
+
+export async function connectNats(urls: string[], name: string, log: Logger): Promise<NatsLink> {
+  const nc = await connect({
+    servers: urls,
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    reconnectJitter: 100,
+    pingInterval: 5_000,
+    maxPingOut: 2,
+    waitOnFirstConnect: true,
+  });
+  let up = true;
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') {
+        up = false;
+        log.warn('NATS disconnected', { server: s.server });
+      } else if (s.type === 'reconnect') {
+        up = true;
+        log.info('NATS reconnected', { server: s.server });
+      } else if (s.type === 'error') {
+        log.warn('NATS error', { error: describeError(s.error) });
+      }
+    }
+  })();
+  log.info('NATS connected', { server: nc.getServer() });
+  return { nc, connected: () => up && !nc.isClosed() };
+}

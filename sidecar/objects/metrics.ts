@@ -1,0 +1,70 @@
+/**
+ * Prometheus metrics of durable objects, registered on the sidecar's registry.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export interface ObjectMetrics {
+  requests: Counter<'class' | 'outcome'>;
+  latency: Histogram<'class'>;
+  forwards: Counter<'class' | 'kind'>;
+  activeObjects: Gauge<'class'>;
+  failovers: Counter<'class'>;
+  claims: Counter<'class' | 'result'>;
+  queueDepth: Gauge<'class'>;
+  queueDepthMax: Gauge<'class'>;
+}
+
+export function createObjectMetrics(registry: Registry): ObjectMetrics {
+  const registers = [registry];
+  return {
+    requests: new Counter({
+      name: 'castellan_object_requests_total',
+      help: 'Object invocations received by this sidecar (caller side), by class and outcome (HTTP status class or error code).',
+      labelNames: ['class', 'outcome'],
+      registers,
+    }),
+    latency: new Histogram({
+      name: 'castellan_object_request_duration_seconds',
+      help: 'End-to-end latency of object invocations at the caller sidecar.',
+      labelNames: ['class'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    forwards: new Counter({
+      name: 'castellan_object_forwards_total',
+      help: 'NATS forwards sent by the caller side, by kind (first, redirect, retry).',
+      labelNames: ['class', 'kind'],
+      registers,
+    }),
+    activeObjects: new Gauge({
+      name: 'castellan_object_active',
+      help: 'Objects activated (owned) on this host.',
+      labelNames: ['class'],
+      registers,
+    }),
+    failovers: new Counter({
+      name: 'castellan_object_failovers_total',
+      help: 'Objects this host took over from a dead or fenced host.',
+      labelNames: ['class'],
+      registers,
+    }),
+    claims: new Counter({
+      name: 'castellan_object_claims_total',
+      help: 'Ownership claims by this host, by result.',
+      labelNames: ['class', 'result'],
+      registers,
+    }),
+    queueDepth: new Gauge({
+      name: 'castellan_object_queue_depth',
+      help: 'Requests queued or running, summed over the objects of this host.',
+      labelNames: ['class'],
+      registers,
+    }),
+    queueDepthMax: new Gauge({
+      name: 'castellan_object_queue_depth_max',
+      help: 'Deepest per-object queue on this host right now.',
+      labelNames: ['class'],
+      registers,
+    }),
+  };
+}

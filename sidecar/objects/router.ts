@@ -1,0 +1,247 @@
+/**
+ * The caller side of object invocation (every sidecar role): find the owner
+ * host, forward over NATS, follow redirects, and retry — but only when the
+ * request certainly did not run.
+ *
+ * Target choice: the cached owner if it is still reachable in this sidecar's
+ * view, else the rendezvous winner among placeable hosts (placement.ts). The
+ * host is the authority: it serves, claims, or redirects (host.ts).
+ *
+ * Safe retries: NATS "no responders" (nobody subscribed: the request was not
+ * delivered), and `retry` / `redirect` replies (the host refused before
+ * running the app) are retried with backoff until the deadline, with the same
+ * request id (hosts de-duplicate by id). A timeout after sending is NOT
+ * retried: the request may have run; the caller gets 504 OBJECT_TIMEOUT.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { CastellanError, Errors } from '../../common/errors.ts';
+import { describeError, type Logger } from '../../common/logger.ts';
+import { sleep } from '../../common/net.ts';
+import type { ClassView, Membership } from './membership.ts';
+import type { ObjectMetrics } from './metrics.ts';
+import type { ObjectStore } from './ownership-store.ts';
+import { rendezvous } from './placement.ts';
+import { encodeId, isValidClassName } from './subjects.ts';
+import { decodeEnvelope, encodeEnvelope, type HeaderList, type ReplyMeta, type RequestMeta } from './wire.ts';
+
+/** A call to forward: the wire request fields the caller knows, plus the body. */
+export type Invocation = Omit<RequestMeta, 'v' | 'timeoutMs'> & { body: Uint8Array };
+
+export interface InvocationResult {
+  status: number;
+  headers: HeaderList;
+  body: Uint8Array;
+  /** Host that served it. */
+  pod: string;
+}
+
+export interface RouterOptions {
+  requestTimeoutMs: number;
+  /** How long to wait for some host of the class to become available before 503 (ms). */
+  unavailableWaitMs: number;
+  maxRedirects: number;
+  /** Largest request body (bytes); larger → 413. */
+  maxBodyBytes: number;
+}
+
+const MAX_OWNER_CACHE = 10_000;
+
+export class Router {
+  private readonly nc: NatsConnection;
+  private readonly store: ObjectStore;
+  private readonly membership: Membership;
+  private readonly metrics: ObjectMetrics;
+  private readonly opts: RouterOptions;
+  private readonly log: Logger;
+  /** `class\0encId` → owner pod, from the last reply. */
+  private readonly owners = new Map<string, string>();
+
+  constructor(nc: NatsConnection, store: ObjectStore, membership: Membership, metrics: ObjectMetrics, opts: RouterOptions, log: Logger) {
+    this.nc = nc;
+    this.store = store;
+    this.membership = membership;
+    this.metrics = metrics;
+    this.opts = opts;
+    this.log = log;
+  }
+
+  get maxBodyBytes(): number {
+    return this.opts.maxBodyBytes;
+  }
+
+  async invoke(inv: Invocation): Promise<InvocationResult> {
+    const started = performance.now();
+    try {
+      const r = await this.route(inv, started);
+      this.metrics.requests.inc({ class: inv.cls, outcome: `${Math.floor(r.status / 100)}xx` });
+      return r;
+    } catch (err) {
+      this.metrics.requests.inc({ class: inv.cls, outcome: err instanceof CastellanError ? err.code : 'INTERNAL' });
+      throw err;
+    } finally {
+      this.metrics.latency.observe({ class: inv.cls }, (performance.now() - started) / 1000);
+    }
+  }
+
+  private async route(inv: Invocation, started: number): Promise<InvocationResult> {
+    if (inv.body.length > this.opts.maxBodyBytes) {
+      throw Errors.payloadTooLarge(`Request body is ${inv.body.length} bytes; objects accept at most ${this.opts.maxBodyBytes}.`);
+    }
+    if (!isValidClassName(inv.cls)) throw Errors.classNotFound(inv.cls);
+    let exists: boolean;
+    try {
+      exists = await this.store.classExists(inv.cls);
+    } catch (err) {
+      throw Errors.unavailable(`Cannot look up class "${inv.cls}": ${describeError(err)}`, 'OBJECT_UNAVAILABLE', err);
+    }
+    if (!exists) throw Errors.classNotFound(inv.cls);
+
+    const view = this.membership.view(inv.cls);
+    await view.whenReady();
+    const names = this.store.names(inv.cls);
+    const encId = encodeId(inv.id);
+    const cacheKey = `${inv.cls}\0${encId}`;
+    const deadline = started + this.opts.requestTimeoutMs;
+    const avoid = new Map<string, number>();
+    let redirectTo: string | undefined;
+    let redirects = 0;
+    let backoff = 0;
+    let noHostSince: number | undefined;
+    let lastReason = 'no host of the class is available';
+    let kind: 'first' | 'redirect' | 'retry' = 'first';
+
+    for (;;) {
+      const now = performance.now();
+      const remaining = deadline - now;
+      if (remaining <= 0) throw Errors.unavailable(`Object ${inv.cls}/${inv.id} is unavailable: ${lastReason}.`, 'OBJECT_UNAVAILABLE');
+      for (const [pod, until] of avoid) if (until <= now) avoid.delete(pod);
+
+      let target = redirectTo;
+      redirectTo = undefined;
+      if (target === undefined) {
+        const cached = this.owners.get(cacheKey);
+        if (cached !== undefined && view.reachable(cached) && !avoid.has(cached)) target = cached;
+      }
+      target ??= rendezvous(view.placeable(new Set(avoid.keys())), encId);
+      if (target === undefined) {
+        noHostSince ??= now;
+        if (now - noHostSince >= this.opts.unavailableWaitMs) {
+          throw Errors.unavailable(`Object ${inv.cls}/${inv.id} is unavailable: ${lastReason}.`, 'OBJECT_UNAVAILABLE');
+        }
+        backoff = nextBackoff(backoff);
+        await sleep(Math.min(backoff, remaining));
+        await view.refresh();
+        continue;
+      }
+      noHostSince = undefined;
+
+      const meta: RequestMeta = {
+        v: 1,
+        cls: inv.cls,
+        id: inv.id,
+        method: inv.method,
+        path: inv.path,
+        query: inv.query,
+        headers: inv.headers,
+        rid: inv.rid,
+        timeoutMs: Math.max(1, Math.floor(remaining)),
+      };
+      this.metrics.forwards.inc({ class: inv.cls, kind });
+      let data: Uint8Array;
+      try {
+        const request = this.nc.request(names.rpc(target), encodeEnvelope(meta, inv.body), { timeout: Math.max(1, Math.floor(remaining)) });
+        data = (await this.unlessHostDies(request, view, target)).data;
+      } catch (err) {
+        if (err instanceof CastellanError) throw err;
+        const text = describeError(err);
+        if (isNoResponders(err)) {
+          // Not delivered to anyone: safe to try another host.
+          lastReason = `host ${target} is not answering`;
+          this.owners.delete(cacheKey);
+          avoid.set(target, performance.now() + 1_000);
+          kind = 'retry';
+          backoff = nextBackoff(backoff);
+          await sleep(Math.min(backoff, Math.max(0, deadline - performance.now())));
+          continue;
+        }
+        if (/timeout/i.test(text)) {
+          throw Errors.timeout(`Object ${inv.cls}/${inv.id} did not answer within ${this.opts.requestTimeoutMs} ms; it may or may not have processed the request.`, 'OBJECT_TIMEOUT');
+        }
+        throw Errors.unavailable(`Forwarding to object ${inv.cls}/${inv.id} failed: ${text}`, 'OBJECT_UNAVAILABLE', err);
+      }
+      const { meta: reply, body } = decodeEnvelope<ReplyMeta>(data);
+      switch (reply.t) {
+        case 'ok':
+          this.remember(cacheKey, reply.pod);
+          return { status: reply.status, headers: reply.headers, body, pod: reply.pod };
+        case 'error':
+          throw new CastellanError(reply.status, reply.code, reply.message, { retryable: reply.retryable });
+        case 'redirect':
+          if (++redirects > this.opts.maxRedirects) {
+            throw Errors.unavailable(`Object ${inv.cls}/${inv.id} is unavailable: ownership is moving (too many redirects).`, 'OBJECT_UNAVAILABLE');
+          }
+          this.remember(cacheKey, reply.pod);
+          redirectTo = reply.pod;
+          kind = 'redirect';
+          if (redirects > 2) {
+            backoff = nextBackoff(backoff);
+            await sleep(Math.min(backoff, Math.max(0, deadline - performance.now())));
+          }
+          continue;
+        case 'retry':
+          lastReason = `host ${target}: ${reply.reason}`;
+          this.owners.delete(cacheKey);
+          if (reply.reason === 'draining') avoid.set(target, performance.now() + 5_000);
+          redirects = 0;
+          kind = 'retry';
+          backoff = nextBackoff(backoff);
+          this.log.debug('retrying object request', { cls: inv.cls, id: inv.id, host: target, reason: reply.reason });
+          await sleep(Math.min(backoff, Math.max(0, deadline - performance.now())));
+          continue;
+      }
+    }
+  }
+
+  /**
+   * Resolves with the reply, or fails early with 504 when the host that has
+   * the request dies (its lease lapses in this sidecar's view) before
+   * answering: the request may have run, so it is not retried, but the caller
+   * need not wait for the full timeout.
+   */
+  private unlessHostDies<T>(request: Promise<T>, view: ClassView, pod: string): Promise<T> {
+    if (!view.reachable(pod)) return request;
+    let timer: NodeJS.Timeout | undefined;
+    const died = new Promise<never>((_, reject) => {
+      timer = setInterval(() => {
+        if (!view.reachable(pod)) {
+          reject(Errors.timeout(`The host running the object stopped before answering (pod ${pod}); the request may or may not have been processed.`, 'OBJECT_TIMEOUT'));
+        }
+      }, 100);
+    });
+    died.catch(() => undefined);
+    return Promise.race([request, died]).finally(() => clearInterval(timer));
+  }
+
+  private remember(key: string, pod: string): void {
+    this.owners.delete(key);
+    this.owners.set(key, pod);
+    if (this.owners.size > MAX_OWNER_CACHE) {
+      const oldest = this.owners.keys().next().value;
+      if (oldest !== undefined) this.owners.delete(oldest);
+    }
+  }
+}
+
+function nextBackoff(prev: number): number {
+  return prev === 0 ? 20 : Math.min(250, prev * 2);
+}
+
+function isNoResponders(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    if (e.name === 'NoRespondersError') return true;
+    const probe = (e as unknown as { isNoResponders?: () => boolean }).isNoResponders;
+    if (typeof probe === 'function' && probe.call(e)) return true;
+    if (/no responders/i.test(e.message)) return true;
+  }
+  return false;
+}

@@ -1,0 +1,100 @@
+/**
+ * One sidecar process: its NATS link, its HTTP API on localhost, and the
+ * features its role enables. `startSidecar` wires them; `stop` drains them in
+ * reverse order (readiness first, so load balancers and callers move away).
+ */
+import type { Server } from 'node:http';
+import express from 'express';
+import type { Registry } from 'prom-client';
+import { logger, type Logger } from '../common/logger.ts';
+import type { SidecarConfig } from './config.ts';
+import { errorHandler, notFoundHandler } from './http/errors.ts';
+import { healthRouter, Readiness } from './http/health.ts';
+import { createMetricsRegistry } from './metrics.ts';
+import { connectNats, type NatsLink } from './nats-connection.ts';
+import { startObjects } from './objects/mod.ts';
+
+export interface Sidecar {
+  config: SidecarConfig;
+  /** `http://127.0.0.1:<port>` — the address the app calls. */
+  url: string;
+  port: number;
+  nats: NatsLink;
+  registry: Registry;
+  stop(): Promise<void>;
+}
+
+export async function startSidecar(config: SidecarConfig, log: Logger = logger('sidecar', { role: config.role, pod: config.podName })): Promise<Sidecar> {
+  const registry = createMetricsRegistry({ role: config.role, pod: config.podName });
+  const nats = await connectNats(config.nats.urls, `castellan-${config.role}-${config.podName}`, log.child({ component: 'sidecar.nats' }));
+
+  const readiness = new Readiness();
+  readiness.add('nats', () => (nats.connected() ? true : 'not connected to NATS'));
+
+  const o = config.objects;
+  const objects = await startObjects(
+    nats.nc,
+    registry,
+    {
+      prefix: config.nats.prefix,
+      namespace: config.namespace,
+      pod: config.podName,
+      leaseTtlMs: o.leaseTtl,
+      requestTimeoutMs: o.requestTimeout,
+      unavailableWaitMs: o.unavailableWait,
+      ...(config.role === 'object-host' && o.class !== undefined && o.appPort !== undefined
+        ? {
+            host: {
+              cls: o.class,
+              appPort: o.appPort,
+              concurrency: o.concurrency,
+              maxQueue: o.maxQueue,
+              idleTimeoutMs: o.idleTimeout,
+              streamReplicas: o.streamReplicas,
+            },
+          }
+        : {}),
+    },
+    log.child({ component: 'sidecar.objects' }),
+  );
+  for (const [name, check] of Object.entries(objects.readiness)) readiness.add(name, check);
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.use(healthRouter(readiness, registry));
+  app.use(objects.routes);
+  app.use(notFoundHandler);
+  app.use(errorHandler(log));
+
+  const server = await listen(app, config.http.host, config.http.port);
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.http.port;
+  const url = `http://${config.http.host}:${port}`;
+  log.info('sidecar listening', { url, nats: config.nats.urls });
+
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      readiness.drain();
+      await objects.stop();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await nats.nc.drain().catch(() => nats.nc.close());
+      log.info('sidecar stopped');
+    })();
+    return stopping;
+  };
+
+  return { config, url, port, nats, registry, stop };
+}
+
+function listen(app: express.Express, host: string, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host);
+    server.once('listening', () => resolve(server));
+    server.once('error', reject);
+  });
+}
