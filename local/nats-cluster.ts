@@ -27,7 +27,7 @@ export interface NatsClusterOptions {
   name?: string;
   /** Fixed client ports, one per server (default: free ports). */
   clientPorts?: number[];
-  /** Max payload in bytes (default 1 MiB, as nats-server). */
+  /** Max payload in bytes (default 8 MiB: 1 MiB storage values plus headers must fit). */
   maxPayload?: number;
   /** Called when a node exits without being asked to (kill -9 from outside, crash). */
   onUnexpectedExit?: (node: NatsNode, code: number | null, signal: NodeJS.Signals | null) => void;
@@ -237,7 +237,7 @@ function serverConfig(node: NatsNode, all: NatsNode[], clusterName: string, maxP
     `listen: "127.0.0.1:${node.clientPort}"`,
     `http: "127.0.0.1:${node.monitorPort}"`,
     `server_tags: ["node:${node.name}"]`,
-    `max_payload: ${maxPayload ?? 1024 * 1024}`,
+    `max_payload: ${maxPayload ?? 8 * 1024 * 1024}`, // 8 MiB: object storage values are up to 1 MiB plus headers (docs/storage.md)
     'jetstream {',
     `  store_dir: ${JSON.stringify(node.storeDir)}`,
     '  sync_interval: always',
