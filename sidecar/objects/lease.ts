@@ -151,6 +151,23 @@ export function reachable(host: HostState, now: number, t: LeaseTiming): boolean
   return (host.record.kind === 'alive' || host.record.kind === 'draining') && now - host.observedAt <= t.ttl + t.margin;
 }
 
+/**
+ * Whether a request already delivered to `pod`'s session `sessionId` can no
+ * longer be answered, so a caller may stop waiting (it still may have run):
+ * the session was fenced, its lease expired, or the pod restarted as a new
+ * session (a graceful predecessor answered before it left). A session that
+ * wrote `leave` drained gracefully: it answered every
+ * request it received, and later ones got "no responders", so its callers
+ * keep waiting for the reply.
+ */
+export function lostInFlight(host: HostState | undefined, sessionId: string | undefined, now: number, t: LeaseTiming): boolean {
+  if (host === undefined) return false;
+  if (sessionId !== undefined && host.record.sessionId !== sessionId) return true;
+  if (host.record.kind === 'leave') return false;
+  if (host.record.kind === 'fenced') return true;
+  return now - host.observedAt > t.ttl + t.margin;
+}
+
 export type ClaimDecision =
   | { action: 'serve' }
   | { action: 'claim'; expectSeq: number }

@@ -20,7 +20,7 @@ import { observeHost, placeable, reachable, selfLeaseValid, selfLeaseEnd, type H
 export class ClassView {
   readonly cls: string;
   private readonly store: ObjectStore;
-  private readonly timing: LeaseTiming;
+  readonly timing: LeaseTiming;
   private readonly log: Logger;
   private readonly hosts = new Map<string, HostState>();
   private readonly ready: Promise<void>;

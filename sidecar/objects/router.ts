@@ -20,6 +20,7 @@ import { sleep } from '../../common/net.ts';
 import type { ClassView, Membership } from './membership.ts';
 import type { ObjectMetrics } from './metrics.ts';
 import type { ObjectStore } from './ownership-store.ts';
+import { lostInFlight } from './lease.ts';
 import { rendezvous } from './placement.ts';
 import { encodeId, isValidClassName } from './subjects.ts';
 import { decodeEnvelope, encodeEnvelope, type HeaderList, type ReplyMeta, type RequestMeta } from './wire.ts';
@@ -204,18 +205,32 @@ export class Router {
 
   /**
    * Resolves with the reply, or fails early with 504 when the host that has
-   * the request dies (its lease lapses in this sidecar's view) before
-   * answering: the request may have run, so it is not retried, but the caller
-   * need not wait for the full timeout.
+   * the request can no longer answer it (lease.ts lostInFlight: fenced,
+   * expired, or restarted) before answering: the request may have run, so it
+   * is not retried, but the caller need not wait for the full timeout. The
+   * view is refreshed before giving up, so a view that merely fell behind
+   * (a busy event loop) never fails a request a live host is working on.
    */
   private unlessHostDies<T>(request: Promise<T>, view: ClassView, pod: string): Promise<T> {
     if (!view.reachable(pod)) return request;
+    const session = view.host(pod)?.record.sessionId;
     let timer: NodeJS.Timeout | undefined;
+    let checking = false;
+    const lost = () => lostInFlight(view.host(pod), session, performance.now(), view.timing);
     const died = new Promise<never>((_, reject) => {
       timer = setInterval(() => {
-        if (!view.reachable(pod)) {
-          reject(Errors.timeout(`The host running the object stopped before answering (pod ${pod}); the request may or may not have been processed.`, 'OBJECT_TIMEOUT'));
-        }
+        if (checking || !lost()) return;
+        checking = true;
+        void view
+          .refresh()
+          .then(() => {
+            if (lost()) {
+              reject(Errors.timeout(`The host running the object stopped before answering (pod ${pod}); the request may or may not have been processed.`, 'OBJECT_TIMEOUT'));
+            }
+          })
+          .finally(() => {
+            checking = false;
+          });
       }, 100);
     });
     died.catch(() => undefined);

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from '@jest/globals';
 import { CastellanError } from '../../common/errors.ts';
-import { decideClaim, observeHost, selfLeaseValid, sessionStatus, placeable, type HostRecord, type LeaseTiming } from '../../sidecar/objects/lease.ts';
+import { decideClaim, lostInFlight, observeHost, selfLeaseValid, sessionStatus, placeable, type HostRecord, type LeaseTiming } from '../../sidecar/objects/lease.ts';
 import { rendezvous } from '../../sidecar/objects/placement.ts';
 import { classNames, decodeId, encodeId, parseIdSegment } from '../../sidecar/objects/subjects.ts';
 import { TurnQueue } from '../../sidecar/objects/turn-queue.ts';
@@ -181,6 +181,27 @@ describe('leases', () => {
         if (st === 'expired' && state.seq === seq) expect(selfLeaseValid(lastSent, now, t)).toBe(false);
       }
     }
+  });
+});
+
+describe('requests in flight to a host', () => {
+  const t: LeaseTiming = { ttl: 1000, margin: 100 };
+  const hb = (sessionId: string, kind: HostRecord['kind'] = 'alive'): HostRecord => ({ kind, pod: 'A', sessionId, ts: 0 });
+
+  it('keeps waiting while the session heartbeats or has left gracefully', () => {
+    const s = observeHost(undefined, 1, hb('a1'), 0);
+    expect(lostInFlight(s, 'a1', 500, t)).toBe(false);
+    expect(lostInFlight(observeHost(s, 2, hb('a1', 'draining'), 600), 'a1', 1500, t)).toBe(false);
+    // A graceful leave answered everything it received: the reply is coming (or "no responders").
+    expect(lostInFlight(observeHost(s, 2, hb('a1', 'leave'), 600), 'a1', 60_000, t)).toBe(false);
+    expect(lostInFlight(undefined, 'a1', 60_000, t)).toBe(false);
+  });
+
+  it('gives up when the session is fenced, expired, or replaced by a restart', () => {
+    const s = observeHost(undefined, 1, hb('a1'), 0);
+    expect(lostInFlight(s, 'a1', 1101, t)).toBe(true);
+    expect(lostInFlight(observeHost(s, 2, hb('a1', 'fenced'), 10), 'a1', 20, t)).toBe(true);
+    expect(lostInFlight(observeHost(s, 2, hb('a2'), 10), 'a1', 20, t)).toBe(true);
   });
 });
 
