@@ -1,0 +1,82 @@
+/**
+ * Names of everything a replicated queue puts on NATS.
+ *
+ * Per queue (namespace ns, queue q, subject base `<prefix>.q.<ns>.<q>`):
+ *   meta stream  <PREFIX>_QM_<ns>_<q>          subjects <base>.meta.>   (R3, one record per subject)
+ *     config     <base>.meta.config            the queue's settings (queue hosts / operator write it)
+ *     host       <base>.meta.host.<pod>        heartbeat chain of one queue host (its lease)
+ *     claim      <base>.meta.claim.<msgId>     who holds the visible copy after a promotion (per-message TTL)
+ *     tomb       <base>.meta.tomb.<pod>.<key>  a delete/purge kept for a host that was down (per-message TTL)
+ *     dedup      <base>.meta.dedup.<hash>      deduplication marker (TTL 5 min)
+ *   host stream  <PREFIX>_QH_<ns>_<q>_<pod>    subjects <base>.h.<pod>.>  (one per host)
+ *     message    <base>.h.<pod>.m.<msgId>      the replica (immutable)
+ *     state      <base>.h.<pod>.s.<msgId>      receive count, invisible-until, replica list
+ *   rpc          <prefix>.qrpc.<ns>.<q>.<pod>   core NATS request/reply to one host
+ *   wake         <prefix>.qwake.<ns>.<q>        "a message may be visible now" (long polls)
+ */
+import { createHash } from 'node:crypto';
+import { sanitizeToken } from '../objects/subjects.ts';
+
+/** ReplicatedQueue names are Kubernetes resource names. */
+export const queueNamePattern = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+export function isValidQueueName(name: string): boolean {
+  return queueNamePattern.test(name);
+}
+
+export interface QueueNames {
+  metaStream: string;
+  metaAll: string;
+  config: string;
+  host(pod: string): string;
+  hosts: string;
+  claim(id: string): string;
+  claims: string;
+  tomb(pod: string, key: string): string;
+  tombs(pod: string): string;
+  dedup(dedupId: string): string;
+  /** Prefix of every host stream of the queue. */
+  hostStreamPrefix: string;
+  hostStream(pod: string): string;
+  /** Subject prefix of every host stream of the queue. */
+  hostSubjectPrefix: string;
+  hostAll(pod: string): string;
+  message(pod: string, id: string): string;
+  state(pod: string, id: string): string;
+  /** Filter of both subjects of one message in one host stream. */
+  messageAll(pod: string, id: string): string;
+  rpc(pod: string): string;
+  wake: string;
+}
+
+export function queueNames(prefix: string, namespace: string, queue: string): QueueNames {
+  const ns = sanitizeToken(namespace);
+  const q = sanitizeToken(queue);
+  const P = sanitizeToken(prefix).toUpperCase();
+  const base = `${prefix}.q.${ns}.${q}`;
+  const pod = (p: string) => sanitizeToken(p);
+  return {
+    metaStream: `${P}_QM_${ns}_${q}`,
+    metaAll: `${base}.meta.>`,
+    config: `${base}.meta.config`,
+    host: (p) => `${base}.meta.host.${pod(p)}`,
+    hosts: `${base}.meta.host.>`,
+    claim: (id) => `${base}.meta.claim.${id}`,
+    claims: `${base}.meta.claim.>`,
+    tomb: (p, key) => `${base}.meta.tomb.${pod(p)}.${key}`,
+    tombs: (p) => `${base}.meta.tomb.${pod(p)}.>`,
+    dedup: (d) => `${base}.meta.dedup.${createHash('sha256').update(d, 'utf8').digest('base64url').slice(0, 32)}`,
+    hostStreamPrefix: `${P}_QH_${ns}_${q}_`,
+    hostStream: (p) => `${P}_QH_${ns}_${q}_${pod(p)}`,
+    hostSubjectPrefix: `${base}.h.`,
+    hostAll: (p) => `${base}.h.${pod(p)}.>`,
+    message: (p, id) => `${base}.h.${pod(p)}.m.${id}`,
+    state: (p, id) => `${base}.h.${pod(p)}.s.${id}`,
+    messageAll: (p, id) => `${base}.h.${pod(p)}.*.${id}`,
+    rpc: (p) => `${prefix}.qrpc.${ns}.${q}.${pod(p)}`,
+    wake: `${prefix}.qwake.${ns}.${q}`,
+  };
+}
+
+/** Message ids are UUIDs: subject-safe tokens. */
+export const messageIdPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
