@@ -1,12 +1,21 @@
 /**
  * Long-running commands (`dev`, `sidecar`, later `operator`) run until SIGTERM
- * or SIGINT, then stop cleanly; the exit code says whether stopping worked.
+ * SIGINT or SIGHUP, then stop cleanly; the exit code says whether stopping
+ * worked. A second signal while stopping exits at once.
  */
 import { describeError, type Logger } from '../common/logger.ts';
 
 export function runUntilSignal(stop: () => Promise<void>, log: Logger, action: string): Promise<number> {
   return new Promise((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
+      for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.off(s, onSignal);
+      // A second signal while stopping forces the exit (exit hooks kill whatever children are left).
+      for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+        process.once(s, () => {
+          log.warn('second signal while stopping; exiting now', { signal: s });
+          process.exit(130);
+        });
+      }
       log.info(`signal received; ${action}`, { signal });
       stop().then(
         () => resolve(0),
@@ -18,5 +27,6 @@ export function runUntilSignal(stop: () => Promise<void>, log: Logger, action: s
     };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
+    process.once('SIGHUP', onSignal);
   });
 }

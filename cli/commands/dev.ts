@@ -3,23 +3,45 @@
  */
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { loadDevConfig } from '../../local/dev/config.ts';
-import { runDev, type DevState } from '../../local/dev/run.ts';
+import { loadDevConfig, processNames } from '../../local/dev/config.ts';
+import { runDev } from '../../local/dev/run.ts';
+import { banner } from '../../local/dev/banner.ts';
+import { useReadableLogs } from '../../local/dev/logs.ts';
 import { logger } from '../../common/logger.ts';
 import { runUntilSignal } from '../signals.ts';
 import { parseFlags, UsageError } from '../usage.ts';
 
-const help = `Usage: castellan dev [-f FILE] [--no-restart]
+export const help = `Usage: castellan dev [-f FILE] [--no-restart] [--state-dir DIR]
 
-Runs Castellan on this machine: an embedded NATS JetStream, the sidecars and
-your apps as child processes, and a client sidecar for you on port 3600.
-Writes .castellan/dev/state.json when everything is ready; Ctrl-C stops it all.
+Runs Castellan on this machine: an embedded NATS JetStream (a spawned
+nats-server), one sidecar per object host and queue host, your apps as child
+processes, and a client sidecar for you (port 3600 by default). Each process's
+output is prefixed with its name. A crashed process is restarted after about
+2 s. When everything is ready it writes .castellan/dev/state.json and prints
+commands to try; Ctrl-C (or SIGTERM) stops everything and removes the file.
 
 Options:
   -f, --file FILE    configuration (default castellan.dev.yaml)
   --state-dir DIR    where state.json and NATS data go (default .castellan/dev)
   --no-restart       do not restart crashed child processes
-  -h, --help         show this help`;
+  -h, --help         show this help
+
+Configuration (YAML):
+  nats: {embedded: {servers: 1}}          # 1 or 3 servers, or {url: "nats://host:4222"}
+  objects:                                 # DurableObject classes
+    counter:
+      hosts: 3                             # object-host sidecars counter-0..2, each with an app
+      app: {command: "node examples/counter/app.js", env: {}}   # listens on $PORT
+      concurrency: Serial                  # or Concurrent
+      try: ["POST /increment", "GET /"]    # calls the banner suggests
+  queues:                                  # ReplicatedQueues
+    jobs: {hosts: 3, replicaCount: 2, visibilityTimeout: 30s, messageRetention: 4d,
+           maxMessageBytes: 262144, delay: 0s, deadLetter: {queue: jobs-dead, maxReceiveCount: 5}}
+  apps:                                    # other processes (workers); they get $PORT and
+    worker: {command: "node examples/jobs/worker.js", replicas: 1, queue: jobs}   # $CASTELLAN_SIDECAR_URL
+  client: {port: 3600}
+
+Exit codes: 0 stopped by a signal, 1 failed to start, 2 bad flags or configuration.`;
 
 export async function run(argv: string[]): Promise<number> {
   const flags = parseFlags(
@@ -32,28 +54,26 @@ export async function run(argv: string[]): Promise<number> {
   if (!existsSync(file)) throw new UsageError(`configuration file ${file} not found (use -f FILE)`);
   const config = loadDevConfig(file);
   const stateDir = flags.values['state-dir'] ?? join(process.cwd(), '.castellan', 'dev');
-  const dev = await runDev({ config, stateDir, restart: flags.values['no-restart'] !== true });
-  process.stdout.write(banner(dev.state));
-  return runUntilSignal(() => dev.stop(), logger('dev'), 'stopping everything');
-}
+  const colour = process.stdout.isTTY;
+  useReadableLogs('dev', colour, Math.max(...processNames(config).map((n) => n.length)));
+  const log = logger('dev');
 
-function banner(state: DevState): string {
-  const client = state.processes.find((p) => p.role === 'client');
-  const url = `http://127.0.0.1:${client?.httpPort ?? 3600}`;
-  return [
-    '',
-    'Castellan dev is ready.',
-    `  NATS:    ${state.nats.urls.join(', ')}`,
-    ...state.processes.map((p) => `  ${p.name.padEnd(8)} ${p.role} pid ${p.pid} on ${p.httpPort}`),
-    '',
-    'Try:',
-    `  curl ${url}/healthz`,
-    `  curl ${url}/readyz`,
-    ...[...new Set(state.processes.filter((p) => p.role === 'object-host').map((p) => p.class))].map(
-      (cls) => `  curl -X POST ${url}/v1/objects/${cls}/my-object/   # any path after the id goes to the app`,
-    ),
-    '',
-    'Press Ctrl-C to stop.',
-    '',
-  ].join('\n');
+  // A signal during start-up aborts it; everything started so far is stopped.
+  const abort = new AbortController();
+  const onEarlySignal = (signal: NodeJS.Signals) => {
+    log.info('signal received during start-up; stopping', { signal });
+    abort.abort();
+  };
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onEarlySignal);
+  let dev;
+  try {
+    dev = await runDev({ config, stateDir, restart: flags.values['no-restart'] !== true, colour, signal: abort.signal });
+  } catch (err) {
+    if (abort.signal.aborted) return 0;
+    throw err;
+  } finally {
+    for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onEarlySignal);
+  }
+  process.stdout.write(banner(dev.state, config, dev.statePath));
+  return runUntilSignal(() => dev.stop(), log, 'stopping everything');
 }
