@@ -1,0 +1,141 @@
+/**
+ * The benchmark's world, all real processes on 127.0.0.1: a 3-node NATS
+ * JetStream cluster (test/harness/nats.ts → local/nats-cluster.ts, the same
+ * launcher `castellan dev` uses), object hosts (bench app + sidecar, spawned
+ * through test/harness/sidecars.ts like the integration tests), client
+ * sidecars, queue hosts and baseline responders. Everything started here is
+ * stopped by `dispose()` (and killed if the runner dies: common/children.ts).
+ */
+import { closeSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { spawnOwned, terminate } from '../../common/children.ts';
+import { freePort } from '../../common/net.ts';
+import { projectRoot } from '../../common/paths.ts';
+import { startNats, type TestNats } from '../../test/harness/nats.ts';
+import { logDir, startSidecar, waitHttp, type Proc, type SidecarProc } from '../../test/harness/sidecars.ts';
+
+export { logDir };
+
+const memApp = join(projectRoot, 'bench', 'apps', 'mem-app.ts');
+const responderApp = join(projectRoot, 'bench', 'apps', 'nats-responder.ts');
+
+export interface Host {
+  name: string;
+  cls: string;
+  sidecar: SidecarProc;
+  app: Proc & { port: number };
+}
+
+/** Env every bench sidecar gets: quiet logs (the benchmark measures serving, not logging). */
+const quiet = { CASTELLAN_LOG_LEVEL: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'warn' };
+
+export function spawnNode(name: string, script: string, env: NodeJS.ProcessEnv): Proc {
+  const fd = openSync(join(logDir, `${name}.log`), 'a');
+  try {
+    const child = spawnOwned(process.execPath, ['--disable-warning=ExperimentalWarning', script], { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
+    return { name, child, pid: child.pid as number };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function alive(p: Proc): boolean {
+  return p.child.exitCode === null && p.child.signalCode === null;
+}
+
+export class BenchEnv {
+  readonly nats: TestNats;
+  private readonly procs: Proc[] = [];
+  private seq = 0;
+  private ncs: NatsConnection[] = [];
+
+  private constructor(nats: TestNats) {
+    this.nats = nats;
+  }
+
+  static async start(): Promise<BenchEnv> {
+    return new BenchEnv(await startNats(3));
+  }
+
+  get urls(): string[] {
+    return this.nats.urls;
+  }
+
+  /** A NATS connection for the benchmark process itself (closed by dispose). */
+  async connect(): Promise<NatsConnection> {
+    const nc = await this.nats.connect();
+    this.ncs.push(nc);
+    return nc;
+  }
+
+  /** Starts the bench app on a free port, told its sidecar's URL. */
+  async startApp(name: string, host: string, sidecarPort: number): Promise<Proc & { port: number }> {
+    const port = await freePort();
+    const p = spawnNode(name, memApp, { PORT: String(port), BENCH_HOST: host, CASTELLAN_SIDECAR_URL: `http://127.0.0.1:${sidecarPort}` });
+    this.procs.push(p);
+    await waitHttp(`http://127.0.0.1:${port}/whoami`);
+    return { ...p, port };
+  }
+
+  /** One object host of `cls`: bench app + object-host sidecar. `name` defaults to `<cls>-<n>`. */
+  async startHost(cls: string, env: NodeJS.ProcessEnv = {}, name = `${cls}-${this.seq++}`): Promise<Host> {
+    const port = await freePort();
+    const app = await this.startApp(`${name}-app`, name, port);
+    const sidecar = await startSidecar(name, this.urls, { ...quiet, CASTELLAN_ROLE: 'object-host', CASTELLAN_CLASS: cls, CASTELLAN_APP_PORT: String(app.port), ...env }, { port });
+    this.procs.push(sidecar);
+    return { name, cls, sidecar, app };
+  }
+
+  async startHosts(cls: string, n: number, env: NodeJS.ProcessEnv = {}): Promise<Host[]> {
+    return Promise.all(Array.from({ length: n }, () => this.startHost(cls, env)));
+  }
+
+  async startClient(name = `client-${this.seq++}`, env: NodeJS.ProcessEnv = {}): Promise<SidecarProc> {
+    const sc = await startSidecar(name, this.urls, { ...quiet, CASTELLAN_ROLE: 'client', ...env });
+    this.procs.push(sc);
+    return sc;
+  }
+
+  /** A queue host sidecar (SPEC §2.3 role `queue-host`), named `<queue>-<ordinal>`. */
+  async startQueueHost(queue: string, ordinal: number, env: NodeJS.ProcessEnv): Promise<SidecarProc> {
+    const sc = await startSidecar(`${queue}-${ordinal}`, this.urls, { ...quiet, CASTELLAN_ROLE: 'queue-host', CASTELLAN_QUEUE: queue, ...env });
+    this.procs.push(sc);
+    return sc;
+  }
+
+  /** A baseline responder (bench/apps/nats-responder.ts) with its own bench app. */
+  async startResponder(subject: string, queue?: string): Promise<{ responder: Proc; app: Proc & { port: number } }> {
+    const name = `responder-${this.seq++}`;
+    const app = await this.startApp(`${name}-app`, name, 0);
+    const responder = spawnNode(name, responderApp, {
+      NATS_URL: this.urls.join(','),
+      SUBJECT: subject,
+      APP_PORT: String(app.port),
+      BENCH_HOST: name,
+      ...(queue !== undefined ? { QUEUE: queue } : {}),
+    });
+    this.procs.push(responder);
+    return { responder, app };
+  }
+
+  /** Stops processes (SIGTERM, SIGKILL after a grace period). */
+  async stop(...ps: (Proc | undefined)[]): Promise<void> {
+    await Promise.all(ps.map((p) => (p === undefined ? undefined : terminate(p.child, 'SIGTERM', 5_000))));
+  }
+
+  async stopHosts(hosts: Host[]): Promise<void> {
+    await this.stop(...hosts.flatMap((h) => [h.sidecar, h.app]));
+  }
+
+  /** kill -9 a host: its sidecar and its app, like a pod dying. */
+  killHost(h: Host): void {
+    for (const p of [h.sidecar, h.app]) if (alive(p)) p.child.kill('SIGKILL');
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.allSettled(this.procs.map((p) => terminate(p.child, 'SIGKILL', 1_000)));
+    await Promise.allSettled(this.ncs.map((nc) => nc.close()));
+    await this.nats.dispose();
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * Scenario 8 — memory: resident memory (VmRSS) of an object-host sidecar
+ * idle, and holding N active objects (a class with a single host, so every
+ * object lands on it). Baselines: the floor of any Node process with a NATS
+ * connection and an HTTP client (bench/apps/nats-responder.ts, idle), and
+ * for the loaded case the same sidecar idle.
+ */
+import { sleep } from '../../common/net.ts';
+import { closedLoop } from '../lib/load.ts';
+import { call } from '../lib/objects.ts';
+import { rssBytes } from '../lib/procfs.ts';
+import { assertHealthy, valueResult } from '../lib/result.ts';
+import type { Ctx, Scenario } from '../lib/scenario.ts';
+
+const MB = 1024 * 1024;
+
+/** RSS after things settle: the median of a few readings a short while apart. */
+async function settledRss(pid: number, readings = 5): Promise<number> {
+  const xs: number[] = [];
+  for (let i = 0; i < readings; i++) {
+    await sleep(400);
+    xs.push(rssBytes(pid));
+  }
+  return xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+}
+
+export const memory: Scenario = {
+  name: 'memory',
+  title: 'Sidecar memory idle and with many active objects',
+  async run(ctx: Ctx) {
+    const fx = await ctx.objects();
+    const { responder, app: rApp } = await ctx.env.startResponder('bench.rr.idle');
+    const host = await ctx.env.startHost('bench-mem');
+    try {
+      await sleep(1_000);
+      const floor = await settledRss(responder.pid);
+      const idle = await settledRss(host.sidecar.pid);
+      const clientIdle = await settledRss(fx.client.pid);
+      const n = ctx.p.memObjects;
+      ctx.log(`activating ${n} objects on one host`);
+      const t0 = performance.now();
+      const load = await closedLoop((i) => call(fx.client.url, 'bench-mem', `mem-${i}`), { concurrency: 64, count: n });
+      const activationSeconds = (performance.now() - t0) / 1000;
+      assertHealthy('activating objects', load);
+      const loaded = await settledRss(host.sidecar.pid);
+      return [
+        valueResult('memory', 'object-host sidecar RSS, idle', 'MB', idle / MB, 'Node process with a NATS connection, idle', floor / MB, {
+          target: { text: '≤ 80 MB', met: (r) => r.value <= 80 },
+          extra: { clientSidecarIdleMB: Math.round((clientIdle / MB) * 10) / 10 },
+        }),
+        valueResult('memory', `object-host sidecar RSS, ${n} active objects`, 'MB', loaded / MB, 'same sidecar idle', idle / MB, {
+          extra: {
+            bytesPerObject: Math.round((loaded - idle) / n),
+            activationsPerSecond: Math.round(load.ops / activationSeconds),
+          },
+        }),
+      ];
+    } finally {
+      await ctx.env.stopHosts([host]);
+      await ctx.env.stop(responder, rApp);
+    }
+  },
+};
