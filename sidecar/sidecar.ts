@@ -64,6 +64,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
   app.set('etag', false);
   app.use(healthRouter(readiness, registry));
   app.use(objects.routes);
+  app.use(objects.storageRoutes);
   app.use(notFoundHandler);
   app.use(errorHandler(log));
 

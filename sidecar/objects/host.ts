@@ -67,6 +67,14 @@ class Activation {
 
 const retry = (reason: string): Reply => ({ meta: { t: 'retry', reason } });
 
+/** An object this host serves right now (for storage, sidecar/storage). */
+export interface ActiveObject {
+  id: string;
+  encId: string;
+  /** Fencing token: the stream sequence of the owner record of this activation. */
+  token: number;
+}
+
 export class ObjectHost {
   private readonly nc: NatsConnection;
   private readonly store: ObjectStore;
@@ -82,6 +90,8 @@ export class ObjectHost {
   private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
   private readonly inflight = new Set<Promise<void>>();
+  private readonly deactivateListeners: ((encId: string, token: number) => void)[] = [];
+  private readonly activateListeners: ((obj: ActiveObject) => void)[] = [];
 
   constructor(nc: NatsConnection, store: ObjectStore, view: ClassView, app: AppProxy, metrics: ObjectMetrics, opts: HostOptions, log: Logger) {
     this.nc = nc;
@@ -135,6 +145,41 @@ export class ObjectHost {
 
   get activeCount(): number {
     return this.acts.size;
+  }
+
+  get cls(): string {
+    return this.opts.cls;
+  }
+
+  /**
+   * The activation of `id` if this host may serve it at this moment (active,
+   * claimed by the current session, lease valid); counts as use for idleness.
+   */
+  activeObject(id: string): ActiveObject | undefined {
+    const a = this.acts.get(encodeId(id));
+    if (a === undefined || a.state !== 'active' || a.session !== this.heartbeat.sessionId || !this.heartbeat.leaseValid()) return undefined;
+    a.lastUsed = performance.now();
+    return { id: a.id, encId: a.encId, token: a.token };
+  }
+
+  /** Called when an activation starts (claimed; storage preloads its state). */
+  onActivate(fn: (obj: ActiveObject) => void): void {
+    this.activateListeners.push(fn);
+  }
+
+  /** Called when an activation ends (released, dropped): its token is no longer this host's. */
+  onDeactivate(fn: (encId: string, token: number) => void): void {
+    this.deactivateListeners.push(fn);
+  }
+
+  private deactivated(a: Activation): void {
+    for (const fn of this.deactivateListeners) {
+      try {
+        fn(a.encId, a.token);
+      } catch (err) {
+        this.log.error('deactivate listener failed', { error: describeError(err) });
+      }
+    }
   }
 
   private async onMessage(msg: Msg): Promise<void> {
@@ -231,6 +276,15 @@ export class ObjectHost {
           a.state = 'gone';
           this.acts.delete(encId);
         }
+        if (o.ok) {
+          for (const fn of this.activateListeners) {
+            try {
+              fn({ id: a.id, encId: a.encId, token: a.token });
+            } catch (err) {
+              this.log.error('activate listener failed', { error: describeError(err) });
+            }
+          }
+        }
         this.metrics.activeObjects.set({ class: this.opts.cls }, this.acts.size);
         return o;
       },
@@ -318,6 +372,7 @@ export class ObjectHost {
         a.state = 'gone';
         if (this.acts.get(a.encId) === a) this.acts.delete(a.encId);
         this.metrics.activeObjects.set({ class: this.opts.cls }, this.acts.size);
+        this.deactivated(a);
       }
     })();
     return a.released;
@@ -343,7 +398,10 @@ export class ObjectHost {
   /** Forgets every activation (the session was fenced: none of them is ours any more). */
   private dropAll(why: string): void {
     if (this.acts.size > 0) this.log.warn('dropping all activations', { why, count: this.acts.size });
-    for (const a of this.acts.values()) a.state = 'gone';
+    for (const a of this.acts.values()) {
+      a.state = 'gone';
+      this.deactivated(a);
+    }
     this.acts.clear();
     this.metrics.activeObjects.set({ class: this.opts.cls }, 0);
   }

@@ -2,11 +2,20 @@
  * Durable objects in the sidecar: what sidecar.ts needs to wire them.
  * Every role gets the caller side (router + routes); the object-host role also
  * runs an ObjectHost for its class and adds an app-reachability readiness check.
+ * Object storage (sidecar/storage) is served by every role (non-hosts answer
+ * 409 NOT_OWNER); object hosts also run the class's alarm dispatcher
+ * (sidecar/alarms).
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Router as ExpressRouter } from 'express';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../common/logger.ts';
+import { DEFAULT_ALARM_RETRY } from '../alarms/backoff.ts';
+import { AlarmDispatcher } from '../alarms/dispatcher.ts';
+import { Journal } from '../storage/journal.ts';
+import { createStorageMetrics } from '../storage/metrics.ts';
+import { storageRoutes } from '../storage/routes.ts';
+import { Storage } from '../storage/storage.ts';
 import { AppProxy } from './app-proxy.ts';
 import { ObjectHost } from './host.ts';
 import { defaultMargin, type LeaseTiming } from './lease.ts';
@@ -41,6 +50,8 @@ export interface ObjectsConfig {
 
 export interface Objects {
   routes: ExpressRouter;
+  /** Object storage and alarms API (SPEC §2.2). */
+  storageRoutes: ExpressRouter;
   /** Readiness checks to add (name → check). */
   readiness: Record<string, () => Promise<true | string> | true | string>;
   /** Graceful: drains the host (if any), then stops views. */
@@ -64,6 +75,9 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
   const readiness: Objects['readiness'] = {};
   let host: ObjectHost | undefined;
   let app: AppProxy | undefined;
+  let alarms: AlarmDispatcher | undefined;
+  const storageMetrics = createStorageMetrics(registry);
+  const journal = new Journal(nc, Math.max(2_000, Math.min(10_000, 2 * cfg.leaseTtlMs)));
   if (cfg.host !== undefined) {
     app = new AppProxy(cfg.host.appPort, maxBodyBytes);
     host = new ObjectHost(
@@ -86,15 +100,27 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
       log.child({ component: 'objects.host', cls: cfg.host.cls }),
     );
     await host.start();
+    const names = store.names(cfg.host.cls);
+    alarms = new AlarmDispatcher(
+      nc,
+      router,
+      storageMetrics,
+      { cls: cfg.host.cls, names, policy: DEFAULT_ALARM_RETRY, deliveryTimeoutMs: cfg.requestTimeoutMs, maxConcurrent: 64 },
+      log.child({ component: 'alarms', cls: cfg.host.cls }),
+    );
+    await alarms.start();
     const a = app;
     const h = host;
     readiness.app = () => a.reachable();
     readiness.objects = () => h.ready();
   }
+  const storage = new Storage(host, journal, host === undefined ? undefined : store.names(host.cls), storageMetrics, log.child({ component: 'storage' }));
   return {
     routes: objectRoutes(router),
+    storageRoutes: storageRoutes(storage),
     readiness,
     async stop() {
+      await alarms?.stop();
       await host?.drain();
       membership.stop();
       app?.close();

@@ -89,10 +89,17 @@ export class ObjectStore {
       max_msgs_per_subject: 1,
       allow_direct: true,
       allow_atomic: true,
+      // Alarms are message schedules; storage tombstones expire (sidecar/storage, sidecar/alarms).
+      allow_msg_schedules: true,
+      allow_msg_ttl: true,
       description: `Castellan durable objects: ownership, host leases and storage of class ${cls}`,
     };
     try {
-      await jsm.streams.info(n.stream);
+      const info = await jsm.streams.info(n.stream);
+      if (info.config.allow_msg_schedules !== true || info.config.allow_msg_ttl !== true) {
+        await jsm.streams.update(n.stream, { ...info.config, allow_msg_schedules: true, allow_msg_ttl: true });
+        this.opts.log.info('enabled message schedules and TTLs on the object stream', { stream: n.stream });
+      }
       this.known.set(cls, { exists: true, at: performance.now() });
       return;
     } catch (err) {

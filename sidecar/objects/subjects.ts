@@ -13,7 +13,9 @@
  *   stream   <PREFIX>_OBJ_<ns>_<class>           subjects <prefix>.obj.<ns>.<class>.>
  *   owner    <prefix>.obj.<ns>.<class>.own.<encId>
  *   host     <prefix>.obj.<ns>.<class>.host.<pod>
- *   storage  <prefix>.obj.<ns>.<class>.kv.<encId>.<encKey>   (Objects II)
+ *   storage  <prefix>.obj.<ns>.<class>.kv.<encId>.<keyHash>  (Objects II, sidecar/storage)
+ *   alarm    <prefix>.obj.<ns>.<class>.alarm.<encId>          (schedule message, sidecar/alarms)
+ *   fire     <prefix>.obj.<ns>.<class>.fire.<encId>           (where a due alarm lands)
  *   rpc      <prefix>.rpc.<ns>.<class>.<pod>                 (core NATS request/reply)
  */
 import { Errors } from '../../common/errors.ts';
@@ -76,6 +78,16 @@ export interface ClassNames {
   hosts: string;
   /** RPC subject of one host of the class. */
   rpc(pod: string): string;
+  /** Storage: one subject per key of an object (`keyToken` from storage/layout.ts). */
+  kv(encId: string, keyToken: string): string;
+  /** Filter matching every key subject of an object. */
+  kvAll(encId: string): string;
+  /** The object's alarm (a JetStream message schedule). */
+  alarm(encId: string): string;
+  /** Where the alarm's schedule publishes when due. */
+  fire(encId: string): string;
+  /** Filter matching every fired alarm of the class. */
+  fires: string;
 }
 
 export function classNames(prefix: string, namespace: string, cls: string): ClassNames {
@@ -91,5 +103,10 @@ export function classNames(prefix: string, namespace: string, cls: string): Clas
     host: (pod) => `${base}.host.${sanitizeToken(pod)}`,
     hosts: `${base}.host.>`,
     rpc: (pod) => `${prefix}.rpc.${ns}.${c}.${sanitizeToken(pod)}`,
+    kv: (encId, keyToken) => `${base}.kv.${encId}.${keyToken}`,
+    kvAll: (encId) => `${base}.kv.${encId}.*`,
+    alarm: (encId) => `${base}.alarm.${encId}`,
+    fire: (encId) => `${base}.fire.${encId}`,
+    fires: `${base}.fire.*`,
   };
 }

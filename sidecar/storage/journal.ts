@@ -1,0 +1,187 @@
+/**
+ * JetStream adapter of object storage: the only file here that talks to NATS.
+ *
+ * Layout, in the class stream (max_msgs_per_subject 1, allow_atomic):
+ * - one subject per key, `…kv.<encId>.<sha256(key) base64url>`; the message
+ *   payload is the raw value, header `Castellan-Key` the key (base64url of its
+ *   UTF-8), and its stream sequence the key's version. Hashing keeps subjects
+ *   short whatever the key (keys are up to 2 KiB).
+ * - a delete is a tombstone on the key's subject (header `Castellan-Op: del`)
+ *   that replaces the value and expires after TOMBSTONE_TTL (Nats-TTL).
+ *
+ * Commit = one NATS 2.12 atomic batch (ADR-50: Nats-Batch-Id / -Sequence /
+ * -Commit). Every message carries the fence
+ * `Nats-Expected-Last-Subject-Sequence: <token>` with
+ * `Nats-Expected-Last-Subject-Sequence-Subject: <owner subject>`: the server
+ * applies the whole batch only if the object's owner record is still the one
+ * this activation claimed (its sequence is the fencing token). A stale owner's
+ * batch is rejected whole ("wrong last sequence"). Acks come after the
+ * replicated, synced store (the stream's replicas, sync_interval always).
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { describeError } from '../../common/logger.ts';
+import type { ClassNames } from '../objects/subjects.ts';
+import type { Entry } from './key-index.ts';
+
+export const TOMBSTONE_TTL = '1h';
+const JS_WRONG_LAST_SEQUENCE = 10071;
+
+export function keyToken(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('base64url');
+}
+
+export interface OutMessage {
+  subject: string;
+  data: Uint8Array;
+  headers: Record<string, string>;
+}
+
+export function putMessage(names: ClassNames, encId: string, key: string, value: Uint8Array): OutMessage {
+  return { subject: names.kv(encId, keyToken(key)), data: value, headers: { 'Castellan-Key': Buffer.from(key, 'utf8').toString('base64url') } };
+}
+
+export function deleteMessage(names: ClassNames, encId: string, key: string): OutMessage {
+  return {
+    subject: names.kv(encId, keyToken(key)),
+    data: new Uint8Array(0),
+    headers: { 'Castellan-Key': Buffer.from(key, 'utf8').toString('base64url'), 'Castellan-Op': 'del', 'Nats-TTL': TOMBSTONE_TTL },
+  };
+}
+
+/** The writer no longer owns the object at its token: nothing was written. */
+export class FencedError extends Error {
+  override name = 'FencedError';
+}
+
+/** The batch was refused by the server: nothing was written. */
+export class RejectedError extends Error {
+  override name = 'RejectedError';
+}
+
+/** No answer: the batch may or may not have been applied. */
+export class IndeterminateError extends Error {
+  override name = 'IndeterminateError';
+}
+
+interface BatchAck {
+  stream?: string;
+  seq?: number;
+  count?: number;
+  error?: { code?: number; err_code?: number; description?: string };
+}
+
+export interface LoadedObject {
+  entries: Map<string, Entry>;
+}
+
+export class Journal {
+  private readonly nc: NatsConnection;
+  private readonly timeoutMs: number;
+  private jsmP: Promise<JetStreamManager> | undefined;
+
+  constructor(nc: NatsConnection, timeoutMs: number) {
+    this.nc = nc;
+    this.timeoutMs = timeoutMs;
+  }
+
+  private jsm(): Promise<JetStreamManager> {
+    this.jsmP ??= jetstreamManager(this.nc, { timeout: this.timeoutMs, checkAPI: false }).catch((err: unknown) => {
+      this.jsmP = undefined;
+      throw err;
+    });
+    return this.jsmP;
+  }
+
+  /**
+   * Commits `msgs` atomically if the owner record of the object is still at
+   * `token`. Returns the stream sequence of each message (its version).
+   */
+  async commit(names: ClassNames, encId: string, token: number, msgs: readonly OutMessage[]): Promise<number[]> {
+    if (msgs.length === 0) return [];
+    const batchId = randomUUID();
+    const owner = names.owner(encId);
+    let reply;
+    try {
+      for (let i = 0; i < msgs.length; i++) {
+        const m = msgs[i]!;
+        const h = natsHeaders();
+        for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
+        h.set('Nats-Batch-Id', batchId);
+        h.set('Nats-Batch-Sequence', String(i + 1));
+        h.set('Nats-Expected-Last-Subject-Sequence', String(token));
+        h.set('Nats-Expected-Last-Subject-Sequence-Subject', owner);
+        if (i < msgs.length - 1) {
+          this.nc.publish(m.subject, m.data, { headers: h });
+        } else {
+          h.set('Nats-Batch-Commit', '1');
+          reply = await this.nc.request(m.subject, m.data, { headers: h, timeout: this.timeoutMs });
+        }
+      }
+    } catch (err) {
+      if (/no responders/i.test(describeError(err))) throw new RejectedError(`storage stream not reachable: ${describeError(err)}`);
+      throw new IndeterminateError(`commit not acknowledged: ${describeError(err)}`);
+    }
+    let ack: BatchAck;
+    try {
+      ack = JSON.parse(new TextDecoder().decode(reply!.data)) as BatchAck;
+    } catch (err) {
+      throw new IndeterminateError(`unreadable commit acknowledgement: ${describeError(err)}`);
+    }
+    if (ack.error !== undefined) {
+      const text = ack.error.description ?? 'unknown error';
+      if (ack.error.err_code === JS_WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(text)) throw new FencedError(`ownership moved: ${text}`);
+      throw new RejectedError(`commit refused by JetStream: ${text} (${ack.error.err_code ?? ack.error.code ?? '?'})`);
+    }
+    if (typeof ack.seq !== 'number' || ack.count !== msgs.length) {
+      throw new IndeterminateError(`unexpected commit acknowledgement ${JSON.stringify(ack)}`);
+    }
+    const first = ack.seq - msgs.length + 1;
+    return msgs.map((_, i) => first + i);
+  }
+
+  /**
+   * Reads every live key of an object. The read is served by one replica
+   * together with the owner record; it is complete only if that replica has
+   * the owner record at `token` (every write before the claim is then there,
+   * and later ones are this activation's own). A lagging replica → retry;
+   * a newer owner → FencedError.
+   */
+  async load(names: ClassNames, encId: string, token: number): Promise<LoadedObject> {
+    const jsm = await this.jsm();
+    const owner = names.owner(encId);
+    for (let attempt = 0; ; attempt++) {
+      const entries = new Map<string, Entry>();
+      let ownerSeq = 0;
+      try {
+        const it = await jsm.direct.getLastMessagesFor(names.stream, { multi_last: [names.kvAll(encId), owner] });
+        for await (const m of it) {
+          if (m.subject === owner) {
+            ownerSeq = m.seq;
+            continue;
+          }
+          const k = m.header.get('Castellan-Key');
+          if (k === '' || m.header.get('Castellan-Op') === 'del') continue;
+          entries.set(Buffer.from(k, 'base64url').toString('utf8'), { value: m.data, version: m.seq });
+        }
+      } catch (err) {
+        if (!/no messages|not found|404/i.test(describeError(err))) throw err;
+      }
+      if (ownerSeq === token) return { entries };
+      if (ownerSeq > token) throw new FencedError(`ownership moved (owner record at ${ownerSeq}, activation at ${token})`);
+      if (attempt >= 20) throw new RejectedError(`no replica caught up with the owner record at ${token} (saw ${ownerSeq})`);
+      await new Promise((r) => setTimeout(r, 25 * (attempt + 1)));
+    }
+  }
+
+  /** The last message of a subject, from the stream leader. */
+  async last(stream: string, subject: string): Promise<{ seq: number; data: Uint8Array; headers: Map<string, string> } | undefined> {
+    const jsm = await this.jsm();
+    const m = await jsm.streams.getMessage(stream, { last_by_subj: subject });
+    if (m === null) return undefined;
+    const headers = new Map<string, string>();
+    if (m.header !== undefined) for (const k of m.header.keys()) headers.set(k, m.header.get(k));
+    return { seq: m.seq, data: m.data, headers };
+  }
+}

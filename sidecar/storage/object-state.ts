@@ -1,0 +1,254 @@
+/**
+ * One activation's storage: the key index loaded at activation and the write
+ * pipeline that keeps it equal to what is durable in JetStream.
+ *
+ * Writes queue per object and commit one batch at a time. While a batch is in
+ * flight, newly arrived writes wait; the next batch takes all of them
+ * (coalescing), planned in arrival order, each seeing the ones before it
+ * (transaction.ts), so the result is the same as committing them one by one.
+ * A write whose checks fail is answered 409 CONFLICT at planning and takes no
+ * part in the batch. A batch is all-or-nothing, so a failure fails every write
+ * in it; the index changes only after the batch's acknowledgement.
+ *
+ * Failures: fenced (ownership moved) → this state is dead, every later call is
+ * 409 NOT_OWNER; refused → 503, index unchanged; no acknowledgement → 503 "may
+ * or may not have been applied" and the index is reloaded from the stream
+ * before the next call.
+ */
+import { CastellanError, Errors } from '../../common/errors.ts';
+import type { Logger } from '../../common/logger.ts';
+import { describeError } from '../../common/logger.ts';
+import type { ClassNames } from '../objects/subjects.ts';
+import { deleteMessage, FencedError, IndeterminateError, type Journal, type OutMessage, putMessage } from './journal.ts';
+import { KeyIndex } from './key-index.ts';
+import type { StorageMetrics } from './metrics.ts';
+import { evaluateChecks, presentIn, reduceOps, type Pending, type Write } from './transaction.ts';
+
+/** Upper bounds of one coalesced batch (a single write may exceed them alone). */
+const MAX_BATCH_MESSAGES = 256;
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+/** Server limit of messages in one atomic batch (less some room). */
+const MAX_ATOMIC_MESSAGES = 900;
+
+export interface WriteResult {
+  /** Version of every key put. */
+  versions: Map<string, number>;
+  /** For every key deleted: whether it existed. */
+  deleted: Map<string, boolean>;
+}
+
+type Item =
+  | { kind: 'write'; write: Write; resolve: (r: WriteResult) => void; reject: (e: unknown) => void; at: number }
+  | { kind: 'deleteAll'; resolve: (r: { deleted: number }) => void; reject: (e: unknown) => void; at: number }
+  | { kind: 'raw'; msg: OutMessage; resolve: (seq: number) => void; reject: (e: unknown) => void; at: number };
+
+export interface StateContext {
+  cls: string;
+  names: ClassNames;
+  journal: Journal;
+  metrics: StorageMetrics;
+  log: Logger;
+}
+
+export class ObjectState {
+  readonly encId: string;
+  readonly id: string;
+  readonly token: number;
+  private readonly ctx: StateContext;
+  private index: KeyIndex | undefined;
+  private loading: Promise<KeyIndex> | undefined;
+  private dead: CastellanError | undefined;
+  private readonly queue: Item[] = [];
+  private running = false;
+
+  constructor(ctx: StateContext, encId: string, id: string, token: number) {
+    this.ctx = ctx;
+    this.encId = encId;
+    this.id = id;
+    this.token = token;
+  }
+
+  get isDead(): boolean {
+    return this.dead !== undefined;
+  }
+
+  /** The index, loading it if needed (activation, or after an unacknowledged commit). */
+  async read(): Promise<KeyIndex> {
+    if (this.dead !== undefined) throw this.dead;
+    if (this.index !== undefined) return this.index;
+    this.loading ??= (async () => {
+      const started = performance.now();
+      try {
+        const loaded = await this.ctx.journal.load(this.ctx.names, this.encId, this.token);
+        const idx = KeyIndex.from(loaded.entries);
+        this.index = idx;
+        this.ctx.metrics.loads.inc({ class: this.ctx.cls, outcome: 'ok' });
+        this.ctx.log.debug('storage loaded', { id: this.id, keys: idx.size, ms: Math.round(performance.now() - started) });
+        return idx;
+      } catch (err) {
+        this.ctx.metrics.loads.inc({ class: this.ctx.cls, outcome: err instanceof FencedError ? 'fenced' : 'error' });
+        throw this.failure(err, false);
+      } finally {
+        this.loading = undefined;
+      }
+    })();
+    return this.loading;
+  }
+
+  write(write: Write): Promise<WriteResult> {
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'write', write, resolve, reject, at: performance.now() }));
+  }
+
+  deleteAll(): Promise<{ deleted: number }> {
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'deleteAll', resolve, reject, at: performance.now() }));
+  }
+
+  /** A fenced single message outside the key space (the alarm); resolves with its sequence. */
+  raw(msg: OutMessage): Promise<number> {
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'raw', msg, resolve, reject, at: performance.now() }));
+  }
+
+  private enqueue(item: Item): void {
+    if (this.dead !== undefined) {
+      item.reject(this.dead);
+      return;
+    }
+    this.queue.push(item);
+    if (!this.running) void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.queue.length > 0) {
+        let idx: KeyIndex;
+        try {
+          idx = await this.read();
+        } catch (err) {
+          for (const it of this.queue.splice(0)) it.reject(err);
+          return;
+        }
+        const head = this.queue[0]!;
+        if (head.kind === 'deleteAll') {
+          this.queue.shift();
+          await this.runDeleteAll(idx, head);
+        } else {
+          await this.runBatch(idx);
+        }
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Plans as many queued writes as fit into one batch, commits, applies. */
+  private async runBatch(idx: KeyIndex): Promise<void> {
+    const lookup = (k: string) => idx.get(k);
+    const pending: Pending = new Map();
+    const msgs: OutMessage[] = [];
+    const planned: { item: Item; first: number; count: number; deleted: Map<string, boolean>; keys: string[] }[] = [];
+    let bytes = 0;
+    while (this.queue.length > 0) {
+      const it = this.queue[0]!;
+      if (it.kind === 'deleteAll') break;
+      const size = it.kind === 'raw' ? 1 : it.write.ops.length;
+      const itBytes = it.kind === 'raw' ? it.msg.data.length : it.write.ops.reduce((n, o) => n + (o.op === 'put' ? o.value.length : 0), 0);
+      if (planned.length > 0 && (msgs.length + size > MAX_BATCH_MESSAGES || bytes + itBytes > MAX_BATCH_BYTES)) break;
+      this.queue.shift();
+      if (it.kind === 'raw') {
+        planned.push({ item: it, first: msgs.length, count: 1, deleted: new Map(), keys: [] });
+        msgs.push(it.msg);
+        bytes += itBytes;
+        continue;
+      }
+      const check = evaluateChecks(it.write.checks, lookup, pending);
+      if (!check.ok) {
+        this.ctx.metrics.ops.inc({ class: this.ctx.cls, kind: 'write', outcome: 'conflict' });
+        it.reject(Errors.conflict(`Precondition failed: ${check.reason}.`));
+        continue;
+      }
+      // State before this write (committed + earlier writes of this batch).
+      const deleted = new Map<string, boolean>();
+      for (const o of it.write.ops) if (o.op === 'delete' && !deleted.has(o.key)) deleted.set(o.key, presentIn(o.key, lookup, pending));
+      const existedBefore = new Map(it.write.ops.map((o) => [o.key, presentIn(o.key, lookup, pending)] as const));
+      // A delete of a key absent before and after needs no tombstone.
+      const reduced = reduceOps(it.write.ops, pending).filter((o) => o.op === 'put' || existedBefore.get(o.key) === true);
+      const first = msgs.length;
+      for (const o of reduced) msgs.push(o.op === 'put' ? putMessage(this.ctx.names, this.encId, o.key, o.value) : deleteMessage(this.ctx.names, this.encId, o.key));
+      planned.push({ item: it, first, count: reduced.length, deleted, keys: reduced.map((o) => o.key) });
+      bytes += itBytes;
+    }
+    if (planned.length === 0) return;
+    let seqs: number[];
+    const started = performance.now();
+    try {
+      seqs = await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, msgs);
+      this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: 'ok' });
+      if (msgs.length > 0) {
+        this.ctx.metrics.commitLatency.observe({ class: this.ctx.cls }, (performance.now() - started) / 1000);
+        this.ctx.metrics.batchWrites.observe({ class: this.ctx.cls }, planned.length);
+      }
+    } catch (err) {
+      const e = this.failure(err, true);
+      this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: e.code });
+      for (const p of planned) p.item.reject(e);
+      return;
+    }
+    for (let i = 0; i < msgs.length; i++) {
+      const m = msgs[i]!;
+      if (m.headers['Castellan-Key'] === undefined) continue;
+      const key = Buffer.from(m.headers['Castellan-Key'], 'base64url').toString('utf8');
+      if (m.headers['Castellan-Op'] === 'del') idx.delete(key);
+      else idx.set(key, { value: m.data, version: seqs[i]! });
+    }
+    this.ctx.metrics.objectBytes.observe({ class: this.ctx.cls }, idx.totalBytes);
+    for (const p of planned) {
+      if (p.item.kind === 'raw') {
+        p.item.resolve(seqs[p.first]!);
+        continue;
+      }
+      if (p.item.kind !== 'write') continue;
+      const versions = new Map<string, number>();
+      for (let j = 0; j < p.count; j++) {
+        const m = msgs[p.first + j]!;
+        if (m.headers['Castellan-Op'] !== 'del') versions.set(p.keys[j]!, seqs[p.first + j]!);
+      }
+      this.ctx.metrics.ops.inc({ class: this.ctx.cls, kind: 'write', outcome: 'ok' });
+      p.item.resolve({ versions, deleted: p.deleted });
+    }
+  }
+
+  private async runDeleteAll(idx: KeyIndex, item: Extract<Item, { kind: 'deleteAll' }>): Promise<void> {
+    const keys = [...idx.keys()];
+    let deleted = 0;
+    try {
+      for (let i = 0; i < keys.length; i += MAX_ATOMIC_MESSAGES) {
+        const chunk = keys.slice(i, i + MAX_ATOMIC_MESSAGES);
+        await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, chunk.map((k) => deleteMessage(this.ctx.names, this.encId, k)));
+        for (const k of chunk) idx.delete(k);
+        deleted += chunk.length;
+      }
+      this.ctx.metrics.objectBytes.observe({ class: this.ctx.cls }, idx.totalBytes);
+      item.resolve({ deleted });
+    } catch (err) {
+      item.reject(this.failure(err, true));
+    }
+  }
+
+  /** Maps a journal failure to the HTTP error, updating this state. */
+  private failure(err: unknown, writing: boolean): CastellanError {
+    if (err instanceof CastellanError) return err;
+    if (err instanceof FencedError) {
+      this.dead = Errors.notOwner(`This sidecar no longer owns object ${this.ctx.cls}/${this.id}: ${err.message}.`);
+      this.ctx.log.warn('storage fenced: ownership moved', { id: this.id, token: this.token });
+      return this.dead;
+    }
+    if (err instanceof IndeterminateError) {
+      this.index = undefined;
+      this.ctx.log.warn('storage commit unacknowledged; reloading before the next call', { id: this.id, error: err.message });
+      return Errors.unavailable(`Storage write of ${this.ctx.cls}/${this.id} was not acknowledged; it may or may not have been applied.`, 'STORAGE_UNAVAILABLE', err);
+    }
+    this.ctx.log.warn(writing ? 'storage commit failed' : 'storage load failed', { id: this.id, error: describeError(err) });
+    return Errors.unavailable(`Storage of ${this.ctx.cls}/${this.id} is unavailable: ${describeError(err)}`, 'STORAGE_UNAVAILABLE', err);
+  }
+}

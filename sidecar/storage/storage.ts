@@ -1,0 +1,148 @@
+/**
+ * Object storage of one object host (SPEC §2.2): the per-activation states
+ * (object-state.ts) keyed by object and fencing token, the ownership gate
+ * (only objects this host serves right now; else 409 NOT_OWNER), and the
+ * alarm record of each object (sidecar/alarms explains firing).
+ */
+import { Errors } from '../../common/errors.ts';
+import type { Logger } from '../../common/logger.ts';
+import type { ActiveObject, ObjectHost } from '../objects/host.ts';
+import type { ClassNames } from '../objects/subjects.ts';
+import { encodeId } from '../objects/subjects.ts';
+import type { Journal } from './journal.ts';
+import type { Entry } from './key-index.ts';
+import { validateKey, validateValue, type ListRange } from './keys.ts';
+import type { StorageMetrics } from './metrics.ts';
+import { ObjectState, type StateContext } from './object-state.ts';
+import type { Write } from './transaction.ts';
+
+export const ALARM_HEADER = 'Castellan-Alarm';
+
+export interface AlarmRecord {
+  /** Due time, epoch ms. */
+  dueMs: number;
+  /** As the app gave it (RFC 3339 string or epoch ms), returned by GET. */
+  at: string | number;
+}
+
+/** The storage API of the sidecar; undefined host = not an object host (everything is NOT_OWNER). */
+export class Storage {
+  private readonly host: ObjectHost | undefined;
+  private readonly ctx: StateContext | undefined;
+  private readonly states = new Map<string, ObjectState>();
+  readonly metrics: StorageMetrics;
+
+  constructor(host: ObjectHost | undefined, journal: Journal, names: ClassNames | undefined, metrics: StorageMetrics, log: Logger) {
+    this.host = host;
+    this.metrics = metrics;
+    if (host !== undefined && names !== undefined) {
+      this.ctx = { cls: host.cls, names, journal, metrics, log };
+      host.onActivate((obj) => {
+        // Preload: activation brings the object's state into memory.
+        this.stateFor(obj)
+          .read()
+          .catch(() => undefined);
+      });
+      host.onDeactivate((encId, token) => {
+        const s = this.states.get(encId);
+        if (s !== undefined && s.token === token) this.states.delete(encId);
+      });
+    }
+  }
+
+  private stateFor(obj: ActiveObject): ObjectState {
+    const cur = this.states.get(obj.encId);
+    if (cur !== undefined && cur.token === obj.token && !cur.isDead) return cur;
+    const s = new ObjectState(this.ctx!, obj.encId, obj.id, obj.token);
+    this.states.set(obj.encId, s);
+    return s;
+  }
+
+  /** The state of an object this sidecar serves now, or 409 NOT_OWNER. */
+  state(cls: string, id: string): ObjectState {
+    const obj = this.host !== undefined && this.host.cls === cls ? this.host.activeObject(id) : undefined;
+    if (obj === undefined || this.ctx === undefined) {
+      throw Errors.notOwner(
+        this.host === undefined || this.host.cls !== cls
+          ? `This sidecar does not host class "${cls}"; storage is served only by the sidecar of the pod that owns the object.`
+          : `This sidecar does not own object ${cls}/${id} right now; storage is served only by the owning pod's sidecar, while the object is active.`,
+      );
+    }
+    return this.stateFor(obj);
+  }
+
+  async get(cls: string, id: string, key: string): Promise<Entry | undefined> {
+    validateKey(key);
+    const idx = await this.state(cls, id).read();
+    return idx.get(key);
+  }
+
+  async list(cls: string, id: string, range: ListRange): Promise<{ entries: { key: string; entry: Entry }[]; truncated: boolean }> {
+    const idx = await this.state(cls, id).read();
+    return idx.list(range);
+  }
+
+  async put(cls: string, id: string, key: string, value: Uint8Array, cond: { ifMatch?: number; ifNoneMatch?: boolean }): Promise<number> {
+    validateKey(key);
+    validateValue(value);
+    const checks: Write['checks'] = [];
+    if (cond.ifMatch !== undefined) checks.push({ key, version: cond.ifMatch });
+    if (cond.ifNoneMatch === true) checks.push({ key, absent: true });
+    const r = await this.state(cls, id).write({ checks, ops: [{ op: 'put', key, value }] });
+    return r.versions.get(key)!;
+  }
+
+  async delete(cls: string, id: string, key: string): Promise<boolean> {
+    validateKey(key);
+    const r = await this.state(cls, id).write({ checks: [], ops: [{ op: 'delete', key }] });
+    return r.deleted.get(key) === true;
+  }
+
+  async transaction(cls: string, id: string, write: Write): Promise<Record<string, number>> {
+    const r = await this.state(cls, id).write(write);
+    return Object.fromEntries(r.versions);
+  }
+
+  deleteAll(cls: string, id: string): Promise<{ deleted: number }> {
+    return this.state(cls, id).deleteAll();
+  }
+
+  /** Sets the object's alarm: a JetStream message schedule, fenced like any write. */
+  async setAlarm(cls: string, id: string, alarm: AlarmRecord): Promise<void> {
+    const s = this.state(cls, id);
+    const names = this.ctx!.names;
+    const encId = encodeId(id);
+    // A schedule at or before now fires at once; keep it a little ahead so the server accepts it.
+    const due = new Date(Math.max(alarm.dueMs, Date.now() + 50));
+    await s.raw({
+      subject: names.alarm(encId),
+      data: new TextEncoder().encode(JSON.stringify({ id, dueMs: alarm.dueMs, at: alarm.at })),
+      headers: { 'Nats-Schedule': `@at ${due.toISOString()}`, 'Nats-Schedule-Target': names.fire(encId), [ALARM_HEADER]: 'set' },
+    });
+  }
+
+  /** The pending alarm, read from the stream leader. */
+  async getAlarm(cls: string, id: string): Promise<AlarmRecord | undefined> {
+    this.state(cls, id);
+    const names = this.ctx!.names;
+    let m;
+    try {
+      m = await this.ctx!.journal.last(names.stream, names.alarm(encodeId(id)));
+    } catch (err) {
+      if (/no message found|not found/i.test(String(err))) return undefined;
+      throw Errors.unavailable(`Reading the alarm failed: ${String(err)}`, 'STORAGE_UNAVAILABLE', err);
+    }
+    if (m === undefined || m.headers.get(ALARM_HEADER) !== 'set' || !m.headers.has('Nats-Schedule')) return undefined;
+    const rec = JSON.parse(new TextDecoder().decode(m.data)) as { dueMs: number; at: string | number };
+    return { dueMs: rec.dueMs, at: rec.at };
+  }
+
+  /** Cancels the alarm by replacing its schedule message with a (fenced, expiring) marker. */
+  async deleteAlarm(cls: string, id: string): Promise<boolean> {
+    const existed = (await this.getAlarm(cls, id)) !== undefined;
+    const s = this.state(cls, id);
+    const names = this.ctx!.names;
+    await s.raw({ subject: names.alarm(encodeId(id)), data: new Uint8Array(0), headers: { [ALARM_HEADER]: 'deleted', 'Nats-TTL': '1h' } });
+    return existed;
+  }
+}
