@@ -11,7 +11,7 @@ import { logger } from '../../common/logger.ts';
 import { runUntilSignal } from '../signals.ts';
 import { parseFlags, UsageError } from '../usage.ts';
 
-export const help = `Usage: castellan dev [-f FILE] [--no-restart] [--state-dir DIR]
+export const help = `Usage: castellan dev [-f FILE] [--port PORT] [--no-restart] [--state-dir DIR]
 
 Runs Castellan on this machine: an embedded NATS JetStream (a spawned
 nats-server), one sidecar per object host and queue host, your apps as child
@@ -22,6 +22,7 @@ commands to try; Ctrl-C (or SIGTERM) stops everything and removes the file.
 
 Options:
   -f, --file FILE    configuration (default castellan.dev.yaml)
+  --port PORT        port of your client sidecar (overrides client.port)
   --state-dir DIR    where state.json and NATS data go (default .castellan/dev)
   --no-restart       do not restart crashed child processes
   -h, --help         show this help
@@ -46,13 +47,13 @@ Exit codes: 0 stopped by a signal, 1 failed to start, 2 bad flags or configurati
 export async function run(argv: string[]): Promise<number> {
   const flags = parseFlags(
     argv,
-    { file: { type: 'string', short: 'f' }, 'state-dir': { type: 'string' }, 'no-restart': { type: 'boolean' } },
+    { file: { type: 'string', short: 'f' }, port: { type: 'string' }, 'state-dir': { type: 'string' }, 'no-restart': { type: 'boolean' } },
     help,
   );
   if (flags === undefined) return 0;
   const file = flags.values.file ?? 'castellan.dev.yaml';
   if (!existsSync(file)) throw new UsageError(`configuration file ${file} not found (use -f FILE)`);
-  const config = loadDevConfig(file);
+  const config = loadDevConfig(file, flags.values.port === undefined ? {} : { client: { port: flags.values.port } });
   const stateDir = flags.values['state-dir'] ?? join(process.cwd(), '.castellan', 'dev');
   const colour = process.stdout.isTTY;
   useReadableLogs('dev', colour, Math.max(...processNames(config).map((n) => n.length)));

@@ -68,6 +68,12 @@ const devAppSchema = appSchema
   })
   .strict();
 
+/** A map from resource name to definition; a bad name is reported with the name rule. */
+const byName = <T extends z.ZodType>(value: T) =>
+  z.record(resourceName, value, {
+    error: (iss) => (iss.code === 'invalid_key' ? `bad name: ${iss.issues?.[0]?.message ?? 'not a Kubernetes name'}` : undefined),
+  });
+
 export type DevApp = z.infer<typeof appSchema>;
 export type DevObjectClass = z.infer<typeof objectClassSchema>;
 export type DevQueue = z.infer<typeof queueSchema>;
@@ -81,10 +87,10 @@ export const devConfigSchema = z
         z.object({ url: z.string().regex(/^nats:\/\/\S+$/, 'expected nats://host:port[,nats://…]') }).strict(),
       ])
       .default({ embedded: { servers: 1 } }),
-    objects: z.record(resourceName, objectClassSchema).default({}),
-    queues: z.record(resourceName, queueSchema).default({}),
-    apps: z.record(resourceName, devAppSchema).default({}),
-    client: z.object({ port: zPort.default(3600) }).strict().prefault({}),
+    objects: byName(objectClassSchema).default({}),
+    queues: byName(queueSchema).default({}),
+    apps: byName(devAppSchema).default({}),
+    client: z.object({ port: zPort.pipe(z.number().min(1, 'must be a port from 1 to 65535')).default(3600) }).strict().prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -142,6 +148,7 @@ export function processNames(c: Sections): string[] {
   return names;
 }
 
-export function loadDevConfig(file: string): DevConfig {
-  return loadConfig(devConfigSchema, { file, source: file });
+/** Loads and validates a dev file; `overrides` (from flags) win over the file. */
+export function loadDevConfig(file: string, overrides: Record<string, unknown> = {}): DevConfig {
+  return loadConfig(devConfigSchema, { file, source: file, overrides });
 }
