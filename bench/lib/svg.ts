@@ -23,7 +23,7 @@ export function latencySvg(report: BenchReport): string {
   const all = rows.flatMap((r) => [r.d.p10, r.d.p99]).filter((v) => v > 0 && Number.isFinite(v));
   const lo = 10 ** Math.floor(Math.log10(Math.min(...all, 1)));
   const hi = 10 ** Math.ceil(Math.log10(Math.max(...all, 10)));
-  const x = (v: number) => left + ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (W - left - right);
+  const x = (v: number) => Math.round(10 * (left + ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (W - left - right))) / 10;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="white"/>`,

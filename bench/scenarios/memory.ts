@@ -15,10 +15,10 @@ import type { Ctx, Scenario } from '../lib/scenario.ts';
 const MB = 1024 * 1024;
 
 /** RSS after things settle: the median of a few readings a short while apart. */
-async function settledRss(pid: number, readings = 5): Promise<number> {
+async function settledRss(pid: number, readings: number): Promise<number> {
   const xs: number[] = [];
   for (let i = 0; i < readings; i++) {
-    await sleep(400);
+    await sleep(300);
     xs.push(rssBytes(pid));
   }
   return xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -32,17 +32,16 @@ export const memory: Scenario = {
     const { responder, app: rApp } = await ctx.env.startResponder('bench.rr.idle');
     const host = await ctx.env.startHost('bench-mem');
     try {
-      await sleep(1_000);
-      const floor = await settledRss(responder.pid);
-      const idle = await settledRss(host.sidecar.pid);
-      const clientIdle = await settledRss(fx.client.pid);
+      const readings = ctx.mode === 'smoke' ? 2 : 6;
+      await sleep(ctx.mode === 'smoke' ? 200 : 2_000);
+      const [floor, idle, clientIdle] = await Promise.all([settledRss(responder.pid, readings), settledRss(host.sidecar.pid, readings), settledRss(fx.client.pid, readings)]);
       const n = ctx.p.memObjects;
       ctx.log(`activating ${n} objects on one host`);
       const t0 = performance.now();
       const load = await closedLoop((i) => call(fx.client.url, 'bench-mem', `mem-${i}`), { concurrency: 64, count: n });
       const activationSeconds = (performance.now() - t0) / 1000;
       assertHealthy('activating objects', load);
-      const loaded = await settledRss(host.sidecar.pid);
+      const loaded = await settledRss(host.sidecar.pid, readings);
       return [
         valueResult('memory', 'object-host sidecar RSS, idle', 'MB', idle / MB, 'Node process with a NATS connection, idle', floor / MB, {
           target: { text: '≤ 80 MB', met: (r) => r.value <= 80 },
