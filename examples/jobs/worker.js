@@ -23,7 +23,7 @@ const name = process.env.WORKER_NAME ?? `worker-${process.env.CASTELLAN_APP_REPL
 let running = true;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const log = (text) => console.log(`${new Date().toISOString().slice(11, 23)} ${name} ${text}`);
+const log = (text) => console.log(`${new Date().toISOString().slice(11, 23)} ${text}`);
 
 async function call(method, path, body, timeoutMs = 30_000) {
   const res = await fetch(`${sidecar}${path}`, {
