@@ -60,13 +60,22 @@ async function work(job) {
 
 async function main() {
   log(`receiving from queue "${queue}" via ${sidecar}`);
+  let failures = 0;
+  let lastError = '';
   while (running) {
     let messages;
     try {
       ({ messages } = await call('POST', `/v1/queues/${queue}/receive`, { maxMessages: batch, waitSeconds: 5 }, 35_000));
+      if (failures > 0) log(`receiving again after ${failures} failed attempts`);
+      failures = 0;
+      lastError = '';
     } catch (err) {
-      log(`receive failed (${err.message}); retrying in 1s`);
-      await sleep(1_000);
+      // Retry with a growing pause (up to 5 s); say so once per distinct error, not every time.
+      failures += 1;
+      const pause = Math.min(5_000, 500 * 2 ** Math.min(failures, 4));
+      if (err.message !== lastError) log(`receive failed (${err.message}); retrying every ${pause / 1000}s or so`);
+      lastError = err.message;
+      await sleep(pause);
       continue;
     }
     for (const m of messages) {
