@@ -1,0 +1,202 @@
+/**
+ * Pieces shared by the desired-state builders: labels, owner references, the
+ * config hash, the Castellan sidecar container, the headless Service, the
+ * PodDisruptionBudget and the ConfigMap. Pure functions, no I/O.
+ */
+import { createHash } from 'node:crypto';
+import type { V1ConfigMap, V1Container, V1EnvVar, V1OwnerReference, V1PodDisruptionBudget, V1Probe, V1Service } from '@kubernetes/client-node';
+import { apiVersion, type CustomResource, type EnvVar, type SidecarOverrides } from '../api/resources.ts';
+
+export const managedBy = 'castellan-operator';
+export const fieldManager = 'castellan-operator';
+export const configHashAnnotation = 'castellan.dev/config-hash';
+export const sidecarContainerName = 'castellan-sidecar';
+export const defaultSidecarPort = 3600;
+/** Labels selecting the pods of a DurableObject / ReplicatedQueue. */
+export const classLabel = 'castellan.dev/class';
+export const queueLabel = 'castellan.dev/queue';
+
+/** What the operator's own configuration contributes to every child. */
+export interface OperatorDefaults {
+  natsUrls: string[];
+  natsPrefix?: string;
+  sidecarImage: string;
+  sidecarImagePullPolicy?: string;
+  sidecarLogLevel?: string;
+}
+
+export type Component = 'object-host' | 'queue-host';
+
+export function selectorLabels(component: Component, name: string): Record<string, string> {
+  return component === 'object-host' ? { [classLabel]: name } : { [queueLabel]: name };
+}
+
+export function commonLabels(component: Component, name: string): Record<string, string> {
+  return {
+    ...selectorLabels(component, name),
+    'app.kubernetes.io/name': name,
+    'app.kubernetes.io/component': component,
+    'app.kubernetes.io/part-of': 'castellan',
+    'app.kubernetes.io/managed-by': managedBy,
+  };
+}
+
+/** The selector in string form (status.selector, for the scale subresource). */
+export function selectorString(component: Component, name: string): string {
+  return Object.entries(selectorLabels(component, name))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+export function ownerReference(cr: CustomResource): V1OwnerReference {
+  return { apiVersion, kind: cr.kind, name: cr.metadata.name, uid: cr.metadata.uid, controller: true, blockOwnerDeletion: true };
+}
+
+/** A short, stable hash of a JSON value (object keys sorted). */
+export function configHash(value: unknown): string {
+  return createHash('sha256').update(stableJson(value)).digest('hex').slice(0, 16);
+}
+
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** Merges env lists by name: later lists win; order of first appearance is kept. */
+export function mergeEnv(...lists: (readonly (V1EnvVar | EnvVar)[] | undefined)[]): V1EnvVar[] {
+  const out = new Map<string, V1EnvVar>();
+  for (const list of lists) for (const e of list ?? []) out.set(e.name, e as V1EnvVar);
+  return [...out.values()];
+}
+
+/** Env names the operator owns in the sidecar: a user's spec.sidecar.env cannot replace them. */
+const reservedSidecarEnv = new Set(['POD_NAME', 'POD_NAMESPACE', 'CASTELLAN_ROLE', 'CASTELLAN_CLASS', 'CASTELLAN_QUEUE', 'CASTELLAN_HTTP_PORT', 'CASTELLAN_HTTP_HOST']);
+
+export interface SidecarInput {
+  component: Component;
+  /** Settings given as plain env values (also stored in the ConfigMap and hashed). */
+  settings: Record<string, string>;
+  overrides: SidecarOverrides | undefined;
+  defaults: OperatorDefaults;
+  /** Native sidecar (init container, restartPolicy Always) for object hosts; main container for queue hosts. */
+  native: boolean;
+}
+
+export function sidecarPort(overrides: SidecarOverrides | undefined): number {
+  return overrides?.httpPort ?? defaultSidecarPort;
+}
+
+/**
+ * An exec probe that GETs a sidecar endpoint on 127.0.0.1. The sidecar API
+ * listens on loopback only (SPEC §1), which the kubelet's httpGet probes
+ * (they dial the pod IP) cannot reach; the image has Node, so the probe asks
+ * the same /healthz or /readyz from inside the container.
+ */
+export function loopbackProbe(port: number, path: '/healthz' | '/readyz', periodSeconds: number, failureThreshold: number): V1Probe {
+  const script = `fetch('http://127.0.0.1:${port}${path}',{signal:AbortSignal.timeout(3000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`;
+  return { exec: { command: ['node', '-e', script] }, periodSeconds, timeoutSeconds: 5, failureThreshold };
+}
+
+/** The Castellan sidecar container with its environment, probes and a hardened security context. */
+export function sidecarContainer(input: SidecarInput): V1Container {
+  const { overrides, defaults } = input;
+  const port = sidecarPort(overrides);
+  const fixed: V1EnvVar[] = [
+    { name: 'POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
+    { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } } },
+    { name: 'CASTELLAN_HTTP_PORT', value: String(port) },
+  ];
+  const settings = Object.entries(input.settings).map(([name, value]) => ({ name, value }));
+  const user = (overrides?.env ?? []).filter((e) => !reservedSidecarEnv.has(e.name));
+  const container: V1Container = {
+    name: sidecarContainerName,
+    image: overrides?.image ?? defaults.sidecarImage,
+    command: ['castellan', 'sidecar'],
+    env: mergeEnv(fixed, settings, user),
+    ports: [{ name: 'castellan', containerPort: port, protocol: 'TCP' }],
+    startupProbe: loopbackProbe(port, '/healthz', 2, 30),
+    livenessProbe: loopbackProbe(port, '/healthz', 10, 3),
+    readinessProbe: loopbackProbe(port, '/readyz', 5, 3),
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumeMounts: [{ name: 'castellan-tmp', mountPath: '/tmp' }],
+  };
+  const pull = overrides?.imagePullPolicy ?? defaults.sidecarImagePullPolicy;
+  if (pull !== undefined) container.imagePullPolicy = pull;
+  if (overrides?.resources !== undefined) container.resources = overrides.resources as V1Container['resources'];
+  if (input.native) container.restartPolicy = 'Always';
+  return container;
+}
+
+/** Sidecar settings shared by both roles (NATS, log level). */
+export function natsSettings(nats: { urls?: string[]; prefix?: string } | undefined, overrides: SidecarOverrides | undefined, defaults: OperatorDefaults): Record<string, string> {
+  const out: Record<string, string> = { CASTELLAN_NATS_URL: (nats?.urls ?? defaults.natsUrls).join(',') };
+  const prefix = nats?.prefix ?? defaults.natsPrefix;
+  if (prefix !== undefined && prefix !== '') out.CASTELLAN_NATS_PREFIX = prefix;
+  const level = overrides?.logLevel ?? defaults.sidecarLogLevel;
+  if (level !== undefined) out.CASTELLAN_LOG_LEVEL = level;
+  return out;
+}
+
+export function headlessService(cr: CustomResource, component: Component, port: number): V1Service {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: cr.metadata.name, namespace: cr.metadata.namespace, labels: commonLabels(component, cr.metadata.name), ownerReferences: [ownerReference(cr)] },
+    spec: {
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+      selector: selectorLabels(component, cr.metadata.name),
+      ports: [{ name: 'castellan', port, targetPort: 'castellan', protocol: 'TCP' }],
+    },
+  };
+}
+
+export function disruptionBudget(cr: CustomResource, component: Component): V1PodDisruptionBudget {
+  return {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: {
+      name: cr.metadata.name,
+      namespace: cr.metadata.namespace,
+      labels: commonLabels(component, cr.metadata.name),
+      ownerReferences: [ownerReference(cr)],
+    },
+    spec: {
+      // One host at a time: its objects (or messages' replicas) move to the others.
+      maxUnavailable: 1,
+      selector: { matchLabels: selectorLabels(component, cr.metadata.name) },
+      unhealthyPodEvictionPolicy: 'AlwaysAllow',
+    },
+  };
+}
+
+/** Name of the ConfigMap holding a resource's sidecar settings. */
+export function configMapName(name: string): string {
+  return `${name}-castellan`;
+}
+
+export function settingsConfigMap(cr: CustomResource, component: Component, settings: Record<string, string>): V1ConfigMap {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: configMapName(cr.metadata.name),
+      namespace: cr.metadata.namespace,
+      labels: commonLabels(component, cr.metadata.name),
+      ownerReferences: [ownerReference(cr)],
+    },
+    data: { ...settings },
+  };
+}

@@ -1,0 +1,92 @@
+/**
+ * ReplicatedQueue → desired children (pure): a StatefulSet of queue hosts
+ * (pods `<queue>-<ordinal>` running only the Castellan sidecar in the
+ * queue-host role), a headless Service, a PodDisruptionBudget and a ConfigMap
+ * with the queue's settings, all owned by the ReplicatedQueue.
+ */
+import type { V1ConfigMap, V1PodDisruptionBudget, V1Service, V1StatefulSet } from '@kubernetes/client-node';
+import type { CustomResource, ReplicatedQueueSpec } from '../api/resources.ts';
+import {
+  commonLabels,
+  configHash,
+  configHashAnnotation,
+  disruptionBudget,
+  headlessService,
+  natsSettings,
+  ownerReference,
+  selectorLabels,
+  settingsConfigMap,
+  sidecarContainer,
+  sidecarPort,
+  type OperatorDefaults,
+} from './common.ts';
+
+export interface ReplicatedQueueChildren {
+  statefulSet: V1StatefulSet;
+  service: V1Service;
+  pdb: V1PodDisruptionBudget;
+  configMap: V1ConfigMap;
+  settings: Record<string, string>;
+  hash: string;
+}
+
+/** The queue-host sidecar's settings (the queue env names of the common brief). */
+export function queueHostSettings(cr: CustomResource<ReplicatedQueueSpec>, defaults: OperatorDefaults): Record<string, string> {
+  const s = cr.spec;
+  const out: Record<string, string> = {
+    CASTELLAN_ROLE: 'queue-host',
+    CASTELLAN_QUEUE: cr.metadata.name,
+    ...natsSettings(s.nats, s.sidecar, defaults),
+    CASTELLAN_QUEUE_HOSTS: String(s.hosts),
+    CASTELLAN_QUEUE_REPLICA_COUNT: String(s.replicaCount),
+    CASTELLAN_VISIBILITY_TIMEOUT: s.visibilityTimeout,
+    CASTELLAN_MESSAGE_RETENTION: s.messageRetention,
+    CASTELLAN_MAX_MESSAGE_BYTES: String(s.maxMessageBytes),
+    CASTELLAN_QUEUE_DELAY: s.delay,
+  };
+  if (s.deadLetter !== undefined) {
+    out.CASTELLAN_DEAD_LETTER_QUEUE = s.deadLetter.queue;
+    out.CASTELLAN_MAX_RECEIVE_COUNT = String(s.deadLetter.maxReceiveCount);
+  }
+  return out;
+}
+
+export function desiredReplicatedQueue(cr: CustomResource<ReplicatedQueueSpec>, defaults: OperatorDefaults): ReplicatedQueueChildren {
+  const { name, namespace } = cr.metadata;
+  const s = cr.spec;
+  const settings = queueHostSettings(cr, defaults);
+  const configMap = settingsConfigMap(cr, 'queue-host', settings);
+  const hash = configHash(configMap.data);
+  const labels = commonLabels('queue-host', name);
+  const statefulSet: V1StatefulSet = {
+    apiVersion: 'apps/v1',
+    kind: 'StatefulSet',
+    metadata: { name, namespace, labels, ownerReferences: [ownerReference(cr)] },
+    spec: {
+      replicas: s.hosts,
+      serviceName: name,
+      podManagementPolicy: 'Parallel',
+      selector: { matchLabels: selectorLabels('queue-host', name) },
+      updateStrategy: { type: 'RollingUpdate', rollingUpdate: { partition: 0 } },
+      template: {
+        metadata: { labels, annotations: { [configHashAnnotation]: hash } },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          terminationGracePeriodSeconds: 30,
+          securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [sidecarContainer({ component: 'queue-host', settings, overrides: s.sidecar, defaults, native: false })],
+          volumes: [{ name: 'castellan-tmp', emptyDir: { sizeLimit: '64Mi' } }],
+        },
+      },
+    },
+  };
+  return {
+    statefulSet,
+    service: headlessService(cr, 'queue-host', sidecarPort(s.sidecar)),
+    pdb: disruptionBudget(cr, 'queue-host'),
+    configMap,
+    settings,
+    hash,
+  };
+}
