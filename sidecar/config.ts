@@ -48,9 +48,33 @@ export const sidecarConfigSchema = z
         streamReplicas: z.coerce.number().int().min(1).max(5).default(3),
       })
       .prefault({}),
+    /** Replicated queues: for `queue-host`, the ReplicatedQueue it hosts (SPEC §3 fields and limits). */
+    queues: z
+      .object({
+        /** The queue this queue-host serves (required for queue-host). */
+        queue: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a Kubernetes resource name').optional(),
+        hosts: z.coerce.number().int().min(1).max(1000).default(3),
+        replicaCount: z.coerce.number().int().min(1).max(5).default(2),
+        visibilityTimeout: zDuration.pipe(z.number().max(12 * 3_600_000)).default(30_000),
+        messageRetention: zDuration.pipe(z.number().min(1_000).max(14 * 86_400_000)).default(4 * 86_400_000),
+        maxMessageBytes: z.coerce.number().int().min(1).max(1_048_576).default(262_144),
+        delay: zDuration.pipe(z.number().max(15 * 60_000)).default(0),
+        deadLetterQueue: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a Kubernetes resource name').optional(),
+        maxReceiveCount: z.coerce.number().int().min(1).max(1000).optional(),
+      })
+      .prefault({}),
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.role === 'queue-host') {
+      const q = c.queues;
+      if (q.queue === undefined) ctx.addIssue({ code: 'custom', path: ['queues', 'queue'], message: 'required for role queue-host (CASTELLAN_QUEUE)' });
+      if (q.replicaCount > q.hosts) ctx.addIssue({ code: 'custom', path: ['queues', 'replicaCount'], message: `must be at most hosts (${q.hosts})` });
+      if (q.deadLetterQueue !== undefined && q.maxReceiveCount === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['queues', 'maxReceiveCount'], message: 'required with a dead-letter queue (CASTELLAN_MAX_RECEIVE_COUNT)' });
+      }
+      if (q.deadLetterQueue !== undefined && q.deadLetterQueue === q.queue) ctx.addIssue({ code: 'custom', path: ['queues', 'deadLetterQueue'], message: 'must name another queue' });
+    }
     if (c.role !== 'object-host') return;
     if (c.objects.class === undefined) ctx.addIssue({ code: 'custom', path: ['objects', 'class'], message: 'required for role object-host (CASTELLAN_CLASS)' });
     if (c.objects.appPort === undefined) ctx.addIssue({ code: 'custom', path: ['objects', 'appPort'], message: 'required for role object-host (CASTELLAN_APP_PORT)' });
@@ -76,6 +100,15 @@ export const sidecarEnv: EnvMap = {
   CASTELLAN_REQUEST_TIMEOUT: 'objects.requestTimeout',
   CASTELLAN_UNAVAILABLE_WAIT: 'objects.unavailableWait',
   CASTELLAN_STORAGE_REPLICAS: 'objects.streamReplicas',
+  CASTELLAN_QUEUE: 'queues.queue',
+  CASTELLAN_QUEUE_HOSTS: 'queues.hosts',
+  CASTELLAN_QUEUE_REPLICA_COUNT: 'queues.replicaCount',
+  CASTELLAN_VISIBILITY_TIMEOUT: 'queues.visibilityTimeout',
+  CASTELLAN_MESSAGE_RETENTION: 'queues.messageRetention',
+  CASTELLAN_MAX_MESSAGE_BYTES: 'queues.maxMessageBytes',
+  CASTELLAN_QUEUE_DELAY: 'queues.delay',
+  CASTELLAN_DEAD_LETTER_QUEUE: 'queues.deadLetterQueue',
+  CASTELLAN_MAX_RECEIVE_COUNT: 'queues.maxReceiveCount',
 };
 
 export function loadSidecarConfig(overrides: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): SidecarConfig {

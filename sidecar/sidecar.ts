@@ -13,6 +13,7 @@ import { healthRouter, Readiness } from './http/health.ts';
 import { createMetricsRegistry } from './metrics.ts';
 import { connectNats, type NatsLink } from './nats-connection.ts';
 import { startObjects } from './objects/mod.ts';
+import { startQueues } from './queues/mod.ts';
 
 export interface Sidecar {
   config: SidecarConfig;
@@ -59,11 +60,42 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
   );
   for (const [name, check] of Object.entries(objects.readiness)) readiness.add(name, check);
 
+  const q = config.queues;
+  const queues = await startQueues(
+    nats.nc,
+    registry,
+    {
+      prefix: config.nats.prefix,
+      namespace: config.namespace,
+      pod: config.podName,
+      leaseTtlMs: o.leaseTtl,
+      requestTimeoutMs: o.requestTimeout,
+      unavailableWaitMs: o.unavailableWait,
+      ...(config.role === 'queue-host' && q.queue !== undefined
+        ? {
+            host: {
+              name: q.queue,
+              hosts: q.hosts,
+              replicaCount: q.replicaCount,
+              visibilityTimeoutMs: q.visibilityTimeout,
+              messageRetentionMs: q.messageRetention,
+              maxMessageBytes: q.maxMessageBytes,
+              delayMs: q.delay,
+              ...(q.deadLetterQueue !== undefined && q.maxReceiveCount !== undefined ? { deadLetter: { queue: q.deadLetterQueue, maxReceiveCount: q.maxReceiveCount } } : {}),
+            },
+          }
+        : {}),
+    },
+    log.child({ component: 'sidecar.queues' }),
+  );
+  for (const [name, check] of Object.entries(queues.readiness)) readiness.add(name, check);
+
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(healthRouter(readiness, registry));
   app.use(objects.routes);
+  app.use(queues.routes);
   app.use(objects.storageRoutes);
   app.use(notFoundHandler);
   app.use(errorHandler(log));
@@ -79,6 +111,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
     stopping ??= (async () => {
       readiness.drain();
       await objects.stop();
+      await queues.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();

@@ -1,0 +1,92 @@
+/**
+ * Replicated queues in the sidecar: what sidecar.ts needs to wire them.
+ * Every role gets the caller side (QueueClient + routes); the queue-host role
+ * also ensures its queue's assets, writes the config record, starts its lease
+ * and runs a QueueHost for its queue.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Router as ExpressRouter } from 'express';
+import type { Registry } from 'prom-client';
+import { describeError, type Logger } from '../../common/logger.ts';
+import { sleep } from '../../common/net.ts';
+import { defaultMargin, type LeaseTiming } from '../objects/lease.ts';
+import { ensureQueueAssets, writeQueueConfig } from './assets.ts';
+import { QueueClient } from './client.ts';
+import { QueueHost } from './host.ts';
+import { QueueHeartbeat } from './membership.ts';
+import { createQueueMetrics } from './metrics.ts';
+import { queueRoutes } from './routes.ts';
+import type { QueueSpec } from './spec.ts';
+
+export { ensureQueueAssets, deleteQueueAssets } from './assets.ts';
+export type { QueueSpec } from './spec.ts';
+
+export interface QueuesConfig {
+  prefix: string;
+  namespace: string;
+  pod: string;
+  leaseTtlMs: number;
+  requestTimeoutMs: number;
+  unavailableWaitMs: number;
+  /** Present on queue hosts: the queue this host serves. */
+  host?: QueueSpec;
+}
+
+export interface Queues {
+  routes: ExpressRouter;
+  readiness: Record<string, () => Promise<true | string> | true | string>;
+  stop(): Promise<void>;
+}
+
+export async function startQueues(nc: NatsConnection, registry: Registry, cfg: QueuesConfig, log: Logger): Promise<Queues> {
+  const timing: LeaseTiming = { ttl: cfg.leaseTtlMs, margin: defaultMargin(cfg.leaseTtlMs) };
+  const metrics = createQueueMetrics(registry);
+  const client = new QueueClient(
+    nc,
+    metrics,
+    { prefix: cfg.prefix, namespace: cfg.namespace, timing, requestTimeoutMs: cfg.requestTimeoutMs, unavailableWaitMs: cfg.unavailableWaitMs },
+    log.child({ component: 'queues.client' }),
+  );
+  const readiness: Queues['readiness'] = {};
+  let host: QueueHost | undefined;
+  let heartbeat: QueueHeartbeat | undefined;
+  if (cfg.host !== undefined) {
+    const spec = cfg.host;
+    const hlog = log.child({ component: 'queues.host', queue: spec.name });
+    const target = { prefix: cfg.prefix, namespace: cfg.namespace };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await ensureQueueAssets(nc, target, spec, { pods: [cfg.pod], by: cfg.pod, keepExistingConfig: true, log: hlog });
+        break;
+      } catch (err) {
+        if (attempt >= 30) throw err;
+        hlog.warn('creating the queue streams failed; retrying', { error: describeError(err), attempt });
+        await sleep(500);
+      }
+    }
+    const ctx = await client.queue(spec.name);
+    if (JSON.stringify(ctx.spec) !== JSON.stringify(spec)) {
+      hlog.info('updating the queue config record from this host’s settings', { was: ctx.spec, now: spec });
+      await writeQueueConfig(nc, target, spec, cfg.pod);
+      ctx.spec = spec;
+    }
+    const ref: { host?: QueueHost } = {};
+    heartbeat = new QueueHeartbeat(ctx.store, cfg.pod, timing, ctx.view, () => ref.host?.onFenced(), hlog);
+    const h = new QueueHost(nc, ctx, client, heartbeat, metrics, { pod: cfg.pod, ttlMs: timing.ttl, requestTimeoutMs: cfg.requestTimeoutMs }, hlog);
+    ref.host = h;
+    host = h;
+    await heartbeat.start();
+    await h.start();
+    readiness.queue = () => h.ready();
+  }
+  return {
+    routes: queueRoutes(client, metrics),
+    readiness,
+    async stop() {
+      await heartbeat?.drain();
+      await host?.stop();
+      await heartbeat?.leave();
+      client.stop();
+    },
+  };
+}

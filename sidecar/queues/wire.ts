@@ -1,0 +1,42 @@
+/**
+ * The protocol between sidecars and queue hosts: JSON over core NATS
+ * request/reply on the host's RPC subject (names.ts). Every reply is either
+ * `{ok:true,...}` or a SPEC-shaped error the caller can pass through.
+ */
+import type { StoredMessage } from './store.ts';
+
+export type HostRequest =
+  | { op: 'enqueue'; body: string; attributes: Record<string, string>; delayMs: number; replicas: number; dedupId?: string }
+  | { op: 'replicate'; msg: StoredMessage }
+  | { op: 'receive'; max: number; visibilityMs: number }
+  | { op: 'delete'; id: string }
+  | { op: 'visibility'; id: string; receiveCount: number; visibilityMs: number }
+  /** Holder → standbys, fire and forget: the latest receive count, invisibility and replica list. */
+  | { op: 'state'; id: string; receiveCount: number; invisibleUntil: number; replicas?: string[] }
+  | { op: 'stats' }
+  | { op: 'purge'; before: number };
+
+export interface ReceivedMessage {
+  messageId: string;
+  body: string;
+  attributes: Record<string, string>;
+  receiveCount: number;
+  enqueuedAt: number;
+  replicas: string[];
+  holder: string;
+}
+
+export interface HostStats {
+  visible: number;
+  inFlight: number;
+  delayed: number;
+  stored: number;
+  oldestEnqueuedAt?: number;
+}
+
+export type HostReply =
+  | { ok: true; messageId?: string; replicas?: string[]; messages?: ReceivedMessage[]; deleted?: boolean; stats?: HostStats; purged?: number }
+  | { ok: false; status: number; code: string; message: string; retryable: boolean };
+
+export const encodeJson = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
+export const decodeJson = <T>(d: Uint8Array): T => JSON.parse(new TextDecoder().decode(d)) as T;
