@@ -1,0 +1,34 @@
+/**
+ * Test harness for object storage: an object host whose app knows its
+ * sidecar (PORT and CASTELLAN_SIDECAR_URL, as `castellan dev` and the
+ * operator give them): the storage test app (storage-app.ts) or
+ * examples/counter/app.js, plus its sidecar, as real processes.
+ */
+import { closeSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawnOwned } from '../../../common/children.ts';
+import { freePort } from '../../../common/net.ts';
+import { projectRoot } from '../../../common/paths.ts';
+import { logDir, startSidecar, waitHttp, type SidecarProc } from '../sidecars.ts';
+
+export const storageApp = join(projectRoot, 'test', 'harness', 'apps', 'storage-app.ts');
+export const counterExample = join(projectRoot, 'examples', 'counter', 'app.js');
+
+export async function startStorageHost(name: string, cls: string, natsUrls: string[], env: NodeJS.ProcessEnv = {}, appPath = storageApp): Promise<SidecarProc> {
+  const [sidecarPort, appPort] = [await freePort(), await freePort()];
+  const fd = openSync(join(logDir, `${name}-app.log`), 'a');
+  let child;
+  try {
+    child = spawnOwned(process.execPath, ['--disable-warning=ExperimentalWarning', appPath], {
+      stdio: ['ignore', fd, fd],
+      env: { ...process.env, PORT: String(appPort), CASTELLAN_SIDECAR_URL: `http://127.0.0.1:${sidecarPort}` },
+    });
+  } finally {
+    closeSync(fd);
+  }
+  const appUrl = `http://127.0.0.1:${appPort}`;
+  await waitHttp(appPath === storageApp ? `${appUrl}/pid` : `${appUrl}/healthz`);
+  const sc = await startSidecar(name, natsUrls, { CASTELLAN_ROLE: 'object-host', CASTELLAN_CLASS: cls, CASTELLAN_APP_PORT: String(appPort), ...env }, { port: sidecarPort });
+  sc.app = { name: `${name}-app`, child, pid: child.pid as number, port: appPort, url: appUrl };
+  return sc;
+}
