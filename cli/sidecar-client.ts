@@ -15,7 +15,8 @@ export const sidecarHelp = `  --sidecar URL      the sidecar to talk to (default
 export class RequestFailed extends Error {}
 
 export function sidecarUrl(flag: string | undefined): string {
-  const raw = flag ?? process.env.CASTELLAN_SIDECAR_URL ?? DEFAULT_SIDECAR;
+  const env = process.env.CASTELLAN_SIDECAR_URL;
+  const raw = flag ?? (env === undefined || env === '' ? DEFAULT_SIDECAR : env);
   let url: URL;
   try {
     url = new URL(raw);
