@@ -35,3 +35,16 @@ export async function startKube(nodes = 3): Promise<TestKube> {
     },
   };
 }
+
+/** Applies the project's CRDs (crds/) and waits until both are Established. */
+export async function installCrds(kube: TestKube): Promise<void> {
+  const { projectRoot } = await import('../../common/paths.ts');
+  await kube.cluster.kubectl(['apply', '--server-side', '--field-manager=castellan-test', '-f', join(projectRoot, 'crds')]);
+  await kube.cluster.kubectl(
+    ['wait', '--for=condition=Established', '--timeout=60s', 'crd/durableobjects.castellan.dev', 'crd/replicatedqueues.castellan.dev'],
+    70_000,
+  );
+}
+
+/** Tolerates kwok's fake-node taint, so test pods schedule onto the fake nodes. */
+export const kwokToleration = { key: 'kwok.x-k8s.io/node', operator: 'Exists', effect: 'NoSchedule' };
