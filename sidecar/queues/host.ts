@@ -421,8 +421,11 @@ export class QueueHost {
         old.push(m.id);
         continue;
       }
+      if (holderOf(m, this.claims.get(m.id)) !== this.self) continue;
       const at = Math.max(m.visibleAt, m.invisibleUntil);
-      if (at > this.lastTick && at <= now && holderOf(m, this.claims.get(m.id)) === this.self) becameVisible = true;
+      if (at > this.lastTick && at <= now) becameVisible = true;
+      // A message that used up its receives moves to the DLQ as soon as it is visible again, not at the next receive.
+      if (m.moving !== true && visibilityOf(m, now) === 'visible' && shouldDeadLetter(m, this.spec.deadLetter)) void this.deadLetter(m);
     }
     this.lastTick = now;
     if (old.length > 0) {
