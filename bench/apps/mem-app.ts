@@ -14,12 +14,16 @@ const sidecar = process.env.CASTELLAN_SIDECAR_URL ?? 'http://127.0.0.1:3600';
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 const counters = new Map<string, number>();
 
-function sidecarGet(path: string): Promise<{ status: number; bytes: number }> {
+function sidecarGet(path: string): Promise<{ status: number; bytes: number; error?: string }> {
   return new Promise((resolve, reject) => {
     const req = request(`${sidecar}${path}`, { agent }, (res) => {
-      let bytes = 0;
-      res.on('data', (c: Buffer) => (bytes += c.length));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const status = res.statusCode ?? 0;
+        resolve(status === 200 ? { status, bytes: body.length } : { status, bytes: body.length, error: body.toString('utf8').slice(0, 500) });
+      });
       res.on('error', reject);
     });
     req.on('error', reject);
@@ -47,7 +51,7 @@ const server = createServer((req, res) => {
     if (url.startsWith('/storage-probe')) {
       const key = new URL(url, 'http://x').searchParams.get('key') ?? 'k0';
       sidecarGet(`/v1/storage/${encodeURIComponent(cls)}/${encodeURIComponent(id)}/keys/${encodeURIComponent(key)}`).then(
-        (r) => json(r.status === 200 || r.status === 404 ? 200 : 502, { host, status: r.status, bytes: r.bytes }),
+        (r) => json(r.status === 200 || r.status === 404 ? 200 : 502, { host, ...r }),
         (err: Error) => json(502, { host, error: err.message }),
       );
       return;

@@ -27,8 +27,15 @@ export interface Host {
   app: Proc & { port: number };
 }
 
-/** Env every bench sidecar gets: quiet logs (the benchmark measures serving, not logging). */
-const quiet = { CASTELLAN_LOG_LEVEL: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'warn' };
+/**
+ * Env every bench sidecar gets: quiet logs (the benchmark measures serving,
+ * not logging); with BENCH_CPU_PROF=<dir>, a V8 CPU profile per sidecar
+ * (written when it exits gracefully, at dispose).
+ */
+const quiet: NodeJS.ProcessEnv = {
+  CASTELLAN_LOG_LEVEL: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'warn',
+  ...(process.env.BENCH_CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF}` } : {}),
+};
 
 export function spawnNode(name: string, script: string, env: NodeJS.ProcessEnv): Proc {
   const fd = openSync(join(logDir, `${name}.log`), 'a');
@@ -134,7 +141,8 @@ export class BenchEnv {
   }
 
   async dispose(): Promise<void> {
-    await Promise.allSettled(this.procs.map((p) => terminate(p.child, 'SIGKILL', 1_000)));
+    // SIGTERM first: sidecars drain and exit, and write their CPU profiles when asked to.
+    await Promise.allSettled(this.procs.map((p) => terminate(p.child, 'SIGTERM', 5_000)));
     await Promise.allSettled(this.ncs.map((nc) => nc.close()));
     await this.nats.dispose();
   }
