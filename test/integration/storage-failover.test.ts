@@ -94,7 +94,7 @@ describe('object storage under failures', () => {
       }
     };
     const workers = [worker(clients[0]!), worker(clients[1]!)];
-    await waitFor('20 acknowledged transactions', () => (acked.size >= 20 ? true : undefined), { timeoutMs: 30_000, intervalMs: 20 });
+    await waitFor('20 acknowledged transactions', () => Promise.resolve(acked.size >= 20 ? true : undefined), { timeoutMs: 30_000, intervalMs: 20 });
     const owner = await ownerOf(id);
     expect(owner).toBeDefined();
     kill(owner!);
