@@ -213,7 +213,7 @@ export class QueueClient {
       if (pod === undefined) break;
       tried.add(pod);
       try {
-        const r = await this.rpc(ctx, pod, req);
+        const r = await this.rpc(ctx, pod, req, Math.min(this.opts.requestTimeoutMs, 10_000));
         return { messageId: r.messageId as string, replicas: r.replicas as string[] };
       } catch (err) {
         last = err;
@@ -240,7 +240,7 @@ export class QueueClient {
       for (let i = 0; i < hosts.length && out.length < input.maxMessages; i++) {
         const pod = hosts[(start + i) % hosts.length] as string;
         try {
-          const r = await this.rpc(ctx, pod, { op: 'receive', max: input.maxMessages - out.length, visibilityMs }, Math.min(this.opts.requestTimeoutMs, 10_000));
+          const r = await this.rpc(ctx, pod, { op: 'receive', max: input.maxMessages - out.length, visibilityMs }, Math.min(this.opts.requestTimeoutMs, 5_000));
           for (const m of r.messages ?? []) out.push(this.present(ctx, m));
         } catch (err) {
           if (!(err instanceof HostUnreachable) && !(err instanceof CastellanError && err.retryable)) throw err;

@@ -1,0 +1,187 @@
+/**
+ * Replicated queues, pure logic: receipt handles (round trip, garbage,
+ * tampering, wrong queue), visibility, promotion decisions, dead-lettering,
+ * the dedup window, target choice, batch and request validation, names.
+ */
+import { createHmac } from 'node:crypto';
+import { describe, expect, it } from '@jest/globals';
+import { CastellanError } from '../../common/errors.ts';
+import { batchSendSchema, receiveSchema, sendSchema, visibilitySchema } from '../../sidecar/queues/api.ts';
+import { messageSize } from '../../sidecar/queues/client.ts';
+import {
+  batchProblem,
+  dedupDecision,
+  decidePromotion,
+  DEDUP_PENDING_STALE_MS,
+  expired,
+  holderOf,
+  nextVisibleAt,
+  pickTargets,
+  shouldDeadLetter,
+  visibilityOf,
+  type PeerStatus,
+} from '../../sidecar/queues/logic.ts';
+import { isValidQueueName, queueNames } from '../../sidecar/queues/names.ts';
+import { decodeReceipt, encodeReceipt, receiptKey, type Receipt } from '../../sidecar/queues/receipt.ts';
+import { LIMITS, queueSpecSchema } from '../../sidecar/queues/spec.ts';
+
+const key = receiptKey('default', 'jobs');
+const receipt: Receipt = { q: 'jobs', h: 'jobs-1', id: '0b6b1c56-3d0f-4a56-9d4e-2f8a7f1b9e01', r: ['jobs-1', 'jobs-2'], c: 3, t: 1_700_000_000_000 };
+
+function code(f: () => unknown): string | undefined {
+  try {
+    f();
+    return undefined;
+  } catch (err) {
+    return err instanceof CastellanError ? `${err.status} ${err.code}` : String(err);
+  }
+}
+
+describe('receipt handles', () => {
+  it('round-trip every field', () => {
+    const h = encodeReceipt(receipt, key);
+    expect(h).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}$/);
+    expect(decodeReceipt(h, key, 'jobs')).toEqual(receipt);
+  });
+
+  it('reject garbage, tampering and other queues with 400 INVALID_RECEIPT_HANDLE', () => {
+    const h = encodeReceipt(receipt, key);
+    const [body, sig] = h.split('.') as [string, string];
+    const forged = Buffer.from(JSON.stringify({ ...receipt, c: 1 })).toString('base64url');
+    for (const bad of ['', 'garbage', 'a.b', `${body}.${sig}x`, `${body}x.${sig}`, `${forged}.${sig}`, `${body}.${sig}.x`, '.'.repeat(5), 'x'.repeat(5000), `${body}`]) {
+      expect(code(() => decodeReceipt(bad, key, 'jobs'))).toBe('400 INVALID_RECEIPT_HANDLE');
+    }
+    expect(code(() => decodeReceipt(h, receiptKey('default', 'other'), 'other'))).toBe('400 INVALID_RECEIPT_HANDLE');
+    expect(code(() => decodeReceipt(h, key, 'other'))).toBe('400 INVALID_RECEIPT_HANDLE');
+    const wrongShape = Buffer.from(JSON.stringify({ q: 'jobs', id: 'not-a-uuid' })).toString('base64url');
+    const sig2 = createHmac('sha256', key).update(wrongShape).digest().subarray(0, 16).toString('base64url');
+    expect(code(() => decodeReceipt(`${wrongShape}.${sig2}`, key, 'jobs'))).toBe('400 INVALID_RECEIPT_HANDLE');
+  });
+});
+
+describe('visibility', () => {
+  it('is delayed, then visible, then in flight, then visible again', () => {
+    const m = { visibleAt: 1_000, invisibleUntil: 0 };
+    expect(visibilityOf(m, 999)).toBe('delayed');
+    expect(visibilityOf(m, 1_000)).toBe('visible');
+    expect(visibilityOf({ ...m, invisibleUntil: 5_000 }, 4_999)).toBe('inflight');
+    expect(visibilityOf({ ...m, invisibleUntil: 5_000 }, 5_000)).toBe('visible');
+    expect(nextVisibleAt({ ...m, invisibleUntil: 5_000 }, 2_000)).toBe(5_000);
+    expect(nextVisibleAt(m, 2_000)).toBeUndefined();
+  });
+
+  it('expires after the retention', () => {
+    expect(expired({ enqueuedAt: 0 }, 1_000, 999)).toBe(false);
+    expect(expired({ enqueuedAt: 0 }, 1_000, 1_000)).toBe(true);
+  });
+
+  it('dead-letters after maxReceiveCount receives, only with a DLQ', () => {
+    const dl = { queue: 'dlq', maxReceiveCount: 3 };
+    expect(shouldDeadLetter({ receiveCount: 2 }, dl)).toBe(false);
+    expect(shouldDeadLetter({ receiveCount: 3 }, dl)).toBe(true);
+    expect(shouldDeadLetter({ receiveCount: 99 }, undefined)).toBe(false);
+  });
+});
+
+describe('promotion', () => {
+  const m = { primary: 'q-0', replicas: ['q-0', 'q-1', 'q-2'] };
+  const statuses = (s: Record<string, PeerStatus>) => (pod: string) => s[pod] ?? 'live';
+
+  it('the holder holds; standbys wait while it is live', () => {
+    expect(decidePromotion('q-0', m, undefined, statuses({}))).toEqual({ action: 'hold' });
+    expect(decidePromotion('q-1', m, undefined, statuses({}))).toEqual({ action: 'standby' });
+    expect(holderOf(m, 'q-2')).toBe('q-2');
+    expect(decidePromotion('q-2', m, 'q-2', statuses({}))).toEqual({ action: 'hold' });
+  });
+
+  it('exactly one standby (the first live one after the holder) acts when the holder dies', () => {
+    const dead = statuses({ 'q-0': 'dead' });
+    const decisions = ['q-1', 'q-2'].map((self) => decidePromotion(self, m, undefined, dead));
+    expect(decisions).toEqual([{ action: 'claim', holder: 'q-0' }, { action: 'standby' }]);
+    const both = statuses({ 'q-0': 'dead', 'q-1': 'dead' });
+    expect(decidePromotion('q-2', m, undefined, both)).toEqual({ action: 'claim', holder: 'q-0' });
+    // After a promotion to q-1, q-1 dying hands it to the next live replica (q-0 is back).
+    expect(decidePromotion('q-0', m, 'q-1', statuses({ 'q-1': 'dead' }))).toEqual({ action: 'claim', holder: 'q-1' });
+    expect(decidePromotion('q-2', m, 'q-1', statuses({ 'q-1': 'dead' }))).toEqual({ action: 'standby' });
+  });
+
+  it('fences an expired holder before claiming', () => {
+    expect(decidePromotion('q-1', m, undefined, statuses({ 'q-0': 'expired' }))).toEqual({ action: 'fence', holder: 'q-0' });
+  });
+
+  it('a standby missing from its (stale) replica list still takes its turn last', () => {
+    expect(decidePromotion('q-3', { primary: 'q-0', replicas: ['q-0', 'q-1'] }, undefined, statuses({ 'q-0': 'dead', 'q-1': 'dead' }))).toEqual({ action: 'claim', holder: 'q-0' });
+    expect(decidePromotion('q-3', { primary: 'q-0', replicas: ['q-0', 'q-1'] }, undefined, statuses({ 'q-0': 'dead' }))).toEqual({ action: 'standby' });
+  });
+});
+
+describe('deduplication window', () => {
+  const now = 10_000_000;
+  it('answers with the first send inside the window, and forgets after it', () => {
+    expect(dedupDecision(undefined, now)).toEqual({ action: 'new' });
+    const done = { state: 'done' as const, ts: now - 1_000, messageId: 'm', replicas: ['a', 'b'] };
+    expect(dedupDecision(done, now)).toEqual({ action: 'duplicate', messageId: 'm', replicas: ['a', 'b'] });
+    expect(dedupDecision({ ...done, ts: now - LIMITS.dedupWindowMs + 1 }, now).action).toBe('duplicate');
+    expect(dedupDecision({ ...done, ts: now - LIMITS.dedupWindowMs }, now)).toEqual({ action: 'new' });
+  });
+
+  it('waits for a send in progress, unless it was abandoned', () => {
+    expect(dedupDecision({ state: 'pending', ts: now - 100 }, now)).toEqual({ action: 'wait' });
+    expect(dedupDecision({ state: 'pending', ts: now - DEDUP_PENDING_STALE_MS }, now)).toEqual({ action: 'new' });
+  });
+});
+
+describe('target choice', () => {
+  it('picks distinct hosts, rotating, skipping excluded ones', () => {
+    const live = ['a', 'b', 'c'];
+    expect(pickTargets(live, new Set(), 2, 0)).toEqual(['a', 'b']);
+    expect(pickTargets(live, new Set(), 2, 2)).toEqual(['c', 'a']);
+    expect(pickTargets(live, new Set(['a']), 2, 0)).toEqual(['b', 'c']);
+    expect(pickTargets(live, new Set(['a', 'b', 'c']), 1, 5)).toEqual([]);
+    expect(pickTargets(live, new Set(), 5, -1)).toEqual(['c', 'a', 'b']);
+    expect(pickTargets([], new Set(), 1, 0)).toEqual([]);
+  });
+});
+
+describe('request validation', () => {
+  it('validates batches: size, ids, duplicates', () => {
+    expect(batchProblem([])).toMatch(/empty/);
+    expect(batchProblem(Array.from({ length: 101 }, (_, i) => ({ id: `e${i}` })))).toMatch(/101/);
+    expect(batchProblem(Array.from({ length: 100 }, (_, i) => ({ id: `e${i}` })))).toBeUndefined();
+    expect(batchProblem([{ id: 'a' }, { id: 'a' }])).toMatch(/twice/);
+    expect(batchProblem([{ id: 'has space' }])).toMatch(/entries\.0\.id/);
+    expect(batchSendSchema.safeParse({ entries: [{ id: 'a', body: 'x' }] }).success).toBe(true);
+    expect(batchSendSchema.safeParse({ entries: [{ id: 'a', body: 1 }] }).success).toBe(false);
+    expect(batchSendSchema.safeParse({}).success).toBe(false);
+  });
+
+  it('validates send, receive and visibility bodies', () => {
+    expect(sendSchema.safeParse({ body: 'x', replicas: 2, delaySeconds: 900, deduplicationId: 'd', attributes: { k: 'v' } }).success).toBe(true);
+    for (const bad of [{}, { body: 1 }, { body: 'x', replicas: 6 }, { body: 'x', delaySeconds: 901 }, { body: 'x', attributes: { k: 1 } }, { body: 'x', deduplicationId: '' }]) {
+      expect(sendSchema.safeParse(bad).success).toBe(false);
+    }
+    expect(receiveSchema.parse({})).toEqual({ maxMessages: 1, waitSeconds: 0 });
+    for (const bad of [{ maxMessages: 0 }, { maxMessages: 11 }, { waitSeconds: 21 }, { visibilityTimeoutSeconds: -1 }, { maxMessages: 1.5 }]) {
+      expect(receiveSchema.safeParse(bad).success).toBe(false);
+    }
+    expect(visibilitySchema.safeParse({ receiptHandle: 'h', visibilityTimeoutSeconds: 0 }).success).toBe(true);
+    expect(visibilitySchema.safeParse({ receiptHandle: 'h' }).success).toBe(false);
+  });
+
+  it('counts body and attributes against the size limit', () => {
+    expect(messageSize('héllo', { k: 'vv' })).toBe(6 + 1 + 2);
+  });
+
+  it('validates queue specs and names', () => {
+    const spec = { name: 'jobs', hosts: 3, replicaCount: 2, visibilityTimeoutMs: 30_000, messageRetentionMs: 86_400_000, maxMessageBytes: 262_144, delayMs: 0 };
+    expect(queueSpecSchema.safeParse(spec).success).toBe(true);
+    expect(queueSpecSchema.safeParse({ ...spec, replicaCount: 4 }).success).toBe(false);
+    expect(queueSpecSchema.safeParse({ ...spec, delayMs: 15 * 60_000 + 1 }).success).toBe(false);
+    expect(isValidQueueName('jobs-1.a')).toBe(true);
+    expect(isValidQueueName('Jobs')).toBe(false);
+    const n = queueNames('castellan', 'default', 'jobs.x');
+    expect(n.metaStream).toBe('CASTELLAN_QM_default_jobs_x');
+    expect(n.hostStream('jobs.x-0')).toBe('CASTELLAN_QH_default_jobs_x_jobs_x-0');
+    expect(n.dedup('a.b c>')).toMatch(/^castellan\.q\.default\.jobs_x\.meta\.dedup\.[A-Za-z0-9_-]{32}$/);
+  });
+});
