@@ -52,6 +52,8 @@ describe('operator reconcile on a real cluster', () => {
   beforeAll(async () => {
     [kube, nats] = await Promise.all([startKube(1), startNats(3)]);
     await installCrds(kube);
+    // kwok taints its fake nodes; queue-host pods (no user template, so no toleration) must schedule too.
+    await kube.cluster.kubectl(['taint', 'nodes', '--all', 'kwok.x-k8s.io/node-']);
     nc = await nats.connect();
     jsm = await jetstreamManager(nc, { timeout: 15_000 });
     custom = kube.kc.makeApiClient(k8s.CustomObjectsApi);
