@@ -10,7 +10,7 @@
  *   that replaces the value and expires after TOMBSTONE_TTL (Nats-TTL).
  *
  * Commit = one NATS 2.12 atomic batch (ADR-50: Nats-Batch-Id / -Sequence /
- * -Commit). Every message carries the fence
+ * -Commit), or a plain publish for a single message. Every message carries the fence
  * `Nats-Expected-Last-Subject-Sequence: <token>` with
  * `Nats-Expected-Last-Subject-Sequence-Subject: <owner subject>`: the server
  * applies the whole batch only if the object's owner record is still the one
@@ -108,14 +108,18 @@ export class Journal {
         const m = msgs[i]!;
         const h = natsHeaders();
         for (const [k, v] of Object.entries(m.headers)) h.set(k, v);
-        h.set('Nats-Batch-Id', batchId);
-        h.set('Nats-Batch-Sequence', String(i + 1));
+        // A single message needs no batch: the same fence headers make a plain publish conditional.
+        const batched = msgs.length > 1;
+        if (batched) {
+          h.set('Nats-Batch-Id', batchId);
+          h.set('Nats-Batch-Sequence', String(i + 1));
+        }
         h.set('Nats-Expected-Last-Subject-Sequence', String(token));
         h.set('Nats-Expected-Last-Subject-Sequence-Subject', owner);
         if (i < msgs.length - 1) {
           this.nc.publish(m.subject, m.data, { headers: h });
         } else {
-          h.set('Nats-Batch-Commit', '1');
+          if (batched) h.set('Nats-Batch-Commit', '1');
           reply = await this.nc.request(m.subject, m.data, { headers: h, timeout: this.timeoutMs });
         }
       }
@@ -134,7 +138,7 @@ export class Journal {
       if (ack.error.err_code === JS_WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(text)) throw new FencedError(`ownership moved: ${text}`);
       throw new RejectedError(`commit refused by JetStream: ${text} (${ack.error.err_code ?? ack.error.code ?? '?'})`);
     }
-    if (typeof ack.seq !== 'number' || ack.count !== msgs.length) {
+    if (typeof ack.seq !== 'number' || (msgs.length > 1 && ack.count !== msgs.length)) {
       throw new IndeterminateError(`unexpected commit acknowledgement ${JSON.stringify(ack)}`);
     }
     const first = ack.seq - msgs.length + 1;
