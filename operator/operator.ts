@@ -307,8 +307,12 @@ export class Operator {
     await c?.stop();
     await this.elector?.stop();
     await this.nats.close();
-    await new Promise<void>((resolve) => (this.server === undefined ? resolve() : this.server.close(() => resolve())));
-    this.server?.closeAllConnections?.();
+    const server = this.server;
+    if (server !== undefined) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    }
   }
 }
 
