@@ -53,12 +53,17 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`castellan: ${describeError(err)}\n`);
-    process.exitCode = 1;
-  },
-);
+/**
+ * When a command has finished (a long-running one has stopped cleanly), the
+ * process exits even if a library still holds a timer or socket: the command's
+ * work is done, and a stopped sidecar must not linger for a pending long-poll.
+ */
+function exitSoon(code: number): void {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 500).unref();
+}
+
+main(process.argv.slice(2)).then(exitSoon, (err: unknown) => {
+  process.stderr.write(`castellan: ${describeError(err)}\n`);
+  exitSoon(1);
+});

@@ -29,6 +29,11 @@ export interface NatsClusterOptions {
   clientPorts?: number[];
   /** Max payload in bytes (default 8 MiB: 1 MiB storage values plus headers must fit). */
   maxPayload?: number;
+  /**
+   * Run each server in its own process group, so a terminal's Ctrl-C reaches only
+   * the owner (castellan dev), which stops the servers last (default false).
+   */
+  detached?: boolean;
   /** Called when a node exits without being asked to (kill -9 from outside, crash). */
   onUnexpectedExit?: (node: NatsNode, code: number | null, signal: NodeJS.Signals | null) => void;
   log?: Logger;
@@ -58,6 +63,7 @@ export class NatsCluster {
   private readonly binary: string;
   private readonly log: Logger;
   private readonly onUnexpectedExit: NatsClusterOptions['onUnexpectedExit'];
+  private readonly detached: boolean;
   private expectedExits = new Set<ChildProcess>();
 
   private constructor(nodes: NatsNode[], name: string, binary: string, opts: NatsClusterOptions) {
@@ -66,6 +72,7 @@ export class NatsCluster {
     this.binary = binary;
     this.log = opts.log ?? logger('nats-cluster');
     this.onUnexpectedExit = opts.onUnexpectedExit;
+    this.detached = opts.detached ?? false;
   }
 
   /** Starts every server and waits until JetStream has a meta leader. */
@@ -120,7 +127,7 @@ export class NatsCluster {
   private spawnNode(node: NatsNode): void {
     const fd = openSync(node.logFile, 'a');
     try {
-      const child = spawnOwned(this.binary, ['-c', node.configFile], { stdio: ['ignore', fd, fd] });
+      const child = spawnOwned(this.binary, ['-c', node.configFile], { stdio: ['ignore', fd, fd], detached: this.detached });
       node.process = child;
       node.state = 'running';
       child.once('exit', (code, signal) => {

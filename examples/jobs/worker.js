@@ -14,23 +14,25 @@
 //
 // Env: CASTELLAN_SIDECAR_URL (the sidecar), QUEUE (default "jobs"),
 //      WORKER_BATCH (messages per receive, default 5).
-/* global fetch, setTimeout, AbortSignal */
+/* global fetch, setTimeout, AbortSignal, AbortController */
 
 const sidecar = process.env.CASTELLAN_SIDECAR_URL ?? 'http://127.0.0.1:3600';
 const queue = process.env.QUEUE ?? 'jobs';
 const batch = Number(process.env.WORKER_BATCH ?? '5');
 const name = process.env.WORKER_NAME ?? `worker-${process.env.CASTELLAN_APP_REPLICA ?? process.pid}`;
 let running = true;
+// Aborts a long-poll in progress when the worker is asked to stop.
+const stopping = new AbortController();
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (text) => console.log(`${new Date().toISOString().slice(11, 23)} ${text}`);
 
-async function call(method, path, body, timeoutMs = 30_000) {
+async function call(method, path, body, timeoutMs = 30_000, signal = undefined) {
   const res = await fetch(`${sidecar}${path}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(timeoutMs),
+    signal: signal === undefined ? AbortSignal.timeout(timeoutMs) : AbortSignal.any([AbortSignal.timeout(timeoutMs), signal]),
   });
   const text = await res.text();
   if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
@@ -65,11 +67,12 @@ async function main() {
   while (running) {
     let messages;
     try {
-      ({ messages } = await call('POST', `/v1/queues/${queue}/receive`, { maxMessages: batch, waitSeconds: 5 }, 35_000));
+      ({ messages } = await call('POST', `/v1/queues/${queue}/receive`, { maxMessages: batch, waitSeconds: 5 }, 35_000, stopping.signal));
       if (failures > 0) log(`receiving again after ${failures} failed attempts`);
       failures = 0;
       lastError = '';
     } catch (err) {
+      if (!running) break;
       // Retry with a growing pause (up to 5 s); say so once per distinct error, not every time.
       failures += 1;
       const pause = Math.min(5_000, 500 * 2 ** Math.min(failures, 4));
@@ -110,6 +113,7 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
   process.on(signal, () => {
     log(`${signal}: finishing the current batch`);
     running = false;
+    stopping.abort();
     setTimeout(() => process.exit(0), 8_000).unref();
   });
 }

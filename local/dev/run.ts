@@ -202,6 +202,7 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
   rmSync(statePath, { force: true });
   await ensurePortFree(opts.config.client.port);
 
+  let stopping = false;
   let nats: NatsCluster | undefined;
   let urls: string[];
   if ('embedded' in opts.config.nats) {
@@ -212,10 +213,12 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
     nats = await NatsCluster.start({
       servers,
       dir,
+      detached: true,
       onUnexpectedExit: (node) => {
-        if (!opts.restart) return;
+        if (!opts.restart || stopping) return;
         log.warn('nats-server exited; restarting it', { node: node.name, inMs: 2_000 });
         setTimeout(() => {
+          if (stopping) return;
           nats?.restart(node.index).catch((err: unknown) => log.error('restarting nats-server failed', { node: node.name, error: String(err) }));
         }, 2_000);
       },
@@ -240,7 +243,6 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
     renameSync(tmp, statePath);
   };
 
-  let stopping = false;
   const supervisor = new Supervisor({
     restart: opts.restart,
     log,
