@@ -206,6 +206,10 @@ export class QueueClient {
       replicas,
       ...(input.deduplicationId === undefined ? {} : { dedupId: input.deduplicationId }),
     };
+    const maxPayload = this.nc.info?.max_payload ?? 1024 * 1024;
+    if (size + 64 * 1024 > maxPayload) {
+      throw Errors.payloadTooLarge(`Message is ${size} bytes; the NATS servers carry at most ${maxPayload} bytes per message (max_payload), less 64 KiB of headroom.`);
+    }
     const tried = new Set<string>();
     let last: unknown;
     for (let attempt = 0; attempt < 6; attempt++) {

@@ -162,20 +162,23 @@ export class QueueStore {
     const states = new Map<string, MessageState>();
     const mPrefix = this.names.message(pod, '');
     const sPrefix = this.names.state(pod, '');
+    // An ordered consumer read in fetches: a fetch that comes back empty ends the scan even if
+    // messages vanished (max_age) between the info and the read.
     const consumer = await this.js.consumers.get(stream);
-    const it = await consumer.consume({ max_messages: 256 });
-    try {
-      for await (const m of it) {
+    for (let done = false; !done; ) {
+      const batch = await consumer.fetch({ max_messages: 512, expires: 2_000 });
+      let got = 0;
+      for await (const m of batch) {
+        got++;
         if (m.subject.startsWith(mPrefix)) {
           const msg = dec<StoredMessage>(m.data);
           out.set(msg.id, { msg });
         } else if (m.subject.startsWith(sPrefix)) {
           states.set(m.subject.slice(sPrefix.length), dec<MessageState>(m.data));
         }
-        if (m.info.pending === 0) break;
+        if (m.info.pending === 0) done = true;
       }
-    } finally {
-      it.stop();
+      if (got === 0) done = true;
     }
     for (const [id, s] of states) {
       const e = out.get(id);

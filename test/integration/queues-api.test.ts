@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sleep, waitFor } from '../../common/net.ts';
+import { deleteQueueAssets, ensureQueueAssets } from '../../sidecar/queues/mod.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
 import { call, startQueueHost, type ApiMessage } from '../harness/queues.ts';
 import { logDir, startClient, stopProc, type SidecarProc } from '../harness/sidecars.ts';
@@ -189,6 +190,26 @@ describe('replicated queues: API', () => {
     const dup = await call(c, 'POST', '/v1/queues/jobs/batch/send', { entries: [{ id: 'a', body: 'x' }, { id: 'a', body: 'y' }] });
     expect(dup.status).toBe(400);
   }, 90_000);
+
+  it('discovers a queue the operator declared (ensureQueueAssets) and forgets it after deleteQueueAssets', async () => {
+    const nc = await nats.connect();
+    const target = { prefix: 'castellan', namespace: 'default' };
+    const spec = { name: 'declared', hosts: 2, replicaCount: 2, visibilityTimeoutMs: 10_000, messageRetentionMs: 3_600_000, maxMessageBytes: 1000, delayMs: 0 };
+    await ensureQueueAssets(nc, target, spec);
+    await ensureQueueAssets(nc, target, { ...spec, visibilityTimeoutMs: 20_000 }); // idempotent update
+    const d = await waitFor('the declared queue', async () => {
+      const r = await describeQ('declared');
+      return r.status === 200 ? r.body : undefined;
+    }, { timeoutMs: 10_000 });
+    expect(d).toMatchObject({ name: 'declared', hosts: [], replicaCount: 2, approximateMessages: 0, visibilityTimeoutSeconds: 20 });
+    const noHosts = await send('declared', { body: 'x' });
+    expect(noHosts.status).toBe(503);
+    expect(noHosts.body).toMatchObject({ error: { retryable: true } });
+    expect((await send('declared', { body: 'x'.repeat(1001) })).status).toBe(413);
+    await deleteQueueAssets(nc, target, 'declared');
+    await waitFor('the deleted queue to be unknown', async () => ((await describeQ('declared')).status === 404 ? true : undefined), { timeoutMs: 20_000 });
+    expect((await describeQ('jobs')).status).toBe(200);
+  }, 60_000);
 
   it('answers bad input with SPEC-shaped 4xx JSON', async () => {
     const cases: [string, string, unknown, number, string, string?][] = [

@@ -132,6 +132,10 @@ describe('replicated queues: host failure', () => {
     expect(s.status).toBe(201);
     const [primary, standby] = s.body.replicas.map(ordinalOf) as [number, number];
     kill(standby);
+    await waitFor('2 live hosts', async () => ((await liveHosts()) === 2 ? true : undefined), { timeoutMs: 30_000 });
+    const tooMany = await send(clients[1]!, 'three replicas', 3);
+    expect(tooMany.status).toBe(503);
+    expect(tooMany.body).toMatchObject({ error: { code: 'NOT_ENOUGH_HOSTS', retryable: true } });
     const r = await receive(clients[0]!, { maxMessages: 1, waitSeconds: 5 });
     expect(r.body.messages[0]?.body).toBe('deleted-while-down');
     expect((await del(clients[0]!, r.body.messages[0]!.receiptHandle)).status).toBe(204);

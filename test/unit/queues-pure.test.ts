@@ -6,6 +6,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from '@jest/globals';
 import { CastellanError } from '../../common/errors.ts';
+import { loadSidecarConfig } from '../../sidecar/config.ts';
 import { batchSendSchema, receiveSchema, sendSchema, visibilitySchema } from '../../sidecar/queues/api.ts';
 import { messageSize } from '../../sidecar/queues/client.ts';
 import {
@@ -183,5 +184,34 @@ describe('request validation', () => {
     expect(n.metaStream).toBe('CASTELLAN_QM_default_jobs_x');
     expect(n.hostStream('jobs.x-0')).toBe('CASTELLAN_QH_default_jobs_x_jobs_x-0');
     expect(n.dedup('a.b c>')).toMatch(/^castellan\.q\.default\.jobs_x\.meta\.dedup\.[A-Za-z0-9_-]{32}$/);
+  });
+});
+
+describe('queue-host configuration (env)', () => {
+  const base = { CASTELLAN_NATS_URL: 'nats://127.0.0.1:4222', CASTELLAN_ROLE: 'queue-host' };
+  it('reads every queue env name', () => {
+    const c = loadSidecarConfig({}, {
+      ...base,
+      CASTELLAN_QUEUE: 'jobs',
+      CASTELLAN_QUEUE_HOSTS: '3',
+      CASTELLAN_QUEUE_REPLICA_COUNT: '3',
+      CASTELLAN_VISIBILITY_TIMEOUT: '45s',
+      CASTELLAN_MESSAGE_RETENTION: '1d',
+      CASTELLAN_MAX_MESSAGE_BYTES: '1048576',
+      CASTELLAN_QUEUE_DELAY: '15m',
+      CASTELLAN_DEAD_LETTER_QUEUE: 'jobs-dlq',
+      CASTELLAN_MAX_RECEIVE_COUNT: '5',
+    });
+    expect(c.queues).toEqual({ queue: 'jobs', hosts: 3, replicaCount: 3, visibilityTimeout: 45_000, messageRetention: 86_400_000, maxMessageBytes: 1_048_576, delay: 900_000, deadLetterQueue: 'jobs-dlq', maxReceiveCount: 5 });
+  });
+
+  it('rejects missing or out-of-range settings, naming the env variable', () => {
+    expect(() => loadSidecarConfig({}, base)).toThrow(/queues\.queue.*CASTELLAN_QUEUE/);
+    expect(() => loadSidecarConfig({}, { ...base, CASTELLAN_QUEUE: 'jobs', CASTELLAN_QUEUE_HOSTS: '1' })).toThrow(/replicaCount/);
+    expect(() => loadSidecarConfig({}, { ...base, CASTELLAN_QUEUE: 'jobs', CASTELLAN_QUEUE_DELAY: '16m' })).toThrow(/CASTELLAN_QUEUE_DELAY/);
+    expect(() => loadSidecarConfig({}, { ...base, CASTELLAN_QUEUE: 'jobs', CASTELLAN_MESSAGE_RETENTION: '15d' })).toThrow(/CASTELLAN_MESSAGE_RETENTION/);
+    expect(() => loadSidecarConfig({}, { ...base, CASTELLAN_QUEUE: 'jobs', CASTELLAN_MAX_MESSAGE_BYTES: '2000000' })).toThrow(/CASTELLAN_MAX_MESSAGE_BYTES/);
+    expect(() => loadSidecarConfig({}, { ...base, CASTELLAN_QUEUE: 'jobs', CASTELLAN_DEAD_LETTER_QUEUE: 'dlq' })).toThrow(/maxReceiveCount/);
+    expect(loadSidecarConfig({}, { CASTELLAN_NATS_URL: 'nats://127.0.0.1:4222' }).queues.queue).toBeUndefined();
   });
 });
