@@ -153,6 +153,16 @@ export class Journal {
    * a newer owner → FencedError.
    */
   async load(names: ClassNames, encId: string, token: number): Promise<LoadedObject> {
+    try {
+      return await this.loadLast(names, encId, token);
+    } catch (err) {
+      // multi_last answers at most ~1024 subjects: page through bigger objects.
+      if (/too many results/i.test(describeError(err))) return this.loadPaged(names, encId, token);
+      throw err;
+    }
+  }
+
+  private async loadLast(names: ClassNames, encId: string, token: number): Promise<LoadedObject> {
     const jsm = await this.jsm();
     const owner = names.owner(encId);
     for (let attempt = 0; ; attempt++) {
@@ -177,6 +187,55 @@ export class Journal {
       if (attempt >= 20) throw new RejectedError(`no replica caught up with the owner record at ${token} (saw ${ownerSeq})`);
       await new Promise((r) => setTimeout(r, 25 * (attempt + 1)));
     }
+  }
+
+  /**
+   * Loads a big object page by page in stream order (direct batch gets, any
+   * replica; later versions of a key win), then reads the tail after the last
+   * message seen from the stream leader, which is never behind: whatever a
+   * lagging replica left out of the last page is there.
+   */
+  private async loadPaged(names: ClassNames, encId: string, token: number): Promise<LoadedObject> {
+    const jsm = await this.jsm();
+    const filter = names.kvAll(encId);
+    const latest = new Map<string, { seq: number; data: Uint8Array; del: boolean }>();
+    const take = (subject: string, seq: number, key: string, data: Uint8Array, del: boolean) => {
+      const prev = latest.get(subject);
+      if (prev === undefined || prev.seq < seq) latest.set(subject, { seq, data, del });
+      keys.set(subject, key);
+    };
+    const keys = new Map<string, string>();
+    let from = 1;
+    for (;;) {
+      let n = 0;
+      const it = await jsm.direct.getBatch(names.stream, { seq: from, next_by_subj: filter, batch: 1000 });
+      try {
+        for await (const m of it) {
+          n++;
+          from = Math.max(from, m.seq + 1);
+          take(m.subject, m.seq, m.header.get('Castellan-Key'), m.data, m.header.get('Castellan-Op') === 'del');
+        }
+      } catch (err) {
+        if (!/no messages|not found|404/i.test(describeError(err))) throw err;
+      }
+      if (n < 1000) break;
+    }
+    for (;;) {
+      const m = await jsm.streams.getMessage(names.stream, { seq: from, next_by_subj: filter });
+      if (m === null) break;
+      from = m.seq + 1;
+      take(m.subject, m.seq, m.header?.get('Castellan-Key') ?? '', m.data, m.header?.get('Castellan-Op') === 'del');
+    }
+    const ownerRec = await jsm.streams.getMessage(names.stream, { last_by_subj: names.owner(encId) });
+    const ownerSeq = ownerRec?.seq ?? 0;
+    if (ownerSeq !== token) throw new FencedError(`ownership moved (owner record at ${ownerSeq}, activation at ${token})`);
+    const entries = new Map<string, Entry>();
+    for (const [subject, v] of latest) {
+      const k = keys.get(subject) ?? '';
+      if (k === '' || v.del) continue;
+      entries.set(Buffer.from(k, 'base64url').toString('utf8'), { value: v.data, version: v.seq });
+    }
+    return { entries };
   }
 
   /** The last message of a subject, from the stream leader. */

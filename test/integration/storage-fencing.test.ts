@@ -143,4 +143,17 @@ describe('storage fencing', () => {
     const reread = new ObjectState(ctx, encId, 'obj-4', token);
     expect((await reread.read()).size).toBe(101);
   }, 60_000);
+  it('loads an object bigger than one multi-last answer (paged), exactly', async () => {
+    const encId = encodeId('obj-big');
+    const token = await claim(encId, 0, 'a');
+    const st = new ObjectState(ctx, encId, 'obj-big', token);
+    await st.read();
+    await Promise.all(Array.from({ length: 2500 }, (_, i) => st.write({ checks: [], ops: [{ op: 'put', key: `k${i}`, value: Buffer.from(`v${i}`) }] })));
+    await st.write({ checks: [], ops: [{ op: 'put', key: 'k7', value: Buffer.from('newer') }, { op: 'delete', key: 'k8' }] });
+    const loaded = await journal.load(store.names(CLS), encId, token);
+    expect(loaded.entries.size).toBe(2499);
+    expect(Buffer.from(loaded.entries.get('k7')!.value).toString()).toBe('newer');
+    expect(loaded.entries.has('k8')).toBe(false);
+    expect(Buffer.from(loaded.entries.get('k2499')!.value).toString()).toBe('v2499');
+  }, 90_000);
 });
