@@ -40,13 +40,15 @@ export interface DevRun {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export function startDev(args: string[], stateDir: string, opts: { cwd?: string; env?: NodeJS.ProcessEnv; command?: string[] } = {}): DevRun {
+/** Starts `castellan dev`; `detached` puts it in its own process group, like a shell does for a foreground job. */
+export function startDev(args: string[], stateDir: string, opts: { cwd?: string; env?: NodeJS.ProcessEnv; command?: string[]; detached?: boolean } = {}): DevRun {
   let out = '';
   const command = opts.command ?? [process.execPath, '--disable-warning=ExperimentalWarning', cli, 'dev'];
   const child = spawn(command[0] as string, [...command.slice(1), ...args, '--state-dir', stateDir], {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: opts.cwd ?? projectRoot,
     env: { ...process.env, ...opts.env },
+    detached: opts.detached ?? false,
   });
   child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
   child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
