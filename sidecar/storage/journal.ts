@@ -19,7 +19,7 @@
  * replicated, synced store (the stream's replicas, sync_interval always).
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, type JetStreamManager, type MsgRequest } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../../common/logger.ts';
 import type { ClassNames } from '../objects/subjects.ts';
@@ -221,8 +221,10 @@ export class Journal {
       if (n < 1000) break;
     }
     for (;;) {
-      const m = await jsm.streams.getMessage(names.stream, { seq: from, next_by_subj: filter });
+      // STREAM.MSG.GET takes next_by_subj (leader read); the client's type only lists seq / last_by_subj.
+      const m = await jsm.streams.getMessage(names.stream, { seq: from, next_by_subj: filter } as unknown as MsgRequest);
       if (m === null) break;
+      if (!m.subject.startsWith(filter.slice(0, -1))) throw new Error(`unexpected message ${m.subject} while loading ${filter}`);
       from = m.seq + 1;
       take(m.subject, m.seq, m.header?.get('Castellan-Key') ?? '', m.data, m.header?.get('Castellan-Op') === 'del');
     }
