@@ -86,6 +86,18 @@ describe('alarms', () => {
     expect(await calls('a3')).toEqual([]);
   }, 60_000);
 
+  it('setting the alarm again replaces it (one alarm per object)', async () => {
+    await setAlarm('a6', Date.now() + 1_500);
+    await setAlarm('a6', Date.now() + 3_600_000);
+    await sleep(4_000);
+    expect(await calls('a6')).toEqual([]);
+    await setAlarm('a6', Date.now() + 500);
+    const c = await waitCalls('a6', 1, 20_000);
+    await sleep(1_500);
+    expect((await calls('a6')).length).toBe(c.length);
+    expect(c).toHaveLength(1);
+  }, 60_000);
+
   it('retries a failing handler with exponential backoff from 2 s', async () => {
     const put = await s('a4', '/keys/alarm-fail', { method: 'PUT', body: '2' });
     expect(put.status).toBe(200);
