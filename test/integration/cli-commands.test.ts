@@ -164,11 +164,11 @@ describe('castellan call and castellan queue against castellan dev', () => {
     const r = await castellan([cmd, '--help']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^Usage: castellan ${cmd}`));
-  });
+  }, 30_000);
 
   it('lists the commands with castellan --help', async () => {
     const r = await castellan(['--help']);
     expect(r.code).toBe(0);
     for (const cmd of ['dev', 'sidecar', 'cluster', 'call', 'queue']) expect(r.stdout).toMatch(new RegExp(`^  ${cmd} `, 'm'));
-  });
+  }, 30_000);
 });

@@ -69,13 +69,13 @@ describe('castellan dev (foundation)', () => {
     expect(await ready.json()).toMatchObject({ status: 'ready', checks: { nats: 'ok' } });
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(metrics).toMatch(/castellan_sidecar_process_resident_memory_bytes/);
-  });
+  }, 30_000);
 
   it('answers unknown routes with the SPEC error JSON', async () => {
     const res = await fetch(`http://127.0.0.1:${port}/v0/nothing`);
     expect(res.status).toBe(404);
     expect(await res.json()).toEqual({ error: { code: 'ROUTE_NOT_FOUND', message: expect.any(String), retryable: false } });
-  });
+  }, 30_000);
 
   it('restarts a child killed with -9 and updates the state file', async () => {
     const before = state().processes.find((p) => p.role === 'client')!;
@@ -115,5 +115,5 @@ describe('castellan dev (foundation)', () => {
     await exited(bad.child);
     expect(bad.child.exitCode).toBe(2);
     expect(bad.output()).toMatch(pattern);
-  });
+  }, 30_000);
 });
