@@ -26,7 +26,7 @@ export function viewStatefulSet(sts: V1StatefulSet | undefined, desired: number)
   const replicas = st?.replicas ?? 0;
   const updated = st?.updatedReplicas ?? 0;
   const observed = (st?.observedGeneration ?? 0) >= (sts.metadata?.generation ?? 0);
-  const rolledOut = observed && updated >= desired && replicas === desired && (st?.updateRevision === undefined || st.currentRevision === st.updateRevision || updated >= desired);
+  const rolledOut = observed && updated >= desired && replicas === desired;
   return { desired, replicas, ready: st?.readyReplicas ?? 0, updated, observed, rolledOut };
 }
 
