@@ -165,7 +165,6 @@ export class AlarmDispatcher {
   async stop(): Promise<void> {
     this.stopped = true;
     this.messages?.stop();
-    await Promise.race([Promise.all([...this.inflight]), new Promise((r) => setTimeout(r, 2_000).unref())]);
-    await this.loop;
+    await Promise.race([Promise.all([...this.inflight, this.loop]), new Promise((r) => setTimeout(r, 2_000).unref())]);
   }
 }

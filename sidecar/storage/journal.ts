@@ -102,6 +102,9 @@ export class Journal {
     if (msgs.length === 0) return [];
     const batchId = randomUUID();
     const owner = names.owner(encId);
+    // Big batches take a while to replicate: one extra second per 4 MiB.
+    const bytes = msgs.reduce((n, m) => n + m.data.length, 0);
+    const timeout = this.timeoutMs + Math.ceil(bytes / (4 * 1024 * 1024)) * 1_000;
     let reply;
     try {
       for (let i = 0; i < msgs.length; i++) {
@@ -120,7 +123,7 @@ export class Journal {
           this.nc.publish(m.subject, m.data, { headers: h });
         } else {
           if (batched) h.set('Nats-Batch-Commit', '1');
-          reply = await this.nc.request(m.subject, m.data, { headers: h, timeout: this.timeoutMs });
+          reply = await this.nc.request(m.subject, m.data, { headers: h, timeout });
         }
       }
     } catch (err) {
