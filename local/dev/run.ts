@@ -15,6 +15,7 @@ import { logger } from '../../common/logger.ts';
 import { projectRoot } from '../../common/paths.ts';
 import { NatsCluster } from '../nats-cluster.ts';
 import { processNames, type DevApp, type DevConfig } from './config.ts';
+import { Reaper } from './reaper.ts';
 import { Supervisor, type ChildSpec } from './supervisor.ts';
 
 export interface DevOptions {
@@ -201,6 +202,11 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
   const statePath = join(opts.stateDir, 'state.json');
   rmSync(statePath, { force: true });
   await ensurePortFree(opts.config.client.port);
+  // If castellan dev itself is killed (-9) or crashes, the reaper stops what it started.
+  const reaper = Reaper.start();
+  const reapNats = () => {
+    for (const node of nats?.nodes ?? []) if (node.process?.pid !== undefined) reaper.add(node.process.pid);
+  };
 
   let stopping = false;
   let nats: NatsCluster | undefined;
@@ -219,11 +225,15 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
         log.warn('nats-server exited; restarting it', { node: node.name, inMs: 2_000 });
         setTimeout(() => {
           if (stopping) return;
-          nats?.restart(node.index).catch((err: unknown) => log.error('restarting nats-server failed', { node: node.name, error: String(err) }));
+          nats
+            ?.restart(node.index)
+            .then(reapNats)
+            .catch((err: unknown) => log.error('restarting nats-server failed', { node: node.name, error: String(err) }));
         }, 2_000);
       },
     });
     urls = nats.urls;
+    reapNats();
   } else {
     urls = opts.config.nats.url.split(',').map((u) => u.trim());
   }
@@ -247,6 +257,7 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
     restart: opts.restart,
     log,
     output,
+    groups: reaper,
     colour: opts.colour ?? false,
     onSpawn: () => {
       if (ready && !stopping) writeState();
@@ -268,6 +279,7 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
         names(() => true),
       ]);
       await nats?.shutdown();
+      reaper.close();
       log.info('castellan dev stopped');
     })();
     return stopped;

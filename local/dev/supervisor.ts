@@ -41,6 +41,8 @@ export interface SupervisorOptions {
   colour?: boolean;
   /** Called after a child was (re)started: its pid changed. */
   onSpawn?: (child: Supervised) => void;
+  /** Told about every process group started and gone (the reaper). */
+  groups?: { add(pgid: number): void; remove(pgid: number): void };
 }
 
 export const RESTART_DELAY_MS = 2_000;
@@ -125,7 +127,10 @@ export class Supervisor {
     entry.process = child;
     entry.startedAt = Date.now();
     const pid = child.pid;
-    if (pid !== undefined) groups.add(pid);
+    if (pid !== undefined) {
+      groups.add(pid);
+      this.opts.groups?.add(pid);
+    }
     for (const stream of [child.stdout, child.stderr]) {
       if (stream === null) continue;
       createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => this.write(spec.name, line));
@@ -136,6 +141,7 @@ export class Supervisor {
         // Whatever the child left behind in its group (a shell command's grandchildren) goes with it.
         signalGroup(pid, 'SIGKILL');
         groups.delete(pid);
+        this.opts.groups?.remove(pid);
       }
       if (this.stopping || entry.stopped || entry.process !== child) return;
       const how = signal === null ? `exit code ${code}` : `signal ${signal}`;

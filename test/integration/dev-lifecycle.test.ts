@@ -250,4 +250,21 @@ describe('castellan dev failures', () => {
     }
     expect(dev.child.exitCode).toBe(0);
   }, 120_000);
+
+  it('leaves nothing behind when castellan dev itself is killed with -9 (the reaper stops its children)', async () => {
+    const port = await freePort();
+    const marker = String(800_000 + Math.floor(Math.random() * 99_999));
+    const stateDir = join(dir, 'state-k9');
+    writeFileSync(join(dir, 'k9.yaml'), `client: {port: ${port}}\napps:\n  sleeper: {command: "sh -c 'sleep ${marker} & wait'"}\n`);
+    const dev = startDev(['-f', join(dir, 'k9.yaml')], stateDir);
+    const s = await dev.ready();
+    const pids = [...s.processes.map((p) => p.pid), ...pidsMatching(join(stateDir, 'nats'))];
+    await waitFor('the sleeper to start its sleep', async () => (pidsMatching(`sleep ${marker}`, true).length === 1 ? true : undefined));
+    pids.push(...pidsMatching(`sleep ${marker}`, true));
+    expect(pids.length).toBeGreaterThanOrEqual(4);
+    dev.child.kill('SIGKILL');
+    await exitCode(dev);
+    await waitFor('every child of the killed castellan dev to be gone', async () => (pids.every((p) => !alive(p)) ? true : undefined), { timeoutMs: 20_000, intervalMs: 200 });
+    await waitFor('no process using its state directory', async () => (pidsMatching(stateDir).length === 0 ? true : undefined), { timeoutMs: 10_000 });
+  }, 120_000);
 });
