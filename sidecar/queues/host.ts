@@ -224,6 +224,7 @@ export class QueueHost {
       primary: this.self,
       replicas: [this.self, ...first],
     };
+    const deadline = performance.now() + 8_000;
     const tried = new Set<string>([this.self, ...first]);
     const stored: string[] = [];
     const failed: string[] = [];
@@ -232,7 +233,11 @@ export class QueueHost {
       while (pod !== undefined) {
         const started = performance.now();
         try {
-          await this.client.rpc(this.ctx, pod, { op: 'replicate', msg: { ...msg, replicas: [this.self, ...first.map((p) => (p === target ? (pod as string) : p))] } }, Math.min(this.opts.requestTimeoutMs, 10_000));
+          // Short per-attempt timeout: a peer killed while storing must not hold up the send
+          // (the sidecar gives the whole enqueue 10 s before it tries another host).
+          const left = deadline - performance.now();
+          if (left < 100) break;
+          await this.client.rpc(this.ctx, pod, { op: 'replicate', msg: { ...msg, replicas: [this.self, ...first.map((p) => (p === target ? (pod as string) : p))] } }, Math.min(left, Math.max(2_000, 2 * this.opts.ttlMs)));
           this.metrics.replication.observe({ queue: this.spec.name }, (performance.now() - started) / 1000);
           stored.push(pod);
           return;
@@ -294,13 +299,13 @@ export class QueueHost {
       m.invisibleUntil = now + visibilityMs;
       picked.push(m);
     }
-    await Promise.all(
-      picked.map((m) =>
-        this.ctx.store
-          .putState(this.self, m.id, { receiveCount: m.receiveCount, invisibleUntil: m.invisibleUntil, replicas: m.replicas })
-          .catch((err: unknown) => this.log.warn('persisting a receive failed; the receive count may restart lower after a crash', { id: m.id, error: describeError(err) })),
-      ),
-    );
+    // The receive is persisted without holding up the answer: if the host crashes first, the
+    // message is simply delivered again (at-least-once) with a lower receive count.
+    for (const m of picked) {
+      void this.ctx.store
+        .putState(this.self, m.id, { receiveCount: m.receiveCount, invisibleUntil: m.invisibleUntil, replicas: m.replicas })
+        .catch((err: unknown) => this.log.warn('persisting a receive failed; the receive count may restart lower after a crash', { id: m.id, error: describeError(err) }));
+    }
     const out: ReceivedMessage[] = picked.map((m) => {
       this.tellStandbys(m);
       this.metrics.received.inc({ queue: this.spec.name });
