@@ -8,7 +8,8 @@
 //   {"task":"sleep","ms":200}                       waits, then reports done
 //   {"task":"sum","numbers":[1,2,3]}                adds the numbers
 //   {"task":"chat","room":"lobby","text":"hello"}   posts to the chat room object (examples/chat)
-// A job that cannot be done (not JSON, unknown task) is reported and deleted, so it
+//   any body that is not JSON                       is echoed to the log
+// A job that cannot be done (an unknown task) is reported and deleted, so it
 // is not retried forever; a job that fails for a passing reason (the chat object
 // is unavailable) is left alone and comes back after the visibility timeout.
 //
@@ -48,6 +49,8 @@ async function work(job) {
     case 'sleep':
       await sleep(Math.min(60_000, Number(job.ms ?? 100)));
       return `slept ${job.ms ?? 100}ms`;
+    case 'echo':
+      return `echo ${JSON.stringify(job.text)}`;
     case 'sum':
       return `sum=${(job.numbers ?? []).reduce((a, b) => a + Number(b), 0)}`;
     case 'chat': {
@@ -88,7 +91,7 @@ async function main() {
         try {
           job = JSON.parse(m.body);
         } catch {
-          throw new BadJob('body is not JSON');
+          job = { task: 'echo', text: m.body };
         }
         result = `done ${await work(job)}`;
       } catch (err) {

@@ -47,11 +47,12 @@ export function banner(state: DevState, config: DevConfig, statePath = '.castell
   }
   const [queue] = Object.keys(config.queues);
   if (queue !== undefined) {
-    lines.push(
-      curl('POST', `${url}/v1/queues/${queue}/messages`, '{"body":"hello"}'),
-      curl('POST', `${url}/v1/queues/${queue}/receive`, '{"maxMessages":1,"waitSeconds":5}'),
-      curl('GET', `${url}/v1/queues/${queue}`),
-    );
+    const consumers = Object.entries(config.apps).filter(([, a]) => a.queue === queue).map(([name]) => `${name}-0`);
+    lines.push(curl('POST', `${url}/v1/queues/${queue}/messages`, '{"body":"hello"}'));
+    // With a worker on the queue, a receive by hand would race it: show who receives instead.
+    if (consumers.length === 0) lines.push(curl('POST', `${url}/v1/queues/${queue}/receive`, '{"maxMessages":1,"waitSeconds":5}'));
+    else lines.push(`  # ${consumers.join(', ')} receives the messages of ${queue}: watch its output below`);
+    lines.push(curl('GET', `${url}/v1/queues/${queue}`));
   }
   lines.push('', 'Or with the CLI: npx castellan call|queue --help', 'Press Ctrl-C to stop everything.', '');
   return lines.join('\n');
