@@ -64,7 +64,11 @@ async function main(): Promise<number> {
         mode,
         p: params[mode],
         env,
-        objects: () => (fixture ??= startObjectsFixture(env)),
+        objects: () =>
+          (fixture ??= startObjectsFixture(env).catch((err: unknown) => {
+            fixture = undefined; // the next scenario tries again
+            throw err;
+          })),
         nc: () => (nc ??= env.connect()),
         log: (msg) => say(`${s.name}: ${msg}`),
         fail: (reason) => {
@@ -91,6 +95,7 @@ async function main(): Promise<number> {
     await env.dispose();
   }
   report.durationSeconds = Math.round((performance.now() - t0) / 1000);
+  report.machine.sidecarStartupRestarts = env.restarts;
   report.machine.loadAverageAtEnd = (await import('node:os')).loadavg().map((x) => Math.round(x * 100) / 100);
   mkdirSync(dirname(values.out), { recursive: true });
   writeFileSync(values.out, `${JSON.stringify(report, null, 2)}\n`);

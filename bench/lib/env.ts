@@ -6,11 +6,11 @@
  * sidecars, queue hosts and baseline responders. Everything started here is
  * stopped by `dispose()` (and killed if the runner dies: common/children.ts).
  */
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { spawnOwned, terminate } from '../../common/children.ts';
-import { freePort } from '../../common/net.ts';
+import { exited, spawnOwned, terminate } from '../../common/children.ts';
+import { freePort, sleep } from '../../common/net.ts';
 import { projectRoot } from '../../common/paths.ts';
 import { startNats, type TestNats } from '../../test/harness/nats.ts';
 import { logDir, startSidecar, waitHttp, type Proc, type SidecarProc } from '../../test/harness/sidecars.ts';
@@ -47,12 +47,23 @@ export function spawnNode(name: string, script: string, env: NodeJS.ProcessEnv):
   }
 }
 
+/** The last non-empty line of a process's log (for error messages). */
+function lastLine(name: string): string {
+  try {
+    return (readFileSync(join(logDir, `${name}.log`), 'utf8').trim().split('\n').at(-1) ?? '').slice(0, 300);
+  } catch {
+    return '(no log)';
+  }
+}
+
 export function alive(p: Proc): boolean {
   return p.child.exitCode === null && p.child.signalCode === null;
 }
 
 export class BenchEnv {
   readonly nats: TestNats;
+  /** Sidecars that died or hung during start-up and were started again (as `castellan dev` would). */
+  readonly restarts: string[] = [];
   private readonly procs: Proc[] = [];
   private seq = 0;
   private ncs: NatsConnection[] = [];
@@ -85,12 +96,39 @@ export class BenchEnv {
     return { ...p, port };
   }
 
+  /**
+   * Starts a sidecar and waits for /readyz. One that exits or is not ready in
+   * time is killed and started again, up to 3 attempts — what `castellan dev`
+   * and a kubelet do — and the restart is recorded in the report.
+   */
+  private async sidecar(name: string, env: NodeJS.ProcessEnv, port?: number): Promise<SidecarProc> {
+    for (let attempt = 1; ; attempt++) {
+      const p = await startSidecar(name, this.urls, { ...quiet, ...env }, { wait: false, ...(port !== undefined ? { port } : {}) });
+      this.procs.push(p);
+      try {
+        await Promise.race([
+          waitHttp(`${p.url}/readyz`, 30_000),
+          exited(p.child).then(() => {
+            throw new Error(`exited with ${p.child.exitCode ?? p.child.signalCode}`);
+          }),
+        ]);
+        return p;
+      } catch (err) {
+        await terminate(p.child, 'SIGKILL', 1_000);
+        const why = `${name} (attempt ${attempt}): ${err instanceof Error ? err.message : String(err)}; log: ${lastLine(name)}`;
+        if (attempt >= 3) throw new Error(`sidecar ${why}`, { cause: err });
+        this.restarts.push(why);
+        console.error(`[bench] sidecar ${why}; starting it again`);
+        await sleep(2_000);
+      }
+    }
+  }
+
   /** One object host of `cls`: bench app + object-host sidecar. `name` defaults to `<cls>-<n>`. */
   async startHost(cls: string, env: NodeJS.ProcessEnv = {}, name = `${cls}-${this.seq++}`): Promise<Host> {
     const port = await freePort();
     const app = await this.startApp(`${name}-app`, name, port);
-    const sidecar = await startSidecar(name, this.urls, { ...quiet, CASTELLAN_ROLE: 'object-host', CASTELLAN_CLASS: cls, CASTELLAN_APP_PORT: String(app.port), ...env }, { port });
-    this.procs.push(sidecar);
+    const sidecar = await this.sidecar(name, { CASTELLAN_ROLE: 'object-host', CASTELLAN_CLASS: cls, CASTELLAN_APP_PORT: String(app.port), ...env }, port);
     return { name, cls, sidecar, app };
   }
 
@@ -99,16 +137,12 @@ export class BenchEnv {
   }
 
   async startClient(name = `client-${this.seq++}`, env: NodeJS.ProcessEnv = {}): Promise<SidecarProc> {
-    const sc = await startSidecar(name, this.urls, { ...quiet, CASTELLAN_ROLE: 'client', ...env });
-    this.procs.push(sc);
-    return sc;
+    return this.sidecar(name, { CASTELLAN_ROLE: 'client', ...env });
   }
 
   /** A queue host sidecar (SPEC §2.3 role `queue-host`), named `<queue>-<ordinal>`. */
   async startQueueHost(queue: string, ordinal: number, env: NodeJS.ProcessEnv): Promise<SidecarProc> {
-    const sc = await startSidecar(`${queue}-${ordinal}`, this.urls, { ...quiet, CASTELLAN_ROLE: 'queue-host', CASTELLAN_QUEUE: queue, ...env });
-    this.procs.push(sc);
-    return sc;
+    return this.sidecar(`${queue}-${ordinal}`, { CASTELLAN_ROLE: 'queue-host', CASTELLAN_QUEUE: queue, ...env });
   }
 
   /** A baseline responder (bench/apps/nats-responder.ts) with its own bench app. */

@@ -138,7 +138,14 @@ export function valueResult(
   value: number,
   baselineName: string,
   baselineValue: number,
-  opts: { better?: 'lower' | 'higher'; target?: Target; notes?: string; extra?: Record<string, number | string> } = {},
+  opts: {
+    better?: 'lower' | 'higher';
+    target?: Target;
+    notes?: string;
+    extra?: Record<string, number | string>;
+    /** For durations: the measured samples on each side (p50/p99 come from them; n may be 1). */
+    samples?: { subject: number[]; baseline: number[] };
+  } = {},
 ): BenchResult {
   const r: BenchResult = {
     name,
@@ -149,6 +156,12 @@ export function valueResult(
     ratio: ratio(value, baselineValue),
     better: opts.better ?? 'lower',
   };
+  if (opts.samples !== undefined) {
+    const d = distribution(opts.samples.subject);
+    const b = distribution(opts.samples.baseline);
+    Object.assign(r, { p50: d.p50, p99: d.p99, dist: d });
+    Object.assign(r.baseline, { p50: b.p50, p99: b.p99, dist: b });
+  }
   if (opts.notes !== undefined) r.notes = opts.notes;
   if (opts.extra !== undefined) r.extra = opts.extra;
   return withTarget(r, opts.target);
