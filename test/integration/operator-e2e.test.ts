@@ -50,7 +50,6 @@ describe('end to end: kubectl apply → operator → pods running the real sidec
   beforeAll(async () => {
     [kube, nats] = await Promise.all([startKube(1), startNats(3)]);
     await installCrds(kube);
-    await kube.cluster.kubectl(['taint', 'nodes', '--all', 'kwok.x-k8s.io/node-']);
     const config = loadOperatorConfig({ identity: 'e2e', nats: { urls: nats.urls }, http: { port: 0 }, leaderElection: { enabled: false }, resyncPeriod: '20s' }, {});
     operator = new Operator({ config, kc: kube.kc, log: logger('test.operator') });
     await operator.start();

@@ -56,8 +56,6 @@ describe('operator reconcile on a real cluster', () => {
   beforeAll(async () => {
     [kube, nats] = await Promise.all([startKube(1), startNats(3)]);
     await installCrds(kube);
-    // kwok taints its fake nodes; queue-host pods (no user template, so no toleration) must schedule too.
-    await kube.cluster.kubectl(['taint', 'nodes', '--all', 'kwok.x-k8s.io/node-']);
     nc = await nats.connect();
     jsm = await jetstreamManager(nc, { timeout: 15_000 });
     custom = kube.kc.makeApiClient(k8s.CustomObjectsApi);
@@ -162,9 +160,9 @@ describe('operator reconcile on a real cluster', () => {
     const svc = await waitFor('the Service', async () => core.readNamespacedService({ name: 'counter', namespace: ns }).catch(() => undefined), { timeoutMs: 30_000 });
     expect(svc.spec?.clusterIP).toBe('None');
     expect(svc.metadata?.ownerReferences?.[0]?.uid).toBe(created.metadata.uid);
-    const pdb = await policy.readNamespacedPodDisruptionBudget({ name: 'counter', namespace: ns });
+    const pdb = await waitFor('the PDB', async () => policy.readNamespacedPodDisruptionBudget({ name: 'counter', namespace: ns }).catch(() => undefined), { timeoutMs: 30_000 });
     expect(pdb.metadata?.ownerReferences?.[0]?.uid).toBe(created.metadata.uid);
-    const cm = await core.readNamespacedConfigMap({ name: 'counter-castellan', namespace: ns });
+    const cm = await waitFor('the ConfigMap', async () => core.readNamespacedConfigMap({ name: 'counter-castellan', namespace: ns }).catch(() => undefined), { timeoutMs: 30_000 });
     expect(cm.data).toMatchObject({ CASTELLAN_CLASS: 'counter', CASTELLAN_ROLE: 'object-host' });
 
     await waitFor('the class stream', async () => ((await streamExists('CASTELLAN_OBJ_default_counter')) ? true : undefined), { timeoutMs: 30_000 });
@@ -280,16 +278,16 @@ describe('operator reconcile on a real cluster', () => {
       CASTELLAN_MAX_RECEIVE_COUNT: '4',
       CASTELLAN_NATS_URL: nats.urls.join(','),
     });
-    await policy.readNamespacedPodDisruptionBudget({ name: 'jobs', namespace: ns });
-    await core.readNamespacedService({ name: 'jobs', namespace: ns });
+    await waitFor('the queue PDB', async () => policy.readNamespacedPodDisruptionBudget({ name: 'jobs', namespace: ns }).catch(() => undefined), { timeoutMs: 30_000 });
+    await waitFor('the queue Service', async () => core.readNamespacedService({ name: 'jobs', namespace: ns }).catch(() => undefined), { timeoutMs: 30_000 });
     await waitFor('the queue meta stream', async () => ((await streamExists('CASTELLAN_QM_default_jobs')) ? true : undefined), { timeoutMs: 30_000 });
-    const names: string[] = [];
-    for await (const s of jsm.streams.names()) names.push(s);
-    expect(names.filter((n) => n.startsWith('CASTELLAN_QH_default_jobs_')).sort()).toEqual([
-      'CASTELLAN_QH_default_jobs_jobs-0',
-      'CASTELLAN_QH_default_jobs_jobs-1',
-      'CASTELLAN_QH_default_jobs_jobs-2',
-    ]);
+    const hostStreams = async () => {
+      const names: string[] = [];
+      for await (const s of jsm.streams.names()) names.push(s);
+      return names.filter((n) => n.startsWith('CASTELLAN_QH_default_jobs_')).sort();
+    };
+    await waitFor('one host stream per queue host', async () => ((await hostStreams()).length === 3 ? true : undefined), { timeoutMs: 30_000, intervalMs: 300 });
+    expect(await hostStreams()).toEqual(['CASTELLAN_QH_default_jobs_jobs-0', 'CASTELLAN_QH_default_jobs_jobs-1', 'CASTELLAN_QH_default_jobs_jobs-2']);
     const ready = await readyAt('ReplicatedQueue', 'jobs');
     expect(ready.status).toMatchObject({ hosts: 3, readyHosts: 3 });
   }, 180_000);
