@@ -2,11 +2,13 @@
  * `castellan dev [-f FILE] [--no-restart]`: the whole system on one machine.
  */
 import { join } from 'node:path';
+import { isatty } from 'node:tty';
 import { existsSync } from 'node:fs';
 import { loadDevConfig, processNames } from '../../local/dev/config.ts';
 import { runDev } from '../../local/dev/run.ts';
 import { banner } from '../../local/dev/banner.ts';
 import { useReadableLogs } from '../../local/dev/logs.ts';
+import { FdWriter } from '../../local/dev/output.ts';
 import { logger } from '../../common/logger.ts';
 import { runUntilSignal } from '../signals.ts';
 import { parseFlags, UsageError } from '../usage.ts';
@@ -55,8 +57,10 @@ export async function run(argv: string[]): Promise<number> {
   if (!existsSync(file)) throw new UsageError(`configuration file ${file} not found (use -f FILE)`);
   const config = loadDevConfig(file, flags.values.port === undefined ? {} : { client: { port: flags.values.port } });
   const stateDir = flags.values['state-dir'] ?? join(process.cwd(), '.castellan', 'dev');
-  const colour = process.stdout.isTTY;
-  useReadableLogs('dev', colour, Math.max(...processNames(config).map((n) => n.length)));
+  const colour = isatty(1);
+  // Output that never blocks, even if nobody reads it (a full pipe must not stall the children).
+  const out = new FdWriter(1);
+  useReadableLogs('dev', colour, Math.max(...processNames(config).map((n) => n.length)), new FdWriter(2));
   const log = logger('dev');
 
   // A signal during start-up aborts it; everything started so far is stopped.
@@ -68,13 +72,13 @@ export async function run(argv: string[]): Promise<number> {
   for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(s, onEarlySignal);
   let dev;
   try {
-    dev = await runDev({ config, stateDir, restart: flags.values['no-restart'] !== true, colour, signal: abort.signal });
+    dev = await runDev({ config, stateDir, restart: flags.values['no-restart'] !== true, colour, signal: abort.signal, output: out });
   } catch (err) {
     if (abort.signal.aborted) return 0;
     throw err;
   } finally {
     for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(s, onEarlySignal);
   }
-  process.stdout.write(banner(dev.state, config, dev.statePath));
+  out.write(banner(dev.state, config, dev.statePath));
   return runUntilSignal(() => dev.stop(), log, 'stopping everything');
 }

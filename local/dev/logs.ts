@@ -6,6 +6,7 @@
  */
 import winston from 'winston';
 import { rootLogger } from '../../common/logger.ts';
+import { writableOf, type TextSink } from './output.ts';
 
 const colours = [36, 32, 33, 35, 34, 96, 92, 93, 95, 94];
 const levelColour: Record<string, number> = { error: 31, warn: 33, info: 32, debug: 90, verbose: 90, http: 90, silly: 90 };
@@ -70,9 +71,10 @@ export function readable(line: string, colour = false): string {
 
 /**
  * Makes this process's own winston logs readable in the same style, prefixed
- * with `name` (`castellan dev` is for people at a terminal; children keep JSON).
+ * with `name`, written to `sink` (`castellan dev` is for people at a terminal;
+ * children keep JSON).
  */
-export function useReadableLogs(name: string, colour: boolean, width = 12): void {
+export function useReadableLogs(name: string, colour: boolean, width: number, sink: TextSink): void {
   const root = rootLogger();
   root.configure({
     level: root.level,
@@ -82,6 +84,6 @@ export function useReadableLogs(name: string, colour: boolean, width = 12): void
       winston.format.printf((info) => formatLine(name, JSON.stringify(info), { width, colour })),
     ),
     defaultMeta: { pid: process.pid },
-    transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] })],
+    transports: [new winston.transports.Stream({ stream: writableOf(sink) })],
   });
 }

@@ -15,6 +15,7 @@ import { logger } from '../../common/logger.ts';
 import { projectRoot } from '../../common/paths.ts';
 import { NatsCluster } from '../nats-cluster.ts';
 import { processNames, type DevApp, type DevConfig } from './config.ts';
+import { FdWriter, type TextSink } from './output.ts';
 import { Reaper } from './reaper.ts';
 import { Supervisor, type ChildSpec } from './supervisor.ts';
 
@@ -23,8 +24,8 @@ export interface DevOptions {
   /** Directory for state.json and the embedded NATS data (default `.castellan/dev`). */
   stateDir: string;
   restart: boolean;
-  /** Where the children's prefixed output goes (default stdout). */
-  output?: NodeJS.WritableStream;
+  /** Where the children's prefixed output goes (default stdout, never blocking). */
+  output?: TextSink;
   /** Colour the output prefixes (default: when stdout is a terminal). */
   colour?: boolean;
   /** How long to wait for every sidecar to be ready (default 120 s). */
@@ -197,7 +198,7 @@ async function plan(config: DevConfig, urls: string[]): Promise<Planned[]> {
 
 export async function runDev(opts: DevOptions): Promise<Dev> {
   const log = logger('dev');
-  const output = opts.output ?? process.stdout;
+  const output = opts.output ?? new FdWriter(1);
   mkdirSync(opts.stateDir, { recursive: true });
   const statePath = join(opts.stateDir, 'state.json');
   rmSync(statePath, { force: true });

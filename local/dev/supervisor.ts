@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { exited, spawnOwned } from '../../common/children.ts';
 import type { Logger } from '../../common/logger.ts';
 import { formatLine } from './logs.ts';
+import type { TextSink } from './output.ts';
 
 export interface ChildSpec {
   name: string;
@@ -36,7 +37,7 @@ export interface SupervisorOptions {
   restart: boolean;
   log: Logger;
   /** Where children's prefixed output goes. */
-  output: NodeJS.WritableStream;
+  output: TextSink;
   /** Colour the prefixes (default: when output is a terminal). */
   colour?: boolean;
   /** Called after a child was (re)started: its pid changed. */
