@@ -19,7 +19,8 @@ export interface TextSink {
 export class FdWriter implements TextSink {
   private readonly fd: number;
   private readonly limitBytes: number;
-  private readonly queue: Buffer[] = [];
+  /** Pending writes; `counted` ones count against the limit (the drop notice does not). */
+  private readonly queue: { buf: Buffer; counted: boolean }[] = [];
   private queued = 0;
   private dropped = 0;
   private writing = false;
@@ -38,7 +39,7 @@ export class FdWriter implements TextSink {
       this.dropped += 1;
       return false;
     }
-    this.queue.push(buf);
+    this.queue.push({ buf, counted: true });
     this.queued += buf.length;
     this.pump();
     return true;
@@ -55,10 +56,9 @@ export class FdWriter implements TextSink {
     if (this.dropped > 0 && this.queued < this.limitBytes / 2) {
       const note = Buffer.from(`castellan dev: ${this.dropped} output lines were dropped because nobody read them\n`, 'utf8');
       this.dropped = 0;
-      this.queue.push(note);
-      this.queued += note.length;
+      this.queue.push({ buf: note, counted: false });
     }
-    const buf = this.queue.shift() as Buffer;
+    const { buf, counted } = this.queue.shift() as { buf: Buffer; counted: boolean };
     this.writing = true;
     const attempt = (offset: number) => {
       write(this.fd, buf, offset, buf.length - offset, null, (err, n) => {
@@ -78,7 +78,7 @@ export class FdWriter implements TextSink {
           attempt(offset + n);
           return;
         }
-        this.queued -= buf.length;
+        if (counted) this.queued -= buf.length;
         this.writing = false;
         this.pump();
       });

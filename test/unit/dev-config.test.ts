@@ -10,6 +10,10 @@ import { banner, shellQuote } from '../../local/dev/banner.ts';
 import { restartDelay, RESTART_DELAY_MS } from '../../local/dev/supervisor.ts';
 import { objectPath, parseTarget } from '../../cli/commands/call.ts';
 import { parseHeaders } from '../../cli/sidecar-client.ts';
+import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FdWriter } from '../../local/dev/output.ts';
 
 const issues = (input: unknown): string[] => {
   const r = devConfigSchema.safeParse(input);
@@ -147,5 +151,22 @@ describe('castellan call targets', () => {
   it('parses headers', () => {
     expect(parseHeaders(['X-A: 1', 'b:two words'])).toEqual({ 'x-a': '1', b: 'two words' });
     expect(() => parseHeaders(['nocolon'])).toThrow(/Name: value/);
+  });
+});
+
+describe('FdWriter', () => {
+  it('writes lines in order and drops beyond its limit', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'castellan-fdwriter-')), 'out.txt');
+    const fd = openSync(file, 'w');
+    const w = new FdWriter(fd, 25);
+    expect(w.write('one\n')).toBe(true);
+    expect(w.write('two\n')).toBe(true);
+    expect(w.write('x'.repeat(30))).toBe(false);
+    expect(w.droppedLines).toBe(1);
+    for (let i = 0; i < 100 && readFileSync(file, 'utf8').length < 8; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(w.write('three\n')).toBe(true);
+    for (let i = 0; i < 100 && !readFileSync(file, 'utf8').includes('three'); i++) await new Promise((r) => setTimeout(r, 10));
+    closeSync(fd);
+    expect(readFileSync(file, 'utf8')).toBe('one\ntwo\ncastellan dev: 1 output lines were dropped because nobody read them\nthree\n');
   });
 });
