@@ -34,6 +34,8 @@ export interface HostMsg extends StoredMessage {
   invisibleUntil: number;
   /** Being moved to the dead-letter queue. */
   moving?: boolean;
+  /** After a failed move, not retried before this (wall ms). */
+  moveRetryAt?: number;
 }
 
 interface ClaimRecord {
@@ -292,6 +294,7 @@ export class QueueHost {
       if (m.moving === true || holderOf(m, this.claims.get(m.id)) !== this.self) continue;
       if (visibilityOf(m, now) !== 'visible' || expired(m, this.spec.messageRetentionMs, now)) continue;
       if (shouldDeadLetter(m, this.spec.deadLetter)) {
+        // Moved, never delivered again; while the move is failing the message waits in this queue.
         void this.deadLetter(m);
         continue;
       }
@@ -326,7 +329,7 @@ export class QueueHost {
 
   private async deadLetter(m: HostMsg): Promise<void> {
     const dl = this.spec.deadLetter;
-    if (dl === undefined) return;
+    if (dl === undefined || (m.moveRetryAt ?? 0) > Date.now()) return;
     m.moving = true;
     try {
       const target = await this.client.queue(dl.queue);
@@ -337,6 +340,7 @@ export class QueueHost {
     } catch (err) {
       this.log.warn('moving a message to the dead-letter queue failed; it stays here and is retried at its next receive', { id: m.id, deadLetterQueue: dl.queue, error: describeError(err) });
       m.moving = false;
+      m.moveRetryAt = Date.now() + 5_000;
     }
   }
 

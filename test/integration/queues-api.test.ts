@@ -250,4 +250,14 @@ describe('replicated queues: API', () => {
     expect((await del('jobs', tampered)).status).toBe(400);
     expect((await del('jobs', m.receiptHandle)).status).toBe(204);
   }, 60_000);
+
+  it('exposes queue metrics', async () => {
+    const texts = await Promise.all(procs.slice(0, 3).map(async (p) => (await fetch(`${p.url}/metrics`)).text()));
+    const all = texts.join('\n');
+    for (const name of ['castellan_queue_sent_total', 'castellan_queue_received_total', 'castellan_queue_deleted_total', 'castellan_queue_dead_lettered_total', 'castellan_queue_replication_seconds_bucket', 'castellan_queue_messages']) {
+      expect(all).toContain(name);
+    }
+    expect(all).toMatch(/castellan_queue_sent_total\{[^}]*queue="jobs"[^}]*\} [1-9]/);
+    expect(await (await fetch(`${c}/metrics`)).text()).toMatch(/castellan_queue_requests_total\{[^}]*op="send"/);
+  }, 30_000);
 });
