@@ -99,6 +99,11 @@ export class KubeletStandIn {
     return this.pods.get(pod)?.sidecarUrl;
   }
 
+  /** The uid of the pod whose processes run under that name (changes when the pod is replaced). */
+  podUid(pod: string): string | undefined {
+    return this.pods.get(pod)?.uid;
+  }
+
   running(): string[] {
     return [...this.pods.keys()].sort();
   }

@@ -125,8 +125,13 @@ describe('end to end: kubectl apply → operator → pods running the real sidec
     const before = (await call('POST', '/v1/objects/counter/alpha/increment')).body.value as number;
     // Delete both pods one after the other: wherever alpha lived, its host goes away.
     for (const pod of ['counter-0', 'counter-1']) {
+      const uid = standIn.podUid(pod);
+      expect(uid).toBeDefined();
       await kube.cluster.kubectl(['delete', 'pod', pod, '--wait=false']);
-      await waitFor(`${pod} to be replaced and running again`, async () => (standIn.running().includes(pod) ? true : undefined), { timeoutMs: 90_000, intervalMs: 300 });
+      await waitFor(`${pod} to be replaced and running again`, async () => {
+        const now = standIn.podUid(pod);
+        return now !== undefined && now !== uid ? true : undefined;
+      }, { timeoutMs: 90_000, intervalMs: 300 });
       await waitFor('the object to answer', async () => {
         const r = await call('POST', '/v1/objects/counter/alpha/increment');
         return r.status === 200 ? r : undefined;
@@ -136,4 +141,24 @@ describe('end to end: kubectl apply → operator → pods running the real sidec
     // At least the three acknowledged increments are there (a timed-out attempt may have counted too).
     expect(after).toBeGreaterThanOrEqual(before + 3);
   }, 240_000);
+  it('delivers a queue message after one of its replica hosts is deleted', async () => {
+    const sent = await call('POST', '/v1/queues/jobs/messages', { body: 'survivor', replicas: 2 });
+    expect(sent.status).toBe(201);
+    const replicas = sent.body.replicas as string[];
+    expect(replicas).toHaveLength(2);
+    const victim = replicas[0]!;
+    const uid = standIn.podUid(victim);
+    await kube.cluster.kubectl(['delete', 'pod', victim, '--wait=false']);
+    await waitFor(`${victim}'s processes to be stopped`, async () => (standIn.podUid(victim) !== uid ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
+    const got = await waitFor(
+      'the message to be received',
+      async () => {
+        const r = await call('POST', '/v1/queues/jobs/receive', { maxMessages: 1, waitSeconds: 5 });
+        const m = (r.body.messages as { body: string }[] | undefined) ?? [];
+        return m.length > 0 ? m : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 500 },
+    );
+    expect(got.map((m) => m.body)).toEqual(['survivor']);
+  }, 180_000);
 });
