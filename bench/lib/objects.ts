@@ -12,11 +12,13 @@ export interface ObjectsFixture {
   cls: string;
   hosts: Host[];
   client: SidecarProc;
+  /** Extra sidecar env the class was started with (replacement hosts get it too). */
+  env: NodeJS.ProcessEnv;
 }
 
-export async function startObjectsFixture(env: BenchEnv, cls = 'bench', hosts = 3): Promise<ObjectsFixture> {
-  const [hs, client] = await Promise.all([env.startHosts(cls, hosts), env.startClient()]);
-  return { cls, hosts: hs, client };
+export async function startObjectsFixture(env: BenchEnv, cls = 'bench', hosts = 3, sidecarEnv: NodeJS.ProcessEnv = {}): Promise<ObjectsFixture> {
+  const [hs, client] = await Promise.all([env.startHosts(cls, hosts, sidecarEnv), env.startClient(undefined, sidecarEnv)]);
+  return { cls, hosts: hs, client, env: sidecarEnv };
 }
 
 export function objectUrl(sidecarUrl: string, cls: string, id: string, path = '/hit'): string {

@@ -58,7 +58,7 @@ describe('bench runner (smoke)', () => {
       for (const s of report.skipped) expect(s.reason.length).toBeGreaterThan(0);
       // Objects, memory and failover need nothing beyond object routing: never skipped.
       const names = report.results.map((r) => r.name).join('\n');
-      for (const must of ['remote call latency', 'local call latency', 'one hot object', 'sidecar RSS, idle', 'object failover']) expect(names).toContain(must);
+      for (const must of ['remote call latency', 'local call latency', 'one hot object', 'sidecar RSS, idle', 'object failover: owner kill -9']) expect(names).toContain(must);
       expect(readFileSync(join(dir, 'latest-latency.svg'), 'utf8')).toContain('<svg');
     } finally {
       rmSync(dir, { recursive: true, force: true });
