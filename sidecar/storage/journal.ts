@@ -21,11 +21,14 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { jetstreamManager, type JetStreamManager, type MsgRequest } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { Errors } from '../../common/errors.ts';
 import { describeError } from '../../common/logger.ts';
 import type { ClassNames } from '../objects/subjects.ts';
 import type { Entry } from './key-index.ts';
 
 export const TOMBSTONE_TTL = '1h';
+/** Room for subject-independent headers (key up to 2 KiB as base64url, fence, batch). */
+const HEADER_ALLOWANCE = 8 * 1024;
 const JS_WRONG_LAST_SEQUENCE = 10071;
 
 export function keyToken(key: string): string {
@@ -100,6 +103,15 @@ export class Journal {
    */
   async commit(names: ClassNames, encId: string, token: number, msgs: readonly OutMessage[]): Promise<number[]> {
     if (msgs.length === 0) return [];
+    const maxPayload = this.nc.info?.max_payload;
+    for (const m of msgs) {
+      const size = m.data.length + m.subject.length + HEADER_ALLOWANCE;
+      if (maxPayload !== undefined && size > maxPayload) {
+        throw Errors.payloadTooLarge(
+          `A storage message of ${size} bytes exceeds the NATS server's max_payload (${maxPayload}); values up to 1 MiB need max_payload ≥ ${1024 * 1024 + HEADER_ALLOWANCE + 4096} (docs/storage.md).`,
+        );
+      }
+    }
     const batchId = randomUUID();
     const owner = names.owner(encId);
     // Big batches take a while to replicate: one extra second per 4 MiB.
