@@ -62,6 +62,8 @@ export interface QueueCtx {
   key: string;
   wake?: Subscription;
   waiters: Set<() => void>;
+  /** Hosts that recently announced or returned messages (pod → when, monotonic ms): tried first. */
+  hints: Map<string, number>;
   lastUsed: number;
 }
 
@@ -135,7 +137,7 @@ export class QueueClient {
       return ctx;
     }
     const view = new QueueView(store, this.opts.timing, this.log.child({ queue: name }));
-    const created: QueueCtx = { name, names, store, view, spec: rec.spec, specAt: now, key: receiptKey(this.opts.namespace, name), waiters: new Set(), lastUsed: now };
+    const created: QueueCtx = { name, names, store, view, spec: rec.spec, specAt: now, key: receiptKey(this.opts.namespace, name), waiters: new Set(), hints: new Map(), lastUsed: now };
     this.ctxs.set(name, created);
     this.unknown.delete(name);
     await view.whenReady();
@@ -239,13 +241,14 @@ export class QueueClient {
     for (;;) {
       const armed = this.armWake(ctx);
       const out: OutMessage[] = [];
-      const hosts = ctx.view.reachable();
-      const start = this.rr++;
-      for (let i = 0; i < hosts.length && out.length < input.maxMessages; i++) {
-        const pod = hosts[(start + i) % hosts.length] as string;
+      const hosts = receiveOrder(ctx.view.reachable(), ctx.hints, this.rr++);
+      for (const pod of hosts) {
+        if (out.length >= input.maxMessages) break;
         try {
           const r = await this.rpc(ctx, pod, { op: 'receive', max: input.maxMessages - out.length, visibilityMs }, Math.min(this.opts.requestTimeoutMs, 5_000));
           for (const m of r.messages ?? []) out.push(this.present(ctx, m));
+          if (r.more === true) ctx.hints.set(pod, performance.now());
+          else ctx.hints.delete(pod);
         } catch (err) {
           if (!(err instanceof HostUnreachable) && !(err instanceof CastellanError && err.retryable)) throw err;
           this.log.debug('receive from host failed', { queue: name, host: pod, error: describeError(err) });
@@ -276,7 +279,9 @@ export class QueueClient {
   /** Subscribes to the queue's wake subject; `wait` resolves on a wake or after `ms`. */
   private armWake(ctx: QueueCtx): { wait(ms: number): Promise<void>; cancel(): void } {
     ctx.wake ??= this.nc.subscribe(ctx.names.wake, {
-      callback: () => {
+      callback: (_err, msg) => {
+        const pod = new TextDecoder().decode(msg.data);
+        if (pod !== '' && ctx.hints.size < 1_000) ctx.hints.set(pod, performance.now());
         for (const w of [...ctx.waiters]) w();
       },
     });
@@ -417,6 +422,14 @@ export class QueueClient {
     for (const ctx of this.ctxs.values()) this.closeCtx(ctx);
     this.ctxs.clear();
   }
+}
+
+/** Hosts to ask, hinted ones first (most recent first), the rest rotated by `start`. */
+export function receiveOrder(hosts: readonly string[], hints: ReadonlyMap<string, number>, start: number): string[] {
+  const hinted = hosts.filter((h) => hints.has(h)).sort((a, b) => (hints.get(b) as number) - (hints.get(a) as number));
+  const rest = hosts.filter((h) => !hints.has(h));
+  const n = rest.length;
+  return [...hinted, ...rest.map((_, i) => rest[(((start + i) % n) + n) % n] as string)];
 }
 
 export type Tombstone = { kind: 'delete'; id: string; ts: number } | { kind: 'purge'; before: number; ts: number };

@@ -315,7 +315,16 @@ export class QueueHost {
       if (m.receiveCount > 1) this.metrics.redelivered.inc({ queue: this.spec.name });
       return { messageId: m.id, body: m.body, attributes: m.attributes, receiveCount: m.receiveCount, enqueuedAt: m.enqueuedAt, replicas: m.replicas, holder: this.self };
     });
-    return { ok: true, messages: out };
+    let more = false;
+    if (picked.length >= max) {
+      for (const m of this.msgs.values()) {
+        if (m.moving !== true && holderOf(m, this.claims.get(m.id)) === this.self && visibilityOf(m, now) === 'visible') {
+          more = true;
+          break;
+        }
+      }
+    }
+    return { ok: true, messages: out, more };
   }
 
   /** Holder → standbys: the receive count and invisibility, so a promotion continues from them. */
@@ -399,7 +408,8 @@ export class QueueHost {
   // ---- background: tombstones, claims, promotion, retention, wake-ups ----
 
   private wake(): void {
-    this.nc.publish(this.ctx.names.wake, new Uint8Array(0));
+    // The payload names this host: callers try hosts that just announced messages first.
+    this.nc.publish(this.ctx.names.wake, new TextEncoder().encode(this.self));
   }
 
   private async loop(): Promise<void> {

@@ -35,7 +35,7 @@ export interface HostStats {
 }
 
 export type HostReply =
-  | { ok: true; messageId?: string; replicas?: string[]; messages?: ReceivedMessage[]; deleted?: boolean; stats?: HostStats; purged?: number }
+  | { ok: true; messageId?: string; replicas?: string[]; messages?: ReceivedMessage[]; more?: boolean; deleted?: boolean; stats?: HostStats; purged?: number }
   | { ok: false; status: number; code: string; message: string; retryable: boolean };
 
 export const encodeJson = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));

@@ -8,7 +8,7 @@ import { describe, expect, it } from '@jest/globals';
 import { CastellanError } from '../../common/errors.ts';
 import { loadSidecarConfig } from '../../sidecar/config.ts';
 import { batchSendSchema, receiveSchema, sendSchema, visibilitySchema } from '../../sidecar/queues/api.ts';
-import { messageSize } from '../../sidecar/queues/client.ts';
+import { messageSize, receiveOrder } from '../../sidecar/queues/client.ts';
 import {
   batchProblem,
   dedupDecision,
@@ -141,6 +141,15 @@ describe('target choice', () => {
     expect(pickTargets(live, new Set(['a', 'b', 'c']), 1, 5)).toEqual([]);
     expect(pickTargets(live, new Set(), 5, -1)).toEqual(['c', 'a', 'b']);
     expect(pickTargets([], new Set(), 1, 0)).toEqual([]);
+  });
+});
+
+describe('receive order', () => {
+  it('asks hinted hosts first (newest hint first), then the others rotated', () => {
+    expect(receiveOrder(['a', 'b', 'c'], new Map(), 1)).toEqual(['b', 'c', 'a']);
+    expect(receiveOrder(['a', 'b', 'c'], new Map([['c', 5], ['a', 9]]), 0)).toEqual(['a', 'c', 'b']);
+    expect(receiveOrder(['a', 'b'], new Map([['gone', 1]]), 0)).toEqual(['a', 'b']);
+    expect(receiveOrder([], new Map(), 3)).toEqual([]);
   });
 });
 
