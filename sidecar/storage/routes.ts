@@ -106,9 +106,10 @@ export function parseAlarm(body: unknown): { dueMs: number; at: string | number 
   return { at, dueMs: typeof at === 'number' ? at : Date.parse(at) };
 }
 
-function parseVersion(h: string | string[] | undefined, name: string): number | undefined {
+function parseVersion(h: string | string[] | undefined, name: string): number | '*' | undefined {
   if (h === undefined) return undefined;
   const v = Array.isArray(h) ? h.join(',') : h;
+  if (v.trim() === '*') return '*';
   const m = /^\s*"?(\d{1,15})"?\s*$/.exec(v);
   if (m === null) throw Errors.badRequest(`Header ${name} must be a version number, got "${v}".`, 'INVALID_HEADER');
   return Number(m[1]);

@@ -82,11 +82,12 @@ export class Storage {
     return idx.list(range);
   }
 
-  async put(cls: string, id: string, key: string, value: Uint8Array, cond: { ifMatch?: number; ifNoneMatch?: boolean }): Promise<number> {
+  async put(cls: string, id: string, key: string, value: Uint8Array, cond: { ifMatch?: number | '*'; ifNoneMatch?: boolean }): Promise<number> {
     validateKey(key);
     validateValue(value);
     const checks: Write['checks'] = [];
-    if (cond.ifMatch !== undefined) checks.push({ key, version: cond.ifMatch });
+    if (cond.ifMatch === '*') checks.push({ key, exists: true });
+    else if (cond.ifMatch !== undefined) checks.push({ key, version: cond.ifMatch });
     if (cond.ifNoneMatch === true) checks.push({ key, absent: true });
     const r = await this.state(cls, id).write({ checks, ops: [{ op: 'put', key, value }] });
     return r.versions.get(key)!;

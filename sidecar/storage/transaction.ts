@@ -34,7 +34,8 @@ export const transactionSchema = z
   })
   .strict();
 
-export type Check = { key: string; version: number } | { key: string; absent: true };
+/** `exists` is internal (PUT with `if-match: *`); transactions accept `version` and `absent`. */
+export type Check = { key: string; version: number } | { key: string; absent: true } | { key: string; exists: true };
 export type Op = { op: 'put'; key: string; value: Uint8Array } | { op: 'delete'; key: string };
 
 export interface Write {
@@ -79,6 +80,10 @@ export function evaluateChecks(checks: readonly Check[], lookup: Lookup, pending
     const present = p === undefined ? lookup(c.key) !== undefined : p === 'put';
     if ('absent' in c) {
       if (present) return { ok: false, key: c.key, reason: `key "${c.key}" exists` };
+      continue;
+    }
+    if ('exists' in c) {
+      if (!present) return { ok: false, key: c.key, reason: `key "${c.key}" does not exist` };
       continue;
     }
     if (p !== undefined) return { ok: false, key: c.key, reason: `key "${c.key}" changed` };

@@ -79,6 +79,8 @@ describe('object storage API', () => {
     expect((await put('o2', 'c', '3', { 'if-match': String(a.body.version) })).status).toBe(409);
     expect(await (await s('o2', k('c'))).text()).toBe('2');
     expect((await put('o2', 'nope', 'x', { 'if-match': '1' })).status).toBe(409);
+    expect((await put('o2', 'nope', 'x', { 'if-match': '*' })).status).toBe(409);
+    expect((await put('o2', 'c', '2', { 'if-match': '*' })).status).toBe(200);
     const bad = await s('o2', k('c'), { method: 'PUT', body: 'x', headers: { 'if-match': 'abc' } });
     expect(bad.status).toBe(400);
   }, 60_000);

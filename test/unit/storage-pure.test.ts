@@ -144,6 +144,8 @@ describe('transactions', () => {
     expect(evaluateChecks([{ key: 'a', version: 4 }], lookup, none).ok).toBe(false);
     expect(evaluateChecks([{ key: 'a', absent: true }], lookup, none).ok).toBe(false);
     expect(evaluateChecks([{ key: 'b', version: 1 }], lookup, none).ok).toBe(false);
+    expect(evaluateChecks([{ key: 'a', exists: true }], lookup, none).ok).toBe(true);
+    expect(evaluateChecks([{ key: 'b', exists: true }], lookup, none).ok).toBe(false);
     const pending: Pending = new Map([['a', 'delete'], ['b', 'put']]);
     expect(evaluateChecks([{ key: 'a', absent: true }], lookup, pending).ok).toBe(true);
     expect(evaluateChecks([{ key: 'b', absent: true }], lookup, pending).ok).toBe(false);
