@@ -111,8 +111,15 @@ describe('castellan call and castellan queue against castellan dev', () => {
     expect(sent.code).toBe(0);
     const { messageId, replicas } = json(sent) as { messageId: string; replicas: string[] };
     expect(replicas.sort()).toEqual(['tasks-0', 'tasks-1']);
-    const stats = await castellan(['queue', 'stats', 'tasks', '--sidecar', sidecar]);
-    expect(json(stats)).toMatchObject({ name: 'tasks', replicaCount: 2, approximateMessages: 1 });
+    await waitFor(
+      'stats to count the message',
+      async () => {
+        const stats = json(await castellan(['queue', 'stats', 'tasks', '--sidecar', sidecar])) as { name: string; replicaCount: number; approximateMessages: number };
+        expect(stats).toMatchObject({ name: 'tasks', replicaCount: 2 });
+        return stats.approximateMessages === 1 ? true : undefined;
+      },
+      { timeoutMs: 20_000, intervalMs: 500 },
+    );
     const got = await castellan(['queue', 'receive', 'tasks', '--max', '5', '--wait', '10', '--sidecar', sidecar]);
     expect(got.code).toBe(0);
     const { messages } = json(got) as { messages: { messageId: string; receiptHandle: string; body: string; attributes: Record<string, string>; receiveCount: number }[] };
