@@ -26,7 +26,8 @@ export const operatorConfigSchema = z
     http: z
       .object({
         host: z.string().min(1).default('127.0.0.1'),
-        port: zPort.default(8080),
+        /** Unset: 8080, or any free port when 8080 is taken (logged). 0: any free port. */
+        port: zPort.optional(),
       })
       .prefault({}),
     sidecar: z

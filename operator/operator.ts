@@ -37,6 +37,8 @@ export interface OperatorOptions {
   onLostLeadership?: () => void;
 }
 
+const defaultHttpPort = 8080;
+
 const childKinds: ChildKind[] = ['StatefulSet', 'Service', 'ConfigMap', 'PodDisruptionBudget'];
 
 /** The running controllers of a leader. */
@@ -252,11 +254,19 @@ export class Operator {
     app.get('/leader', (_req, res) => {
       res.json({ identity: config.identity, leader: this.isLeader() });
     });
-    await new Promise<void>((resolve, reject) => {
-      const srv = app.listen(config.http.port, config.http.host, () => resolve());
-      srv.on('error', reject);
-      this.server = srv;
-    });
+    const listen = (port: number) =>
+      new Promise<Server>((resolve, reject) => {
+        const srv = app.listen(port, config.http.host, () => resolve(srv));
+        srv.once('error', reject);
+      });
+    try {
+      this.server = await listen(config.http.port ?? defaultHttpPort);
+    } catch (err) {
+      // Only the implicit default may move (two operators on one machine); an explicit port is an error.
+      if (config.http.port !== undefined || (err as { code?: string }).code !== 'EADDRINUSE') throw err;
+      log.warn('port 8080 is in use; serving /healthz, /readyz and /metrics on a free port instead', { host: config.http.host });
+      this.server = await listen(0);
+    }
     log.info('operator HTTP server listening', { host: config.http.host, port: this.port });
 
     if (!config.leaderElection.enabled) {

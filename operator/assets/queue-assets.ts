@@ -7,9 +7,11 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { parseDuration } from '../../common/duration.ts';
 import type { Logger } from '../../common/logger.ts';
+import { describeError } from '../../common/logger.ts';
 import { deleteQueueAssets, ensureQueueAssets } from '../../sidecar/queues/assets.ts';
 import { queueNames } from '../../sidecar/queues/names.ts';
-import type { QueueSpec } from '../../sidecar/queues/spec.ts';
+import { hostPods, type QueueSpec } from '../../sidecar/queues/spec.ts';
+import { decodeJson, encodeJson, type HostReply } from '../../sidecar/queues/wire.ts';
 import type { ReplicatedQueueSpec } from '../api/resources.ts';
 
 export interface QueueTarget {
@@ -48,4 +50,28 @@ export async function deleteQueue(nc: NatsConnection, t: QueueTarget, log: Logge
 
 export function queueMetaStreamName(t: QueueTarget): string {
   return queueNames(t.prefix, t.namespace, t.queue).metaStream;
+}
+
+/**
+ * Approximate number of messages (visible, in flight and delayed), summed from the `stats`
+ * request each queue host answers over NATS (the same one GET /v1/queues/{queue} uses; each
+ * message is counted by the one host that holds its visible copy). Undefined when no host answered.
+ */
+export async function queueMessageCount(nc: NatsConnection, t: QueueTarget, hosts: number, log: Logger, timeoutMs = 2_000): Promise<number | undefined> {
+  const n = queueNames(t.prefix, t.namespace, t.queue);
+  const counts = await Promise.all(
+    hostPods({ name: t.queue, hosts }).map(async (pod) => {
+      try {
+        const m = await nc.request(n.rpc(pod), encodeJson({ op: 'stats' }), { timeout: timeoutMs });
+        const reply = decodeJson<HostReply>(m.data);
+        if (!reply.ok || reply.stats === undefined) return undefined;
+        return reply.stats.visible + reply.stats.inFlight + reply.stats.delayed;
+      } catch (err) {
+        log.debug('queue host did not answer stats', { queue: t.queue, host: pod, error: describeError(err) });
+        return undefined;
+      }
+    }),
+  );
+  const answered = counts.filter((c): c is number => c !== undefined);
+  return answered.length === 0 ? undefined : answered.reduce((a, b) => a + b, 0);
 }

@@ -19,7 +19,7 @@ import { desiredDurableObject } from '../desired/durable-object.ts';
 import { desiredReplicatedQueue } from '../desired/replicated-queue.ts';
 import type { WorkloadView } from '../desired/status.ts';
 import { deleteObjectAssets, ensureObjectAssets, objectStreamName } from '../assets/object-assets.ts';
-import { deleteQueue, ensureQueue, queueMetaStreamName } from '../assets/queue-assets.ts';
+import { deleteQueue, ensureQueue, queueMessageCount, queueMetaStreamName } from '../assets/queue-assets.ts';
 
 export interface Children {
   statefulSet: V1StatefulSet;
@@ -43,6 +43,10 @@ export interface KindHandler<S> {
   deleteAssets(nc: NatsConnection, prefix: string, cr: CustomResource<S>, log: Logger): Promise<void>;
   assetName(prefix: string, cr: CustomResource<S>): string;
   statusCounts(view: WorkloadView | undefined): Record<string, number>;
+  /** Extra status fields read from the running hosts over NATS (best effort), when some are ready. */
+  observe?(nc: NatsConnection, prefix: string, cr: CustomResource<S>, log: Logger): Promise<Record<string, number>>;
+  /** Reconcile a healthy resource again after this long, to refresh what `observe` reads. */
+  refreshMs?: number;
 }
 
 export const durableObjectHandler: KindHandler<DurableObjectSpec> = {
@@ -83,4 +87,9 @@ export const replicatedQueueHandler: KindHandler<ReplicatedQueueSpec> = {
   },
   assetName: (prefix, cr) => `streams of queue ${cr.metadata.name} (${queueMetaStreamName({ prefix, namespace: cr.metadata.namespace, queue: cr.metadata.name })} and host streams)`,
   statusCounts: (v) => ({ hosts: v?.replicas ?? 0, readyHosts: v?.ready ?? 0 }),
+  async observe(nc, prefix, cr, log): Promise<Record<string, number>> {
+    const n = await queueMessageCount(nc, { prefix, namespace: cr.metadata.namespace, queue: cr.metadata.name }, cr.spec.hosts, log);
+    return n === undefined ? {} : { approximateMessages: n };
+  },
+  refreshMs: 30_000,
 };

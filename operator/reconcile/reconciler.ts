@@ -27,6 +27,7 @@ import { conditionsEqual, type Condition } from '../runtime/conditions.ts';
 import type { KindHandler } from './kinds.ts';
 
 export const finalizerName = 'castellan.dev/jetstream-assets';
+const assetRecheckMs = 60_000;
 
 export interface ReconcileResult {
   /** Reconcile again after this long even without an event (e.g. waiting for pods to go). */
@@ -51,6 +52,8 @@ export class Reconciler<S> {
   private readonly d: ReconcilerDeps;
   /** Conditions this operator last wrote per key (fresher than the cache right after a write). */
   private readonly written = new Map<string, { generation: number; conditions: Condition[] }>();
+  /** When the JetStream assets were last ensured per key (for which generation of which resource). */
+  private readonly ensured = new Map<string, { generation: number; uid: string; at: number }>();
 
   constructor(handler: KindHandler<S>, deps: ReconcilerDeps) {
     this.h = handler;
@@ -63,6 +66,7 @@ export class Reconciler<S> {
     if (cr === undefined) {
       // Gone: the garbage collector removes the children through their owner references.
       this.written.delete(key);
+      this.ensured.delete(key);
       return {};
     }
     if (cr.metadata.deletionTimestamp !== undefined && cr.metadata.deletionTimestamp !== null) return this.finalize(cr);
@@ -103,16 +107,25 @@ export class Reconciler<S> {
     }
 
     const prefix = this.prefix(typed.spec);
+    sts ??= this.d.children.StatefulSet.get(name, namespace) as k8s.V1StatefulSet | undefined;
+    const view = viewStatefulSet(sts, this.h.desiredCount(typed.spec));
+    let observed: Record<string, number> = {};
     try {
       const nc = await this.d.nats.get(this.urls(typed.spec));
-      const what = await this.h.ensureAssets(nc, prefix, typed, this.d.log);
-      this.d.log.debug('JetStream assets ensured', { kind: this.h.kind, key, assets: what });
+      // Assets are ensured on every new generation and at least once a minute (a deleted stream comes back).
+      const last = this.ensured.get(key);
+      const generation = cr.metadata.generation ?? 0;
+      if (last === undefined || last.generation !== generation || last.uid !== cr.metadata.uid || Date.now() - last.at > assetRecheckMs) {
+        const what = await this.h.ensureAssets(nc, prefix, typed, this.d.log);
+        this.ensured.set(key, { generation, uid: cr.metadata.uid, at: Date.now() });
+        this.d.log.debug('JetStream assets ensured', { kind: this.h.kind, key, assets: what });
+      }
+      if (this.h.observe !== undefined && (view?.ready ?? 0) > 0) observed = await this.h.observe(nc, prefix, typed, this.d.log);
     } catch (err) {
       problem ??= { reason: 'JetStreamUnavailable', message: `JetStream assets: ${describeError(err)}` };
     }
 
-    sts ??= this.d.children.StatefulSet.get(name, namespace) as k8s.V1StatefulSet | undefined;
-    const changed = await this.writeStatus(cr, viewStatefulSet(sts, this.h.desiredCount(typed.spec)), problem);
+    const changed = await this.writeStatus(cr, view, problem, observed);
     if (problem !== undefined) {
       this.d.events.record(cr, 'Warning', problem.reason, problem.message);
       throw new ReconcileError(`${problem.reason}: ${problem.message}`);
@@ -120,7 +133,7 @@ export class Reconciler<S> {
     if (changed.observedGenerationChanged) {
       this.d.events.record(cr, 'Normal', 'Reconciled', `generation ${cr.metadata.generation ?? 0} applied (config ${desired.hash})`);
     }
-    return {};
+    return this.h.refreshMs === undefined ? {} : { requeueAfterMs: this.h.refreshMs };
   }
 
   /** The deletion finalizer: keep or remove the JetStream assets, then let the resource go. */
@@ -165,6 +178,7 @@ export class Reconciler<S> {
       throw err;
     }
     this.written.delete(`${namespace}/${name}`);
+    this.ensured.delete(`${namespace}/${name}`);
     this.d.log.info('finalized', { kind: this.h.kind, namespace, name, deletionPolicy: policy });
     return {};
   }
@@ -192,6 +206,7 @@ export class Reconciler<S> {
     cr: CustomResource,
     view: ReturnType<typeof viewStatefulSet>,
     problem: Problem | undefined,
+    observed: Record<string, number> = {},
   ): Promise<{ observedGenerationChanged: boolean }> {
     const key = `${cr.metadata.namespace}/${cr.metadata.name}`;
     const generation = cr.metadata.generation ?? 0;
@@ -199,8 +214,9 @@ export class Reconciler<S> {
     const mine = this.written.get(key);
     const prev = mine !== undefined && mine.generation >= (stored.observedGeneration ?? 0) ? mine.conditions : stored.conditions;
     const conditions = computeConditions(prev, generation, view, problem, this.h.unit);
+    const counts = { ...this.h.statusCounts(view), ...observed };
     const status: Record<string, unknown> = {
-      ...this.h.statusCounts(view),
+      ...counts,
       selector: selectorString(this.h.component, cr.metadata.name),
       observedGeneration: generation,
       conditions,
@@ -208,7 +224,7 @@ export class Reconciler<S> {
     const same =
       stored.observedGeneration === generation &&
       stored.selector === status.selector &&
-      Object.entries(this.h.statusCounts(view)).every(([k, v]) => stored[k] === v) &&
+      Object.entries(counts).every(([k, v]) => stored[k] === v) &&
       conditionsEqual(stored.conditions, conditions);
     if (same) return { observedGenerationChanged: false };
     try {

@@ -160,5 +160,17 @@ describe('end to end: kubectl apply → operator → pods running the real sidec
       { timeoutMs: 90_000, intervalMs: 500 },
     );
     expect(got.map((m) => m.body)).toEqual(['survivor']);
+    // The received message is in flight: the operator's periodic stats (over NATS) count it in status.
+    const custom = kube.kc.makeApiClient(k8s.CustomObjectsApi);
+    await waitFor(
+      'status.approximateMessages to count the in-flight message',
+      async () => {
+        const rq = (await custom.getNamespacedCustomObject({ group: 'castellan.dev', version: 'v1alpha1', namespace: 'default', plural: 'replicatedqueues', name: 'jobs' })) as {
+          status?: { approximateMessages?: number };
+        };
+        return rq.status?.approximateMessages === 1 ? true : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 1_000 },
+    );
   }, 180_000);
 });
