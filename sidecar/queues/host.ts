@@ -217,6 +217,9 @@ export class QueueHost {
     const live = this.ctx.view.live().filter((p) => p !== this.self);
     const want = req.replicas - 1;
     const first = pickTargets(live, new Set(), want, this.rr++);
+    if (first.length < want) {
+      throw Errors.unavailable(`replicas is ${req.replicas} but only ${first.length + 1} host(s) of queue "${this.spec.name}" are live.`, 'NOT_ENOUGH_HOSTS');
+    }
     const msg: StoredMessage = {
       id,
       body: req.body,

@@ -3,7 +3,31 @@
  * (role queue-host, configured by the env castellan dev and the operator use)
  * and small HTTP helpers for the queue API.
  */
-import { startSidecar, type SidecarProc } from './sidecars.ts';
+import { terminate } from '../../common/children.ts';
+import { startSidecar, waitHttp, type SidecarProc } from './sidecars.ts';
+
+/** Every process these helpers started, tracked before it is ready, so a failed start leaks nothing. */
+const spawned = new Set<SidecarProc>();
+
+/** SIGKILLs every process started here (afterAll). */
+export async function killQueueProcs(): Promise<void> {
+  await Promise.all([...spawned].map((p) => terminate(p.child, 'SIGKILL', 5_000)));
+  spawned.clear();
+}
+
+async function startTracked(name: string, natsUrls: string[], env: NodeJS.ProcessEnv, port?: number): Promise<SidecarProc> {
+  const p = await startSidecar(name, natsUrls, env, { wait: false, ...(port === undefined ? {} : { port }) });
+  spawned.add(p);
+  p.child.once('exit', () => spawned.delete(p));
+  // Generous: creating R3 streams on a loaded 2-core machine can take long.
+  await waitHttp(`${p.url}/readyz`, 120_000);
+  return p;
+}
+
+/** A client sidecar (no queue of its own). */
+export function startQueueClient(name: string, natsUrls: string[], env: NodeJS.ProcessEnv = {}): Promise<SidecarProc> {
+  return startTracked(name, natsUrls, { CASTELLAN_ROLE: 'client', ...env });
+}
 
 export interface QueueSettings {
   hosts?: number;
@@ -29,7 +53,7 @@ export function queueEnv(queue: string, s: QueueSettings = {}): NodeJS.ProcessEn
 
 /** Starts queue host `<queue>-<ordinal>`; waits for /readyz. */
 export function startQueueHost(queue: string, ordinal: number, natsUrls: string[], settings: QueueSettings = {}, env: NodeJS.ProcessEnv = {}, opts: { port?: number } = {}): Promise<SidecarProc> {
-  return startSidecar(`${queue}-${ordinal}`, natsUrls, { ...queueEnv(queue, settings), ...env }, opts);
+  return startTracked(`${queue}-${ordinal}`, natsUrls, { ...queueEnv(queue, settings), ...env }, opts.port);
 }
 
 export interface HttpResult<T = unknown> {

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sleep, waitFor } from '../../common/net.ts';
 import { deleteQueueAssets, ensureQueueAssets } from '../../sidecar/queues/mod.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
-import { call, startQueueHost, type ApiMessage } from '../harness/queues.ts';
-import { logDir, startClient, stopProc, type SidecarProc } from '../harness/sidecars.ts';
+import { call, killQueueProcs, startQueueClient, startQueueHost, type ApiMessage } from '../harness/queues.ts';
+import { logDir, type SidecarProc } from '../harness/sidecars.ts';
 
 const env = { CASTELLAN_LEASE_TTL: '1s', CASTELLAN_REQUEST_TIMEOUT: '5s', CASTELLAN_UNAVAILABLE_WAIT: '3s' };
 
@@ -43,15 +43,15 @@ describe('replicated queues: API', () => {
     procs.push(...(await Promise.all([0, 1, 2].map((i) => startQueueHost('jobs', i, nats.urls, settings, env)))));
     procs.push(...(await Promise.all([0, 1].map((i) => startQueueHost('jobs-dlq', i, nats.urls, { hosts: 2, replicaCount: 2 }, env)))));
     procs.push(...(await Promise.all([0, 1, 2].map((i) => startQueueHost('short', i, nats.urls, { messageRetention: '3s', maxMessageBytes: 1024, delay: '2s' }, env)))));
-    client = await startClient('q-client', nats.urls, env);
+    client = await startQueueClient('q-client', nats.urls, env);
     procs.push(client);
     c = client.url;
     await waitFor('3 live hosts of jobs', async () => ((await describeQ('jobs')).body.hosts as string[] | undefined)?.length === 3 || undefined, { timeoutMs: 30_000 });
     console.log(`sidecar logs in ${logDir}`);
-  }, 180_000);
+  }, 400_000);
 
   afterAll(async () => {
-    await Promise.all(procs.map((p) => stopProc(p, 'SIGKILL')));
+    await killQueueProcs();
     await nats?.dispose();
   }, 30_000);
 

@@ -9,8 +9,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sleep, waitFor } from '../../common/net.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
-import { call, startQueueHost, type ApiMessage } from '../harness/queues.ts';
-import { logDir, signal, startClient, stopProc, type SidecarProc } from '../harness/sidecars.ts';
+import { call, killQueueProcs, startQueueClient, startQueueHost, type ApiMessage } from '../harness/queues.ts';
+import { logDir, signal, type SidecarProc } from '../harness/sidecars.ts';
 
 const env = { CASTELLAN_LEASE_TTL: '1s', CASTELLAN_REQUEST_TIMEOUT: '5s', CASTELLAN_UNAVAILABLE_WAIT: '3s' };
 const VISIBILITY_S = 2;
@@ -59,13 +59,13 @@ describe('replicated queues: host failure', () => {
   beforeAll(async () => {
     nats = await startNats(3);
     await Promise.all([0, 1, 2].map(restart));
-    clients.push(...(await Promise.all([startClient('qf-c0', nats.urls, env), startClient('qf-c1', nats.urls, env)])));
-    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 30_000 });
+    clients.push(...(await Promise.all([startQueueClient('qf-c0', nats.urls, env), startQueueClient('qf-c1', nats.urls, env)])));
+    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
     console.log(`sidecar logs in ${logDir}`);
-  }, 180_000);
+  }, 400_000);
 
   afterAll(async () => {
-    await Promise.all([...hosts.values(), ...clients].map((p) => stopProc(p, 'SIGKILL')));
+    await killQueueProcs();
     await nats?.dispose();
   }, 30_000);
 
@@ -100,7 +100,7 @@ describe('replicated queues: host failure', () => {
     expect(missing).toEqual([]);
     expect(deliveries - seen.size).toBeLessThanOrEqual(acked.size);
     await restart(1);
-    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 30_000 });
+    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
     // Nothing resurrects from the restarted host.
     expect((await receive(clients[0]!, { maxMessages: 10, waitSeconds: 3 })).body.messages).toEqual([]);
   }, 240_000);
@@ -124,15 +124,15 @@ describe('replicated queues: host failure', () => {
     console.log(`in-flight after kill -9 of work-${victim}: all ${seen.size} back after ${Math.round(took)} ms (lease 1 s + visibility ${VISIBILITY_S} s)`);
     expect(bodies.filter((b) => !seen.has(b))).toEqual([]);
     await restart(victim);
-    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 30_000 });
-  }, 120_000);
+    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
+  }, 240_000);
 
   it('does not resurrect a message deleted while one of its replica hosts was down', async () => {
     const s = await send(clients[0]!, 'deleted-while-down');
     expect(s.status).toBe(201);
     const [primary, standby] = s.body.replicas.map(ordinalOf) as [number, number];
     kill(standby);
-    await waitFor('2 live hosts', async () => ((await liveHosts()) === 2 ? true : undefined), { timeoutMs: 30_000 });
+    await waitFor('2 live hosts', async () => ((await liveHosts()) === 2 ? true : undefined), { timeoutMs: 90_000 });
     const tooMany = await send(clients[1]!, 'three replicas', 3);
     expect(tooMany.status).toBe(503);
     expect(tooMany.body).toMatchObject({ error: { code: 'NOT_ENOUGH_HOSTS', retryable: true } });
@@ -140,17 +140,17 @@ describe('replicated queues: host failure', () => {
     expect(r.body.messages[0]?.body).toBe('deleted-while-down');
     expect((await del(clients[0]!, r.body.messages[0]!.receiptHandle)).status).toBe(204);
     await restart(standby);
-    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 30_000 });
+    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
     // With the primary gone, the returned standby would promote its copy if the delete had not been applied.
     kill(primary);
     await sleep(3_000);
     const after = await receive(clients[1]!, { maxMessages: 10, waitSeconds: 3 });
     expect(after.body.messages.map((m) => m.body)).toEqual([]);
     await restart(primary);
-  }, 120_000);
+  }, 240_000);
 
   it('recovers every host’s messages from JetStream after all hosts are killed', async () => {
-    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 30_000 });
+    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
     const bodies = Array.from({ length: 30 }, (_, i) => `durable-${i}`);
     for (const [i, b] of bodies.entries()) expect((await send(clients[i % 2]!, b, 1 + (i % 3))).status).toBe(201);
     for (const i of [0, 1, 2]) kill(i);
@@ -158,5 +158,5 @@ describe('replicated queues: host failure', () => {
     await Promise.all([0, 1, 2].map(restart));
     const { seen } = await drainAll(new Set(bodies), 60_000);
     expect(bodies.filter((b) => !seen.has(b))).toEqual([]);
-  }, 180_000);
+  }, 300_000);
 });
