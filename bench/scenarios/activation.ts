@@ -8,6 +8,7 @@
  */
 import { sleep, waitFor } from '../../common/net.ts';
 import { http } from '../lib/http.ts';
+import { metricSum } from '../lib/metrics.ts';
 import { call, objectUrl } from '../lib/objects.ts';
 import { latencyResult } from '../lib/result.ts';
 import type { Ctx, Scenario } from '../lib/scenario.ts';
@@ -15,12 +16,7 @@ import { fill, requireStorage, storageBase } from '../lib/storage.ts';
 
 const CLS = 'bench-idle';
 
-async function activeObjects(sidecarUrl: string): Promise<number> {
-  const text = (await http(`${sidecarUrl}/metrics`)).body.toString('utf8');
-  let n = 0;
-  for (const line of text.split('\n')) if (line.startsWith('castellan_object_active')) n += Number(line.split(' ').at(-1));
-  return n;
-}
+const activeObjects = (sidecarUrl: string) => metricSum(sidecarUrl, 'castellan_object_active');
 
 export const activation: Scenario = {
   name: 'activation',

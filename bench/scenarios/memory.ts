@@ -8,11 +8,14 @@
 import { sleep } from '../../common/net.ts';
 import { closedLoop } from '../lib/load.ts';
 import { call } from '../lib/objects.ts';
+import { metricSum } from '../lib/metrics.ts';
 import { rssBytes } from '../lib/procfs.ts';
 import { assertHealthy, valueResult } from '../lib/result.ts';
 import type { Ctx, Scenario } from '../lib/scenario.ts';
 
 const MB = 1024 * 1024;
+/** V8 heap in use, from the sidecar's default Node metrics (prom-client). */
+const HEAP = 'castellan_sidecar_nodejs_heap_size_used_bytes';
 
 /** RSS after things settle: the median of a few readings a short while apart. */
 async function settledRss(pid: number, readings: number): Promise<number> {
@@ -34,6 +37,7 @@ export const memory: Scenario = {
     try {
       const readings = ctx.mode === 'smoke' ? 2 : 6;
       await sleep(ctx.mode === 'smoke' ? 200 : 2_000);
+      const heapIdle = await metricSum(host.sidecar.url, HEAP);
       const [floor, idle, clientIdle] = await Promise.all([settledRss(responder.pid, readings), settledRss(host.sidecar.pid, readings), settledRss(fx.client.pid, readings)]);
       const n = ctx.p.memObjects;
       ctx.log(`activating ${n} objects on one host`);
@@ -42,6 +46,7 @@ export const memory: Scenario = {
       const activationSeconds = (performance.now() - t0) / 1000;
       assertHealthy('activating objects', load);
       const loaded = await settledRss(host.sidecar.pid, readings);
+      const heapLoaded = await metricSum(host.sidecar.url, HEAP);
       return [
         valueResult('memory', 'object-host sidecar RSS, idle', 'MB', idle / MB, 'Node process with a NATS connection, idle', floor / MB, {
           target: { text: '≤ 80 MB', met: (r) => r.value <= 80 },
@@ -49,7 +54,10 @@ export const memory: Scenario = {
         }),
         valueResult('memory', `object-host sidecar RSS, ${n} active objects`, 'MB', loaded / MB, 'same sidecar idle', idle / MB, {
           extra: {
-            bytesPerObject: Math.round((loaded - idle) / n),
+            rssBytesPerObject: Math.round((loaded - idle) / n),
+            heapUsedMBIdle: Math.round((heapIdle / MB) * 10) / 10,
+            heapUsedMBLoaded: Math.round((heapLoaded / MB) * 10) / 10,
+            heapBytesPerObject: Math.round((heapLoaded - heapIdle) / n),
             activationsPerSecond: Math.round(load.ops / activationSeconds),
           },
         }),
