@@ -64,7 +64,7 @@ export async function run(argv: string[]): Promise<number> {
   );
   if (flags === undefined) return 0;
   const v = flags.values;
-  const config = loadOperatorConfig({
+  const config = loadOperatorConfig(withoutUndefined({
     identity: v.identity,
     kubeconfig: v.kubeconfig,
     nats: { urls: v.nats, prefix: v['nats-prefix'] },
@@ -81,7 +81,7 @@ export async function run(argv: string[]): Promise<number> {
     },
     workers: v.workers,
     resyncPeriod: v.resync,
-  });
+  }));
   const kc = new k8s.KubeConfig();
   try {
     if (config.kubeconfig !== undefined) kc.loadFromFile(config.kubeconfig);
@@ -104,4 +104,17 @@ export async function run(argv: string[]): Promise<number> {
   // Whatever handle a library may still hold, a stopped operator exits.
   setTimeout(() => process.exit(outcome.code), 3_000).unref();
   return outcome.code;
+}
+
+/** Drops unset flags (at any depth), so that they do not hide the environment or the defaults. */
+function withoutUndefined(o: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (v === undefined) continue;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      const inner = withoutUndefined(v as Record<string, unknown>);
+      if (Object.keys(inner).length > 0) out[k] = inner;
+    } else out[k] = v;
+  }
+  return out;
 }

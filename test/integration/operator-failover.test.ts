@@ -1,8 +1,8 @@
 /**
  * Two `castellan operator` processes against one real control plane: exactly
  * one leads (holds the Lease) and reconciles, the other stays passive (it
- * writes nothing); when the leader is killed with -9 the other takes over
- * after the lease duration and reconciles new resources. SIGTERM stops an
+ * writes nothing); when the leader is killed with -9 in the middle of a
+ * reconcile the other takes over after the lease duration and finishes it. SIGTERM stops an
  * operator cleanly (exit 0) and releases the Lease.
  */
 import type { ChildProcess } from 'node:child_process';
@@ -139,10 +139,12 @@ describe('two castellan operator processes', () => {
     expect(await reconciles(b)).toBe(0);
     expect(await reconciles(a)).toBeGreaterThan(0);
 
+    // Kill the leader right after a new resource appears: mid-reconcile (or before it started).
+    await createObject('second');
+    await new Promise((r) => setTimeout(r, 150));
     const killedAt = Date.now();
     a.child.kill('SIGKILL');
     await exited(a.child);
-    await createObject('second');
     await waitFor('op-b to lead', async () => ((await leaderOf(b)) ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
     // A crashed holder is replaced only once its lease (4 s) expired on the successor's clock.
     expect(Date.now() - killedAt).toBeGreaterThanOrEqual(3_000);
