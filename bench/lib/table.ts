@@ -32,6 +32,12 @@ export function textTable(report: BenchReport): string {
 
 export function markdownTable(report: BenchReport): string {
   const rs = rows(report);
+  (rs[0] as string[]).push('details');
+  report.results.forEach((r, i) => {
+    const parts = Object.entries(r.extra ?? {}).map(([k, v]) => `${k}=${v}`);
+    if (r.notes !== undefined) parts.push(r.notes);
+    (rs[i + 1] as string[]).push(parts.join('; '));
+  });
   const esc = (c: string) => c.replace(/\|/g, '\\|');
   const lines = [`| ${(rs[0] as string[]).join(' | ')} |`, `|${(rs[0] as string[]).map(() => '---').join('|')}|`, ...rs.slice(1).map((r) => `| ${r.map(esc).join(' | ')} |`)];
   return lines.join('\n');
