@@ -149,6 +149,19 @@ describe('replicated queues: host failure', () => {
     await restart(primary);
   }, 240_000);
 
+  it('hands a gracefully stopped host’s messages over at once (SIGTERM), losing none', async () => {
+    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
+    const bodies = Array.from({ length: 20 }, (_, i) => `graceful-${i}`);
+    for (const b of bodies) expect((await send(clients[0]!, b)).status).toBe(201);
+    const victim = hosts.get(2)!;
+    signal(victim, 'SIGTERM');
+    await new Promise<void>((resolve) => (victim.child.exitCode !== null || victim.child.signalCode !== null ? resolve() : victim.child.once('exit', () => resolve())));
+    expect(victim.child.exitCode).toBe(0);
+    const { seen } = await drainAll(new Set(bodies), 60_000);
+    expect(bodies.filter((b) => !seen.has(b))).toEqual([]);
+    await restart(2);
+  }, 240_000);
+
   it('recovers every host’s messages from JetStream after all hosts are killed', async () => {
     await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
     const bodies = Array.from({ length: 30 }, (_, i) => `durable-${i}`);
