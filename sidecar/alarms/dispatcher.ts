@@ -14,7 +14,7 @@
  * last retry → term. A host that dies mid-delivery never acks: JetStream
  * redelivers after ack_wait to another host. At-least-once.
  */
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { describeError, type Logger } from '../../common/logger.ts';
 import type { Router } from '../objects/router.ts';
@@ -45,6 +45,7 @@ export class AlarmDispatcher {
   private stopped = false;
   private readonly inflight = new Set<Promise<void>>();
   private loop: Promise<void> | undefined;
+  private jsmP: Promise<JetStreamManager> | undefined;
 
   constructor(nc: NatsConnection, router: Router, metrics: StorageMetrics, opts: DispatcherOptions, log: Logger) {
     this.nc = nc;
@@ -55,6 +56,14 @@ export class AlarmDispatcher {
   }
 
   async start(): Promise<void> {
+    await this.ensureConsumer();
+    const first = await this.subscribe();
+    this.loop = this.run(first);
+    this.log.info('alarm dispatcher started', { cls: this.opts.cls, consumer: ALARM_CONSUMER });
+  }
+
+  /** Creates (or updates) the class's shared durable consumer. */
+  private async ensureConsumer(): Promise<void> {
     const jsm = await jetstreamManager(this.nc, { timeout: 15_000, checkAPI: false });
     const ackWait = nanos(this.opts.deliveryTimeoutMs + 10_000);
     const config = {
@@ -80,27 +89,69 @@ export class AlarmDispatcher {
         if (!/already (in use|exists)/i.test(describeError(e))) throw e;
       }
     }
+  }
+
+  private async subscribe(): Promise<ConsumerMessages> {
     const js = jetstream(this.nc, { timeout: 10_000 });
     const consumer = await js.consumers.get(this.opts.names.stream, ALARM_CONSUMER);
-    this.messages = await consumer.consume({ max_messages: this.opts.maxConcurrent });
-    const msgs = this.messages;
-    this.loop = (async () => {
-      for await (const m of msgs) {
-        if (this.stopped) {
-          m.nak();
-          continue;
-        }
-        const p = this.deliver(m).catch((err: unknown) => {
-          this.log.error('alarm delivery failed unexpectedly', { error: describeError(err) });
+    const msgs = await consumer.consume({ max_messages: this.opts.maxConcurrent });
+    this.messages = msgs;
+    void this.watch(msgs);
+    return msgs;
+  }
+
+  /**
+   * The client keeps pulling from a consumer that was deleted (and recovers
+   * once it exists again): re-create it when told it is gone.
+   */
+  private async watch(msgs: ConsumerMessages): Promise<void> {
+    let last = 0;
+    try {
+      for await (const s of msgs.status()) {
+        if (this.stopped) break;
+        if (s.type !== 'consumer_deleted' && s.type !== 'consumer_not_found') continue;
+        if (performance.now() - last < 1_000) continue;
+        last = performance.now();
+        this.log.warn('alarm consumer is gone; re-creating it', { event: s.type });
+        await this.ensureConsumer().catch((err: unknown) => {
+          this.log.warn('re-creating the alarm consumer failed; will retry', { error: describeError(err) });
         });
-        this.inflight.add(p);
-        void p.finally(() => this.inflight.delete(p));
-        while (this.inflight.size >= this.opts.maxConcurrent) await Promise.race(this.inflight);
       }
-    })().catch((err: unknown) => {
-      if (!this.stopped) this.log.error('alarm consumer stopped', { error: describeError(err) });
-    });
-    this.log.info('alarm dispatcher started', { cls: this.opts.cls, consumer: ALARM_CONSUMER });
+    } catch (err) {
+      if (!this.stopped) this.log.debug('alarm consumer status stream ended', { error: describeError(err) });
+    }
+  }
+
+  /** Delivers until stopped; if the subscription ends (consumer lost, say), re-creates it and goes on. */
+  private async run(first: ConsumerMessages): Promise<void> {
+    let msgs: ConsumerMessages | undefined = first;
+    while (!this.stopped) {
+      try {
+        msgs ??= await this.subscribe();
+        for await (const m of msgs) {
+          if (this.stopped) {
+            m.nak();
+            continue;
+          }
+          const p = this.deliver(m).catch((err: unknown) => {
+            this.log.error('alarm delivery failed unexpectedly', { error: describeError(err) });
+          });
+          this.inflight.add(p);
+          void p.finally(() => this.inflight.delete(p));
+          while (this.inflight.size >= this.opts.maxConcurrent) await Promise.race(this.inflight);
+        }
+      } catch (err) {
+        if (!this.stopped) this.log.warn('alarm consumer interrupted; resubscribing', { error: describeError(err) });
+      }
+      msgs = undefined;
+      if (this.stopped) break;
+      await new Promise((r) => setTimeout(r, 1_000));
+      try {
+        await this.ensureConsumer();
+      } catch (err) {
+        this.log.warn('re-creating the alarm consumer failed; will retry', { error: describeError(err) });
+      }
+    }
   }
 
   private async deliver(m: JsMsg): Promise<void> {
@@ -145,6 +196,7 @@ export class AlarmDispatcher {
     }
     if (ok) {
       m.ack();
+      this.forget(m);
       this.metrics.alarmFires.inc({ class: this.opts.cls, outcome: 'ok' });
       this.log.debug('alarm delivered', { id, retryCount });
       return;
@@ -158,7 +210,24 @@ export class AlarmDispatcher {
       this.metrics.alarmFires.inc({ class: this.opts.cls, outcome: 'gave_up' });
       this.log.warn('alarm delivery failed after the last retry; dropping it', { id, retryCount, why });
       m.term(`gave up after ${retryCount} retries: ${why}`);
+      this.forget(m);
     }
+  }
+
+  /**
+   * Removes a handled fired alarm from the stream (only it and older ones on
+   * its subject: a newer firing of the same object stays), so a re-created
+   * consumer does not deliver it again.
+   */
+  private forget(m: JsMsg): void {
+    void (async () => {
+      this.jsmP ??= jetstreamManager(this.nc, { timeout: 10_000, checkAPI: false });
+      const jsm = await this.jsmP;
+      await jsm.streams.purge(this.opts.names.stream, { filter: m.subject, seq: m.seq + 1 });
+    })().catch((err: unknown) => {
+      this.jsmP = undefined;
+      this.log.debug('removing a handled alarm failed (harmless)', { error: describeError(err) });
+    });
   }
 
   /** Stops taking alarms; in-flight deliveries finish (or are redelivered elsewhere). */
