@@ -62,7 +62,16 @@ function merge(a: LoadResult, b: LoadResult): LoadResult {
 const empty = (): LoadResult => ({ latencies: [], ops: 0, errors: 0, elapsedMs: 0 });
 
 /** Runs subject and baseline in `rounds` alternating rounds (baseline first), each with 1/rounds of the budget. */
-export async function compare(subject: Op, baseline: Op, opts: LoadOptions & { rounds: number; warmup?: number }): Promise<{ subject: LoadResult; baseline: LoadResult }> {
+export async function compare(
+  subject: Op,
+  baseline: Op,
+  opts: LoadOptions & {
+    rounds: number;
+    warmup?: number;
+    /** Cumulative CPU seconds of the processes serving each side, by part; their deltas over the measured rounds are returned. */
+    cpu?: { subject: () => CpuParts; baseline: () => CpuParts };
+  },
+): Promise<{ subject: LoadResult; baseline: LoadResult; cpuSeconds: { subject: CpuParts; baseline: CpuParts } }> {
   const warm = opts.warmup ?? 0;
   if (warm > 0) {
     await closedLoop(baseline, { concurrency: opts.concurrency, count: warm });
@@ -74,13 +83,25 @@ export async function compare(subject: Op, baseline: Op, opts: LoadOptions & { r
   let s = empty();
   let b = empty();
   let offset = 0;
+  const cpuSeconds: { subject: CpuParts; baseline: CpuParts } = { subject: {}, baseline: {} };
   for (let r = 0; r < opts.rounds; r++) {
     const base = offset;
+    const b0 = opts.cpu?.baseline() ?? {};
     b = merge(b, await closedLoop((i) => baseline(base + i), per));
+    addDelta(cpuSeconds.baseline, b0, opts.cpu?.baseline() ?? {});
+    const s0 = opts.cpu?.subject() ?? {};
     s = merge(s, await closedLoop((i) => subject(base + i), per));
+    addDelta(cpuSeconds.subject, s0, opts.cpu?.subject() ?? {});
     offset += per.count ?? 1_000_000;
   }
-  return { subject: s, baseline: b };
+  return { subject: s, baseline: b, cpuSeconds };
+}
+
+/** CPU seconds by part (say `client sidecar`, `nats`). */
+export type CpuParts = Record<string, number>;
+
+function addDelta(into: CpuParts, before: CpuParts, after: CpuParts): void {
+  for (const [k, v] of Object.entries(after)) into[k] = (into[k] ?? 0) + v - (before[k] ?? 0);
 }
 
 /** Operations per second of a load result. */

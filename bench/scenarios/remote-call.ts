@@ -5,11 +5,13 @@
  * app (bench/apps/nats-responder.ts). Latency at 1 in flight; throughput at
  * `concurrency` in flight over 64 objects.
  */
-import { compare } from '../lib/load.ts';
+import { compare, type CpuParts } from '../lib/load.ts';
 import { call } from '../lib/objects.ts';
 import { assertHealthy, latencyResult, throughputResult } from '../lib/result.ts';
 import type { Ctx, Scenario } from '../lib/scenario.ts';
 import { waitFor } from '../../common/net.ts';
+import { totalCpuSeconds } from '../lib/procfs.ts';
+import { round } from '../lib/stats.ts';
 
 const SUBJECT = 'bench.rr.remote';
 
@@ -36,7 +38,18 @@ export const remoteCall: Scenario = {
       assertHealthy('remote call latency', lat.subject);
       assertHealthy('baseline latency', lat.baseline);
       ctx.log(`throughput: ${p.concurrency} in flight for ${p.throughputMs} ms each`);
-      const tp = await compare(subject, baseline, { concurrency: p.concurrency, durationMs: p.throughputMs, rounds: p.rounds });
+      // CPU of everything serving each side (the bench process itself excluded): sidecars + apps + NATS vs responder + app + NATS.
+      const natsPids = () => ctx.env.nats.cluster.nodes.flatMap((n) => (n.process?.pid === undefined ? [] : [n.process.pid]));
+      const cpu = {
+        subject: () => ({
+          clientSidecar: totalCpuSeconds([fx.client.pid]),
+          hostSidecars: totalCpuSeconds(fx.hosts.map((h) => h.sidecar.pid)),
+          apps: totalCpuSeconds(fx.hosts.map((h) => h.app.pid)),
+          nats: totalCpuSeconds(natsPids()),
+        }),
+        baseline: () => ({ responder: totalCpuSeconds([responder.pid]), apps: totalCpuSeconds([app.pid]), nats: totalCpuSeconds(natsPids()) }),
+      };
+      const tp = await compare(subject, baseline, { concurrency: p.concurrency, durationMs: p.throughputMs, rounds: p.rounds, cpu });
       assertHealthy('remote call throughput', tp.subject);
       assertHealthy('baseline throughput', tp.baseline);
       return [
@@ -44,10 +57,28 @@ export const remoteCall: Scenario = {
           errors: lat.subject.errors,
           target: { text: 'p50 ≤ 2× baseline', met: (r) => r.ratio <= 2 },
         }),
-        throughputResult('remote-call', `remote call throughput (${p.concurrency} in flight, 64 objects)`, tp.subject, 'NATS request/reply + 1 HTTP hop', tp.baseline),
+        throughputResult('remote-call', `remote call throughput (${p.concurrency} in flight, 64 objects)`, tp.subject, 'NATS request/reply + 1 HTTP hop', tp.baseline, {
+          extra: {
+            ...perCall(tp.cpuSeconds.subject, tp.subject.ops, 'cpuMsPerCall'),
+            ...perCall(tp.cpuSeconds.baseline, tp.baseline.ops, 'baselineCpuMsPerCall'),
+          },
+          notes: 'CPU per call: every serving process (sidecars, apps, NATS servers; not the bench client)',
+        }),
       ];
     } finally {
       await ctx.env.stop(responder, app);
     }
   },
 };
+
+/** CPU milliseconds per call, in total and by part: `{prefix: total, prefix.part: …}`. */
+function perCall(parts: CpuParts, ops: number, prefix: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  let total = 0;
+  for (const [k, v] of Object.entries(parts)) {
+    out[`${prefix}.${k}`] = round((v * 1000) / Math.max(1, ops), 3);
+    total += v;
+  }
+  out[prefix] = round((total * 1000) / Math.max(1, ops), 3);
+  return out;
+}
