@@ -48,7 +48,12 @@ describe('end to end: kubectl apply → operator → pods running the real sidec
   const dir = mkdtempSync(join(tmpdir(), 'castellan-e2e-'));
 
   beforeAll(async () => {
-    [kube, nats] = await Promise.all([startKube(1), startNats(3)]);
+    // Both in parallel; whichever started is assigned (and disposed in afterAll) even if the other failed.
+    const [k, n] = await Promise.allSettled([startKube(1), startNats(3)]);
+    if (k.status === 'fulfilled') kube = k.value;
+    if (n.status === 'fulfilled') nats = n.value;
+    if (k.status === 'rejected') throw k.reason;
+    if (n.status === 'rejected') throw n.reason;
     await installCrds(kube);
     const config = loadOperatorConfig({ identity: 'e2e', nats: { urls: nats.urls }, http: { port: 0 }, leaderElection: { enabled: false }, resyncPeriod: '20s' }, {});
     operator = new Operator({ config, kc: kube.kc, log: logger('test.operator') });

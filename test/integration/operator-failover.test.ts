@@ -35,7 +35,12 @@ describe('two castellan operator processes', () => {
   const procs: OperatorProc[] = [];
 
   beforeAll(async () => {
-    [kube, nats] = await Promise.all([startKube(1), startNats(1)]);
+    // Both in parallel; whichever started is assigned (and disposed in afterAll) even if the other failed.
+    const [k, n] = await Promise.allSettled([startKube(1), startNats(1)]);
+    if (k.status === 'fulfilled') kube = k.value;
+    if (n.status === 'fulfilled') nats = n.value;
+    if (k.status === 'rejected') throw k.reason;
+    if (n.status === 'rejected') throw n.reason;
     await installCrds(kube);
     custom = kube.kc.makeApiClient(k8s.CustomObjectsApi);
     apps = kube.kc.makeApiClient(k8s.AppsV1Api);

@@ -54,7 +54,12 @@ describe('operator reconcile on a real cluster', () => {
   let policy: k8s.PolicyV1Api;
 
   beforeAll(async () => {
-    [kube, nats] = await Promise.all([startKube(1), startNats(3)]);
+    // Both in parallel; whichever started is assigned (and disposed in afterAll) even if the other failed.
+    const [k, n] = await Promise.allSettled([startKube(1), startNats(3)]);
+    if (k.status === 'fulfilled') kube = k.value;
+    if (n.status === 'fulfilled') nats = n.value;
+    if (k.status === 'rejected') throw k.reason;
+    if (n.status === 'rejected') throw n.reason;
     await installCrds(kube);
     nc = await nats.connect();
     jsm = await jetstreamManager(nc, { timeout: 15_000 });
