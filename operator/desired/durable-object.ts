@@ -63,7 +63,8 @@ export function desiredDurableObject(cr: CustomResource<DurableObjectSpec>, defa
   ];
   const containers: V1Container[] = userSpec.containers.map((c) => ({ ...c, env: mergeEnv(c.env, appEnv) }));
   const sidecar = sidecarContainer({ component: 'object-host', settings, overrides: s.sidecar, defaults, native: true });
-  const initContainers = [...(userSpec.initContainers ?? []).filter((c) => c.name !== sidecarContainerName), sidecar];
+  // First, so that the user's own init containers and the app start once the sidecar is up (its startup probe).
+  const initContainers = [sidecar, ...(userSpec.initContainers ?? []).filter((c) => c.name !== sidecarContainerName)];
   const volumes: V1Volume[] = [...(userSpec.volumes ?? []).filter((v) => v.name !== 'castellan-tmp'), { name: 'castellan-tmp', emptyDir: { sizeLimit: '64Mi' } }];
 
   const labels = { ...(s.template.metadata?.labels ?? {}), ...commonLabels('object-host', name) };

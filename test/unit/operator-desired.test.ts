@@ -103,6 +103,14 @@ describe('DurableObject → children', () => {
     expect(envOf(app)).toMatchObject({ X: { value: '1' }, PORT: { value: '8080' }, CASTELLAN_SIDECAR_URL: { value: 'http://127.0.0.1:3600' } });
   });
 
+  it("puts the sidecar before the user's own init containers", () => {
+    const withInit = desiredDurableObject(
+      dobj({ appPort: 8080, template: { spec: { ...template.spec, initContainers: [{ name: 'migrate', image: 'm:1' }] } } }),
+      defaults,
+    );
+    expect(withInit.statefulSet.spec!.template.spec!.initContainers!.map((c) => c.name)).toEqual(['castellan-sidecar', 'migrate']);
+  });
+
   it('a headless Service, a PDB and a ConfigMap with the settings', () => {
     expect(out.service.spec).toMatchObject({ clusterIP: 'None', selector: { 'castellan.dev/class': 'counter' } });
     expect(out.pdb.spec).toMatchObject({ maxUnavailable: 1, selector: { matchLabels: { 'castellan.dev/class': 'counter' } } });
