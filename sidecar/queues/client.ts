@@ -254,12 +254,17 @@ export class QueueClient {
           this.log.debug('receive from host failed', { queue: name, host: pod, error: describeError(err) });
         }
       }
-      const left = deadline - performance.now();
+      const now = performance.now();
+      // While a host that just died is being failed over, its messages are briefly invisible
+      // everywhere: an empty answer then would tell a draining consumer the queue is empty.
+      // Wait (even with waitSeconds 0) until the promotion had time to happen, at most 5 s.
+      const settle = Math.min(ctx.view.failoverPendingUntil(now), now + 5_000);
+      const left = Math.max(deadline, settle) - now;
       if (out.length > 0 || left <= 0) {
         armed.cancel();
         return out;
       }
-      await armed.wait(Math.min(1_000, left));
+      await armed.wait(Math.min(deadline > now ? 1_000 : 250, left));
     }
   }
 

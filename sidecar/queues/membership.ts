@@ -93,6 +93,22 @@ export class QueueView {
     return performance.now() - h.observedAt > this.timing.ttl + this.timing.margin ? 'expired' : 'live';
   }
 
+  /**
+   * Until when (monotonic ms) a failover may still be surfacing messages: for every host that
+   * stopped being live recently (killed, left, fenced), its last heartbeat + 2 × (TTL + margin)
+   * + 1 s — enough for a standby to notice, fence, claim and announce. 0 when none.
+   */
+  failoverPendingUntil(now = performance.now()): number {
+    let until = 0;
+    const window = 2 * (this.timing.ttl + this.timing.margin) + 1_000;
+    for (const h of this.hosts.values()) {
+      if (reachable(h, now, this.timing) && h.record.kind === 'alive') continue;
+      const end = h.observedAt + window;
+      if (end > now && end > until) until = end;
+    }
+    return until;
+  }
+
   /** Every host ever seen. */
   known(): string[] {
     return [...this.hosts.keys()].sort();

@@ -127,6 +127,25 @@ describe('replicated queues: host failure', () => {
     await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
   }, 240_000);
 
+  it('a consumer that stops at its first empty short poll right after a kill -9 still gets every message', async () => {
+    await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
+    const bodies = Array.from({ length: 30 }, (_, i) => `short-poll-${i}`);
+    for (const b of bodies) expect((await send(clients[0]!, b)).status).toBe(201);
+    kill(0);
+    const seen = new Set<string>();
+    for (;;) {
+      const r = await receive(clients[1]!, { maxMessages: 10, waitSeconds: 0 });
+      expect(r.status).toBe(200);
+      if (r.body.messages.length === 0) break;
+      for (const m of r.body.messages) {
+        seen.add(m.body);
+        await del(clients[1]!, m.receiptHandle);
+      }
+    }
+    expect(bodies.filter((b) => !seen.has(b))).toEqual([]);
+    await restart(0);
+  }, 240_000);
+
   it('does not resurrect a message deleted while one of its replica hosts was down', async () => {
     const s = await send(clients[0]!, 'deleted-while-down');
     expect(s.status).toBe(201);
