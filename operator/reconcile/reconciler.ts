@@ -112,7 +112,8 @@ export class Reconciler<S> {
     let observed: Record<string, number> = {};
     try {
       const nc = await this.d.nats.get(this.urls(typed.spec));
-      // Assets are ensured on every new generation and at least once a minute (a deleted stream comes back).
+      // Assets are ensured on every new generation, and again when the last check is over a minute old
+      // (so a deleted stream comes back at the latest with the next resync).
       const last = this.ensured.get(key);
       const generation = cr.metadata.generation ?? 0;
       if (last === undefined || last.generation !== generation || last.uid !== cr.metadata.uid || Date.now() - last.at > assetRecheckMs) {
