@@ -75,7 +75,7 @@ export class KubeCluster {
     try {
       await cluster.kwokctl(args, 180_000);
       await cluster.kwokctl(['scale', 'node', '--replicas', String(opts.nodes ?? 3), '--name', opts.name], 60_000);
-      await cluster.kubectl(['wait', '--for=condition=Ready', 'nodes', '--all', '--timeout=60s'], 70_000);
+      await cluster.kubectl(['wait', '--for=condition=Ready', 'nodes', '--all', '--timeout=180s'], 190_000);
     } catch (err) {
       await cluster.delete().catch(() => undefined);
       throw err;

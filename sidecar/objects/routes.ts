@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Router as ExpressRouter, type Request, type Response } from 'express';
-import { Errors } from '../../common/errors.ts';
+import { CastellanError, Errors } from '../../common/errors.ts';
 import type { Router } from './router.ts';
 import { parseIdSegment } from './subjects.ts';
 import { filterHeaders } from './wire.ts';
@@ -46,7 +46,22 @@ export function parseObjectUrl(url: string): ObjectTarget {
   const s2 = afterClass.indexOf('/');
   const rawId = s2 === -1 ? afterClass : afterClass.slice(0, s2);
   const id = parseIdSegment(rawId);
-  return { cls, id, path: s2 === -1 ? '' : afterClass.slice(s2), query };
+  const path = s2 === -1 ? '' : afterClass.slice(s2);
+  if (isReservedPath(path)) {
+    throw new CastellanError(403, 'RESERVED_PATH', 'Paths under /.castellan/ are reserved for the sidecar (alarm delivery) and cannot be called.');
+  }
+  return { cls, id, path, query };
+}
+
+/** `/.castellan/…` reaches the app only from its own sidecar (alarms), never from callers. */
+export function isReservedPath(path: string): boolean {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    decoded = path;
+  }
+  return /^\/+\.castellan(\/|$)/i.test(decoded);
 }
 
 /** Reads the whole body; past `limit` bytes, drains the rest and fails with 413. */

@@ -59,6 +59,14 @@ describe('object ids', () => {
     expect(() => parseObjectUrl('/v1/objects/counter')).toThrow(/id/);
     expect(() => parseObjectUrl('/v1/objects/counter/')).toThrow(/empty/);
   });
+
+  it('refuses the reserved /.castellan/ paths (alarm delivery), however they are spelled', () => {
+    for (const p of ['/.castellan/alarm', '/%2Ecastellan/alarm', '//.Castellan/alarm', '/.castellan']) {
+      expect(() => parseObjectUrl(`/v1/objects/counter/id${p}`)).toThrow(expect.objectContaining({ status: 403, code: 'RESERVED_PATH' }));
+    }
+    expect(parseObjectUrl('/v1/objects/counter/id/.castellanx').path).toBe('/.castellanx');
+    expect(parseObjectUrl('/v1/objects/counter/id/a/.castellan/alarm').path).toBe('/a/.castellan/alarm');
+  });
 });
 
 describe('rendezvous placement', () => {
