@@ -20,7 +20,8 @@ import { asCastellanError, CastellanError } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
 import type { AppProxy } from './app-proxy.ts';
 import { decideClaim, type LeaseTiming, type OwnerRecord } from './lease.ts';
-import { HostHeartbeat, type ClassView } from './membership.ts';
+import { HostHeartbeat } from '../leases/heartbeat.ts';
+import type { ClassView } from './membership.ts';
 import type { ObjectMetrics } from './metrics.ts';
 import { CONFLICT, type ObjectStore } from './ownership-store.ts';
 import { encodeId } from './subjects.ts';
@@ -101,7 +102,12 @@ export class ObjectHost {
     this.metrics = metrics;
     this.opts = opts;
     this.log = log;
-    this.heartbeat = new HostHeartbeat(store, opts.cls, opts.pod, opts.timing, view, { onFenced: () => this.dropAll('host lease fenced') }, log);
+    this.heartbeat = new HostHeartbeat(
+      { read: (p) => store.readHost(opts.cls, p), write: (p, seq, record) => store.writeHost(opts.cls, p, seq, record) },
+      { pod: opts.pod, timing: opts.timing },
+      { onFenced: () => this.dropAll('host lease fenced'), onWritten: (seq, record) => view.observe({ seq, record }) },
+      log,
+    );
   }
 
   async start(): Promise<void> {

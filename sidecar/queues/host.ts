@@ -23,7 +23,7 @@ import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
 import type { QueueClient, QueueCtx, Tombstone } from './client.ts';
 import { dedupDecision, decidePromotion, expired, holderOf, pickTargets, shouldDeadLetter, visibilityOf, type DedupMarker } from './logic.ts';
-import type { QueueHeartbeat } from './membership.ts';
+import type { HostHeartbeat } from '../leases/heartbeat.ts';
 import type { QueueMetrics } from './metrics.ts';
 import { LIMITS } from './spec.ts';
 import { CONFLICT, type StoredMessage } from './store.ts';
@@ -53,7 +53,7 @@ export class QueueHost {
   private readonly nc: NatsConnection;
   private readonly ctx: QueueCtx;
   private readonly client: QueueClient;
-  private readonly heartbeat: QueueHeartbeat;
+  private readonly heartbeat: HostHeartbeat;
   private readonly metrics: QueueMetrics;
   private readonly opts: QueueHostOptions;
   private readonly log: Logger;
@@ -69,7 +69,7 @@ export class QueueHost {
   private claimsStale = true;
   private rr = Math.floor(Math.random() * 1000);
 
-  constructor(nc: NatsConnection, ctx: QueueCtx, client: QueueClient, heartbeat: QueueHeartbeat, metrics: QueueMetrics, opts: QueueHostOptions, log: Logger) {
+  constructor(nc: NatsConnection, ctx: QueueCtx, client: QueueClient, heartbeat: HostHeartbeat, metrics: QueueMetrics, opts: QueueHostOptions, log: Logger) {
     this.nc = nc;
     this.ctx = ctx;
     this.client = client;

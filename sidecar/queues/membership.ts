@@ -1,19 +1,16 @@
 /**
- * Queue-host membership: each queue host's heartbeat chain (its lease, the
- * same records and rules as durable objects, objects/lease.ts) in the queue's
- * meta stream, and every sidecar's view of which hosts are live.
+ * Queue-host membership: every sidecar's view of which hosts of a queue are
+ * live. Each queue host's own lease is the heartbeat chain of
+ * leases/heartbeat.ts (the same records and rules as durable objects,
+ * objects/lease.ts) in the queue's meta stream; when another host fences it
+ * (to promote its messages) it starts a new session and re-reads the
+ * promotion claims before it serves again.
  *
- * - QueueHeartbeat (queue hosts): `alive` record every ~TTL/4 by
- *   compare-and-set on its own host subject. A failed CAS means another host
- *   fenced this session (to promote its messages): the host starts a new
- *   session and re-reads the promotion claims before it serves again.
  * - QueueView (every sidecar using the queue): polls the last record of every
  *   host (direct get) and classifies peers live / expired / dead.
  */
-import { randomUUID } from 'node:crypto';
 import { describeError, type Logger } from '../../common/logger.ts';
-import { sleep } from '../../common/net.ts';
-import { observeHost, placeable, reachable, selfLeaseValid, type HostRecord, type HostState, type LeaseTiming } from '../objects/lease.ts';
+import { observeHost, placeable, reachable, type HostRecord, type HostState, type LeaseTiming } from '../objects/lease.ts';
 import type { PeerStatus } from './logic.ts';
 import { CONFLICT, type QueueStore } from './store.ts';
 
@@ -133,126 +130,5 @@ export class QueueView {
   stop(): void {
     this.stopped = true;
     this.wake?.();
-  }
-}
-
-export class QueueHeartbeat {
-  private readonly store: QueueStore;
-  private readonly pod: string;
-  private readonly timing: LeaseTiming;
-  private readonly view: QueueView;
-  private readonly log: Logger;
-  private readonly onFenced: () => void;
-  sessionId = randomUUID();
-  private seq = 0;
-  private started = false;
-  private lastSentAt: number | undefined;
-  private kind: 'alive' | 'draining' = 'alive';
-  private stopped = false;
-  private loopDone: Promise<void> = Promise.resolve();
-  private wake: (() => void) | undefined;
-  private chain: Promise<void> = Promise.resolve();
-
-  constructor(store: QueueStore, pod: string, timing: LeaseTiming, view: QueueView, onFenced: () => void, log: Logger) {
-    this.store = store;
-    this.pod = pod;
-    this.timing = timing;
-    this.view = view;
-    this.onFenced = onFenced;
-    this.log = log;
-  }
-
-  leaseValid(now = performance.now()): boolean {
-    return this.started && selfLeaseValid(this.lastSentAt, now, this.timing);
-  }
-
-  async start(): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.beat();
-        break;
-      } catch (err) {
-        if (attempt >= 40) throw err;
-        this.log.warn('first queue heartbeat failed; retrying', { error: describeError(err), attempt });
-        await sleep(250);
-      }
-    }
-    this.loopDone = this.loop();
-  }
-
-  private async loop(): Promise<void> {
-    while (!this.stopped) {
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        setTimeout(resolve, Math.max(25, this.timing.ttl / 4)).unref();
-      });
-      if (this.stopped) break;
-      try {
-        await this.beat();
-      } catch (err) {
-        this.log.warn('queue heartbeat failed', { error: describeError(err) });
-      }
-    }
-  }
-
-  private beat(): Promise<void> {
-    const next = this.chain.then(() => this.doBeat());
-    this.chain = next.catch(() => undefined);
-    return next;
-  }
-
-  private async begin(): Promise<void> {
-    const cur = await this.store.last<HostRecord>(this.store.names.host(this.pod));
-    this.seq = cur?.seq ?? 0;
-    this.started = true;
-  }
-
-  private async doBeat(): Promise<void> {
-    if (!this.started) await this.begin();
-    const record: HostRecord = { kind: this.kind, pod: this.pod, sessionId: this.sessionId, ts: Date.now() };
-    const sentAt = performance.now();
-    const r = await this.store.cas(this.store.names.host(this.pod), record, this.seq);
-    if (r === CONFLICT) {
-      const cur = await this.store.last<HostRecord>(this.store.names.host(this.pod));
-      if (cur !== undefined && cur.record.sessionId === this.sessionId && (cur.record.kind === 'alive' || cur.record.kind === 'draining')) {
-        this.seq = cur.seq;
-        return this.doBeat();
-      }
-      this.lastSentAt = undefined;
-      this.started = false;
-      const old = this.sessionId;
-      this.sessionId = randomUUID();
-      this.log.warn('queue host lease was fenced by another host; starting a new session', { oldSession: old, newSession: this.sessionId });
-      this.onFenced();
-      await this.begin();
-      return this.doBeat();
-    }
-    this.seq = r;
-    this.lastSentAt = sentAt;
-    this.view.observe(r, record);
-  }
-
-  async drain(): Promise<void> {
-    this.kind = 'draining';
-    await this.beat().catch((err: unknown) => this.log.warn('draining heartbeat failed', { error: describeError(err) }));
-  }
-
-  /** Stops renewing and writes `leave`: peers promote this host's messages at once. */
-  async leave(): Promise<void> {
-    this.stopped = true;
-    this.wake?.();
-    await this.loopDone;
-    await this.chain;
-    if (!this.started) return;
-    const record: HostRecord = { kind: 'leave', pod: this.pod, sessionId: this.sessionId, ts: Date.now() };
-    for (let i = 0; i < 3; i++) {
-      try {
-        await this.store.cas(this.store.names.host(this.pod), record, this.seq);
-        return;
-      } catch (err) {
-        this.log.warn('queue leave record failed', { error: describeError(err) });
-        await sleep(100);
-      }
-    }
   }
 }

@@ -13,7 +13,8 @@ import { defaultMargin, type LeaseTiming } from '../objects/lease.ts';
 import { ensureQueueAssets, writeQueueConfig } from './assets.ts';
 import { QueueClient } from './client.ts';
 import { QueueHost } from './host.ts';
-import { QueueHeartbeat } from './membership.ts';
+import { HostHeartbeat } from '../leases/heartbeat.ts';
+import type { HostRecord } from '../objects/lease.ts';
 import { createQueueMetrics } from './metrics.ts';
 import { queueRoutes } from './routes.ts';
 import type { QueueSpec } from './spec.ts';
@@ -49,7 +50,7 @@ export async function startQueues(nc: NatsConnection, registry: Registry, cfg: Q
   );
   const readiness: Queues['readiness'] = {};
   let host: QueueHost | undefined;
-  let heartbeat: QueueHeartbeat | undefined;
+  let heartbeat: HostHeartbeat | undefined;
   if (cfg.host !== undefined) {
     const spec = cfg.host;
     const hlog = log.child({ component: 'queues.host', queue: spec.name });
@@ -71,7 +72,13 @@ export async function startQueues(nc: NatsConnection, registry: Registry, cfg: Q
       ctx.spec = spec;
     }
     const ref: { host?: QueueHost } = {};
-    heartbeat = new QueueHeartbeat(ctx.store, cfg.pod, timing, ctx.view, () => ref.host?.onFenced(), hlog);
+    const store = ctx.store;
+    heartbeat = new HostHeartbeat(
+      { read: (p) => store.last<HostRecord>(store.names.host(p)), write: (p, seq, record) => store.cas(store.names.host(p), record, seq) },
+      { pod: cfg.pod, timing, startAttempts: 40 },
+      { onFenced: () => ref.host?.onFenced(), onWritten: (seq, record) => ctx.view.observe(seq, record) },
+      hlog,
+    );
     const h = new QueueHost(nc, ctx, client, heartbeat, metrics, { pod: cfg.pod, ttlMs: timing.ttl, requestTimeoutMs: cfg.requestTimeoutMs }, hlog);
     ref.host = h;
     host = h;
