@@ -33,16 +33,20 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
   readiness.add('nats', () => (nats.connected() ? true : 'not connected to NATS'));
 
   const o = config.objects;
+  // What objects and queues share: names, this pod, lease and caller timings.
+  const base = {
+    prefix: config.nats.prefix,
+    namespace: config.namespace,
+    pod: config.podName,
+    leaseTtlMs: o.leaseTtl,
+    requestTimeoutMs: o.requestTimeout,
+    unavailableWaitMs: o.unavailableWait,
+  };
   const objects = await startObjects(
     nats.nc,
     registry,
     {
-      prefix: config.nats.prefix,
-      namespace: config.namespace,
-      pod: config.podName,
-      leaseTtlMs: o.leaseTtl,
-      requestTimeoutMs: o.requestTimeout,
-      unavailableWaitMs: o.unavailableWait,
+      ...base,
       ...(config.role === 'object-host' && o.class !== undefined && o.appPort !== undefined
         ? {
             host: {
@@ -65,12 +69,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
     nats.nc,
     registry,
     {
-      prefix: config.nats.prefix,
-      namespace: config.namespace,
-      pod: config.podName,
-      leaseTtlMs: o.leaseTtl,
-      requestTimeoutMs: o.requestTimeout,
-      unavailableWaitMs: o.unavailableWait,
+      ...base,
       ...(config.role === 'queue-host' && q.queue !== undefined
         ? {
             host: {
