@@ -20,6 +20,8 @@ export async function connectNats(urls: string[], name: string, log: Logger): Pr
     pingInterval: 5_000,
     maxPingOut: 2,
     waitOnFirstConnect: true,
+    // Request errors without async stack traces: building them cost ~half the CPU of a request (bench/RESULTS.md).
+    noAsyncTraces: true,
   });
   let up = true;
   void (async () => {

@@ -12,8 +12,8 @@ import { errorHandler, notFoundHandler } from './http/errors.ts';
 import { healthRouter, Readiness } from './http/health.ts';
 import { createMetricsRegistry } from './metrics.ts';
 import { connectNats, type NatsLink } from './nats-connection.ts';
-import { startObjects } from './objects/mod.ts';
-import { startQueues } from './queues/mod.ts';
+import { startObjects, type Objects } from './objects/mod.ts';
+import { startQueues, type Queues } from './queues/mod.ts';
 
 export interface Sidecar {
   config: SidecarConfig;
@@ -29,91 +29,108 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
   const registry = createMetricsRegistry({ role: config.role, pod: config.podName });
   const nats = await connectNats(config.nats.urls, `castellan-${config.role}-${config.podName}`, log.child({ component: 'sidecar.nats' }));
 
-  const readiness = new Readiness();
-  readiness.add('nats', () => (nats.connected() ? true : 'not connected to NATS'));
+  // A start that fails half-way stops what it started, so a retry (cli/commands/sidecar.ts) starts clean.
+  let objects: Objects | undefined;
+  let queues: Queues | undefined;
+  let server: Server | undefined;
+  let readiness: Readiness;
+  let port: number;
+  let url: string;
+  try {
+    readiness = new Readiness();
+    readiness.add('nats', () => (nats.connected() ? true : 'not connected to NATS'));
 
-  const o = config.objects;
-  // What objects and queues share: names, this pod, lease and caller timings.
-  const base = {
-    prefix: config.nats.prefix,
-    namespace: config.namespace,
-    pod: config.podName,
-    leaseTtlMs: o.leaseTtl,
-    requestTimeoutMs: o.requestTimeout,
-    unavailableWaitMs: o.unavailableWait,
-  };
-  const objects = await startObjects(
-    nats.nc,
-    registry,
-    {
-      ...base,
-      ...(config.role === 'object-host' && o.class !== undefined && o.appPort !== undefined
-        ? {
-            host: {
-              cls: o.class,
-              appPort: o.appPort,
-              concurrency: o.concurrency,
-              maxQueue: o.maxQueue,
-              idleTimeoutMs: o.idleTimeout,
-              streamReplicas: o.streamReplicas,
-            },
-          }
-        : {}),
-    },
-    log.child({ component: 'sidecar.objects' }),
-  );
-  for (const [name, check] of Object.entries(objects.readiness)) readiness.add(name, check);
+    const o = config.objects;
+    // What objects and queues share: names, this pod, lease and caller timings.
+    const base = {
+      prefix: config.nats.prefix,
+      namespace: config.namespace,
+      pod: config.podName,
+      leaseTtlMs: o.leaseTtl,
+      requestTimeoutMs: o.requestTimeout,
+      unavailableWaitMs: o.unavailableWait,
+    };
+    objects = await startObjects(
+      nats.nc,
+      registry,
+      {
+        ...base,
+        ...(config.role === 'object-host' && o.class !== undefined && o.appPort !== undefined
+          ? {
+              host: {
+                cls: o.class,
+                appPort: o.appPort,
+                concurrency: o.concurrency,
+                maxQueue: o.maxQueue,
+                idleTimeoutMs: o.idleTimeout,
+                streamReplicas: o.streamReplicas,
+              },
+            }
+          : {}),
+      },
+      log.child({ component: 'sidecar.objects' }),
+    );
+    for (const [name, check] of Object.entries(objects.readiness)) readiness.add(name, check);
 
-  const q = config.queues;
-  const queues = await startQueues(
-    nats.nc,
-    registry,
-    {
-      ...base,
-      ...(config.role === 'queue-host' && q.queue !== undefined
-        ? {
-            host: {
-              name: q.queue,
-              hosts: q.hosts,
-              replicaCount: q.replicaCount,
-              visibilityTimeoutMs: q.visibilityTimeout,
-              messageRetentionMs: q.messageRetention,
-              maxMessageBytes: q.maxMessageBytes,
-              delayMs: q.delay,
-              ...(q.deadLetterQueue !== undefined && q.maxReceiveCount !== undefined ? { deadLetter: { queue: q.deadLetterQueue, maxReceiveCount: q.maxReceiveCount } } : {}),
-            },
-          }
-        : {}),
-    },
-    log.child({ component: 'sidecar.queues' }),
-  );
-  for (const [name, check] of Object.entries(queues.readiness)) readiness.add(name, check);
+    const q = config.queues;
+    queues = await startQueues(
+      nats.nc,
+      registry,
+      {
+        ...base,
+        ...(config.role === 'queue-host' && q.queue !== undefined
+          ? {
+              host: {
+                name: q.queue,
+                hosts: q.hosts,
+                replicaCount: q.replicaCount,
+                visibilityTimeoutMs: q.visibilityTimeout,
+                messageRetentionMs: q.messageRetention,
+                maxMessageBytes: q.maxMessageBytes,
+                delayMs: q.delay,
+                ...(q.deadLetterQueue !== undefined && q.maxReceiveCount !== undefined ? { deadLetter: { queue: q.deadLetterQueue, maxReceiveCount: q.maxReceiveCount } } : {}),
+              },
+            }
+          : {}),
+      },
+      log.child({ component: 'sidecar.queues' }),
+    );
+    for (const [name, check] of Object.entries(queues.readiness)) readiness.add(name, check);
 
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
-  app.use(healthRouter(readiness, registry));
-  app.use(objects.routes);
-  app.use(queues.routes);
-  app.use(objects.storageRoutes);
-  app.use(notFoundHandler);
-  app.use(errorHandler(log));
+    const app = express();
+    app.disable('x-powered-by');
+    app.set('etag', false);
+    app.use(healthRouter(readiness, registry));
+    app.use(objects.routes);
+    app.use(queues.routes);
+    app.use(objects.storageRoutes);
+    app.use(notFoundHandler);
+    app.use(errorHandler(log));
 
-  const server = await listen(app, config.http.host, config.http.port);
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : config.http.port;
-  const url = `http://${config.http.host}:${port}`;
-  log.info('sidecar listening', { url, nats: config.nats.urls });
+    server = await listen(app, config.http.host, config.http.port);
+    const address = server.address();
+    port = typeof address === 'object' && address !== null ? address.port : config.http.port;
+    url = `http://${config.http.host}:${port}`;
+    log.info('sidecar listening', { url, nats: config.nats.urls });
+  } catch (err) {
+    await objects?.stop().catch(() => undefined);
+    await queues?.stop().catch(() => undefined);
+    server?.close();
+    await nats.nc.close().catch(() => undefined);
+    throw err;
+  }
+  // Narrowed copies for the stop closure.
+  const [o2, q2, srv] = [objects, queues, server];
 
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       readiness.drain();
-      await objects.stop();
-      await queues.stop();
+      await o2.stop();
+      await q2.stop();
       await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
+        srv.close(() => resolve());
+        srv.closeIdleConnections();
       });
       await nats.nc.drain().catch(() => nats.nc.close());
       log.info('sidecar stopped');

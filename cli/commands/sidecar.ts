@@ -3,7 +3,8 @@
  */
 import { loadSidecarConfig } from '../../sidecar/config.ts';
 import { startSidecar } from '../../sidecar/sidecar.ts';
-import { logger } from '../../common/logger.ts';
+import { describeError, logger, type Logger } from '../../common/logger.ts';
+import { sleep } from '../../common/net.ts';
 import { runUntilSignal } from '../signals.ts';
 import { parseFlags } from '../usage.ts';
 
@@ -26,6 +27,10 @@ Durable objects (object-host role):
   --idle-timeout D   deactivate objects idle this long       (CASTELLAN_IDLE_TIMEOUT, default 5m)
   --lease-ttl D      host lease TTL (failover time)          (CASTELLAN_LEASE_TTL, default 2s)
   --storage-replicas N  JetStream replicas of class streams  (CASTELLAN_STORAGE_REPLICAS, default 3)
+
+Queue hosts (queue-host role): CASTELLAN_QUEUE, CASTELLAN_QUEUE_HOSTS, CASTELLAN_QUEUE_REPLICA_COUNT,
+  CASTELLAN_VISIBILITY_TIMEOUT, CASTELLAN_MESSAGE_RETENTION, CASTELLAN_MAX_MESSAGE_BYTES,
+  CASTELLAN_QUEUE_DELAY, CASTELLAN_DEAD_LETTER_QUEUE, CASTELLAN_MAX_RECEIVE_COUNT (docs/queues.md)
 
 Callers (every role):
   --request-timeout D   wait this long for an object         (CASTELLAN_REQUEST_TIMEOUT, default 30s)
@@ -73,6 +78,27 @@ export async function run(argv: string[]): Promise<number> {
       unavailableWait: v['unavailable-wait'],
     },
   });
-  const sidecar = await startSidecar(config);
-  return runUntilSignal(() => sidecar.stop(), logger('sidecar.main'), 'draining');
+  const log = logger('sidecar.main');
+  const sidecar = await startWithRetries(() => startSidecar(config), log);
+  return runUntilSignal(() => sidecar.stop(), log, 'draining');
+}
+
+/**
+ * A start that fails on something transient (NATS or JetStream not answering
+ * in time on a busy cluster) is tried again a few times, with backoff, before
+ * the process gives up and leaves it to its supervisor. A port in use is not
+ * transient.
+ */
+async function startWithRetries<T>(start: () => Promise<T>, log: Logger, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (attempt >= attempts || code === 'EADDRINUSE' || code === 'EACCES') throw err;
+      const waitMs = 500 * 2 ** (attempt - 1);
+      log.warn('sidecar start failed; retrying', { error: describeError(err), attempt, waitMs });
+      await sleep(waitMs);
+    }
+  }
 }
