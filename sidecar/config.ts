@@ -39,7 +39,7 @@ export const sidecarConfigSchema = z
         maxQueue: z.coerce.number().int().min(0).max(100_000).default(128),
         idleTimeout: zDuration.default(5 * 60_000),
         /** Host lease TTL: a kill -9'd host's objects move after about this long. */
-        leaseTtl: zDuration.pipe(z.number().min(200).max(60_000)).default(2_000),
+        leaseTtl: zDuration.pipe(z.number().min(200).max(60_000)).default(1_000),
         /** How long a caller waits for an object's answer. */
         requestTimeout: zDuration.pipe(z.number().min(100)).default(30_000),
         /** How long a caller waits for some host of the class before 503. */

@@ -25,7 +25,7 @@ Durable objects (object-host role):
   --concurrency C    Serial | Concurrent                     (CASTELLAN_CONCURRENCY, default Serial)
   --max-queue N      requests waiting per object, then 429   (CASTELLAN_MAX_QUEUE, default 128)
   --idle-timeout D   deactivate objects idle this long       (CASTELLAN_IDLE_TIMEOUT, default 5m)
-  --lease-ttl D      host lease TTL (failover time)          (CASTELLAN_LEASE_TTL, default 2s)
+  --lease-ttl D      host lease TTL (failover time)          (CASTELLAN_LEASE_TTL, default 1s)
   --storage-replicas N  JetStream replicas of class streams  (CASTELLAN_STORAGE_REPLICAS, default 3)
 
 Queue hosts (queue-host role): CASTELLAN_QUEUE, CASTELLAN_QUEUE_HOSTS, CASTELLAN_QUEUE_REPLICA_COUNT,

@@ -32,7 +32,7 @@ const objectClassSchema = z
     app: appSchema,
     concurrency: z.enum(['Serial', 'Concurrent']).default('Serial'),
     idleTimeout: zDuration.optional(),
-    /** Host lease TTL: how fast objects of a killed host move (default 2s). */
+    /** Host lease TTL: how fast objects of a killed host move (default 1s). */
     leaseTtl: zDuration.optional(),
     /** Extension: calls the ready banner suggests, as `METHOD /path [body]`, e.g. `POST /increment`. */
     try: z.array(z.string().regex(/^(GET|HEAD|POST|PUT|PATCH|DELETE) \/\S*( .+)?$/, 'expected "METHOD /path [body]"')).default([]),
