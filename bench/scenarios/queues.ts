@@ -22,7 +22,8 @@ import type { Ctx, Scenario } from '../lib/scenario.ts';
 import { round } from '../lib/stats.ts';
 
 const VISIBILITY_S = 5;
-const LEASE_TTL_MS = 2_000;
+/** The sidecar's default host lease TTL (sidecar/config.ts), which these queue hosts run with. */
+const LEASE_TTL_MS = 1_000;
 
 async function startQueue(ctx: Ctx, name: string, hosts: number): Promise<SidecarProc[]> {
   const env = { CASTELLAN_QUEUE_HOSTS: String(hosts), CASTELLAN_QUEUE_REPLICA_COUNT: '2', CASTELLAN_VISIBILITY_TIMEOUT: '30s' };
