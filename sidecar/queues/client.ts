@@ -251,6 +251,7 @@ export class QueueClient {
           else ctx.hints.delete(pod);
         } catch (err) {
           if (!(err instanceof HostUnreachable) && !(err instanceof CastellanError && err.retryable)) throw err;
+          if (err instanceof HostUnreachable) ctx.view.suspect(pod);
           this.log.debug('receive from host failed', { queue: name, host: pod, error: describeError(err) });
         }
       }

@@ -19,6 +19,8 @@ export class QueueView {
   private readonly timing: LeaseTiming;
   private readonly log: Logger;
   private readonly hosts = new Map<string, HostState>();
+  /** Hosts that failed to answer a request, and when (see suspect). */
+  private readonly suspects = new Map<string, number>();
   private readonly ready: Promise<void>;
   private stopped = false;
   private wake: (() => void) | undefined;
@@ -99,11 +101,27 @@ export class QueueView {
     let until = 0;
     const window = 2 * (this.timing.ttl + this.timing.margin) + 1_000;
     for (const h of this.hosts.values()) {
+      const suspectedAt = this.suspects.get(h.record.pod);
+      if (suspectedAt !== undefined && h.observedAt <= suspectedAt) {
+        // It stopped answering before its lease visibly lapsed: count from then.
+        const end = suspectedAt + window;
+        if (end > now && end > until) until = end;
+        continue;
+      }
       if (reachable(h, now, this.timing) && h.record.kind === 'alive') continue;
       const end = h.observedAt + window;
       if (end > now && end > until) until = end;
     }
     return until;
+  }
+
+  /**
+   * A request to `pod` went unanswered (no responders, timeout): it may have
+   * died although its lease has not visibly lapsed yet. Until it heartbeats
+   * again, failoverPendingUntil counts it as failing over.
+   */
+  suspect(pod: string, now = performance.now()): void {
+    if (this.hosts.has(pod)) this.suspects.set(pod, now);
   }
 
   /** Every host ever seen. */
