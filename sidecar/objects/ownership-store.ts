@@ -19,18 +19,13 @@ export interface Stored<T> {
   record: T;
 }
 
-export const CONFLICT = 'conflict' as const;
-export type CasResult = number | typeof CONFLICT;
+import { CONFLICT, isCasConflict, type CasResult } from '../nats-errors.ts';
 
-const JS_WRONG_LAST_SEQUENCE = 10071;
+export { CONFLICT, type CasResult };
+
 const JS_STREAM_NOT_FOUND = 10059;
 const JS_INSUFFICIENT_RESOURCES = 10023;
 const JS_REPLICAS_NOT_SUPPORTED = 10074;
-
-function isCasConflict(err: unknown): boolean {
-  if (err instanceof JetStreamApiError && err.code === JS_WRONG_LAST_SEQUENCE) return true;
-  return /wrong last sequence/i.test(describeError(err));
-}
 
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;

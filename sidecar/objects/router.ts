@@ -24,6 +24,7 @@ import { lostInFlight } from './lease.ts';
 import { rendezvous } from './placement.ts';
 import { encodeId, isValidClassName } from './subjects.ts';
 import { decodeEnvelope, encodeEnvelope, type HeaderList, type ReplyMeta, type RequestMeta } from './wire.ts';
+import { isNoResponders } from '../nats-errors.ts';
 
 /** A call to forward: the wire request fields the caller knows, plus the body. */
 export type Invocation = Omit<RequestMeta, 'v' | 'timeoutMs'> & { body: Uint8Array };
@@ -249,14 +250,4 @@ export class Router {
 
 function nextBackoff(prev: number): number {
   return prev === 0 ? 20 : Math.min(250, prev * 2);
-}
-
-function isNoResponders(err: unknown): boolean {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if (e.name === 'NoRespondersError') return true;
-    const probe = (e as unknown as { isNoResponders?: () => boolean }).isNoResponders;
-    if (typeof probe === 'function' && probe.call(e)) return true;
-    if (/no responders/i.test(e.message)) return true;
-  }
-  return false;
 }

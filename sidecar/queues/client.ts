@@ -18,6 +18,7 @@ import { decodeReceipt, encodeReceipt, receiptKey, type Receipt } from './receip
 import { hostPods, LIMITS, type QueueSpec } from './spec.ts';
 import { QueueStore } from './store.ts';
 import { decodeJson, encodeJson, type HostReply, type HostRequest, type HostStats, type ReceivedMessage } from './wire.ts';
+import { isNoResponders } from '../nats-errors.ts';
 
 export interface SendInput {
   body: string;
@@ -68,13 +69,6 @@ export interface QueueCtx {
 }
 
 class HostUnreachable extends Error {}
-
-function isNoResponders(err: unknown): boolean {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) {
-    if (e.name === 'NoRespondersError' || /no responders/i.test(e.message)) return true;
-  }
-  return false;
-}
 
 /** Bytes a message counts against maxMessageBytes: body plus attribute names and values. */
 export function messageSize(body: string, attributes: Record<string, string> | undefined): number {

@@ -17,19 +17,14 @@ export interface Stored<T> {
   record: T;
 }
 
-export const CONFLICT = 'conflict' as const;
-export type CasResult = number | typeof CONFLICT;
+import { CONFLICT, isCasConflict, type CasResult } from '../nats-errors.ts';
 
-const JS_WRONG_LAST_SEQUENCE = 10071;
+export { CONFLICT, type CasResult };
+
 const JS_STREAM_NOT_FOUND = 10059;
 
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
-
-function isCasConflict(err: unknown): boolean {
-  if (err instanceof JetStreamApiError && err.code === JS_WRONG_LAST_SEQUENCE) return true;
-  return /wrong last sequence/i.test(describeError(err));
-}
 
 function isNotFound(err: unknown): boolean {
   return (err instanceof JetStreamApiError && err.code === JS_STREAM_NOT_FOUND) || /no message found|no messages|not found|404/i.test(describeError(err));

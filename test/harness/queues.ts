@@ -5,6 +5,7 @@
  */
 import { terminate } from '../../common/children.ts';
 import { startSidecar, waitHttp, type SidecarProc } from './sidecars.ts';
+import type { OutMessage } from '../../sidecar/queues/client.ts';
 
 /** Every process these helpers started, tracked before it is ready, so a failed start leaks nothing. */
 const spawned = new Set<SidecarProc>();
@@ -82,12 +83,5 @@ export async function call<T = unknown>(base: string, method: string, path: stri
   return { status: res.status, body: parsed as T, text };
 }
 
-export interface ApiMessage {
-  messageId: string;
-  receiptHandle: string;
-  body: string;
-  attributes: Record<string, string>;
-  receiveCount: number;
-  enqueuedAt: string;
-  replicas: string[];
-}
+/** A received message as the API returns it. */
+export type ApiMessage = OutMessage;
