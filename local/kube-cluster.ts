@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { sleep } from '../common/net.ts';
+import { sleep, waitFor } from '../common/net.ts';
 import { toolPath } from '../common/paths.ts';
 import { logger, type Logger } from '../common/logger.ts';
 
@@ -74,6 +74,7 @@ export class KubeCluster {
     ];
     try {
       await cluster.kwokctl(args, 180_000);
+      await cluster.waitServing();
       await cluster.kwokctl(['scale', 'node', '--replicas', String(opts.nodes ?? 3), '--name', opts.name], 60_000);
       await cluster.kubectl(['wait', '--for=condition=Ready', 'nodes', '--all', '--timeout=180s'], 190_000);
     } catch (err) {
@@ -101,6 +102,65 @@ export class KubeCluster {
       }
       await sleep(100);
     }
+  }
+
+  /**
+   * Stops the control plane's processes, keeping its state (etcd data, PKI), so
+   * that start() brings the same cluster back. Tests use the pair to exercise
+   * clients across an API server restart.
+   */
+  async stop(): Promise<void> {
+    await this.kwokctl(['stop', 'cluster', '--name', this.name], 120_000);
+  }
+
+  /**
+   * Starts a stopped control plane and resolves only once it serves what a
+   * caller does next (see waitServing): a restarted kube-apiserver answers
+   * `429 storage is (re)initializing` and `503 … before all known HTTP paths have
+   * been installed` for a while after its port opens, and /readyz alone does not
+   * cover the custom resources' paths.
+   */
+  async start(opts: { resources?: string[]; timeoutMs?: number } = {}): Promise<void> {
+    await this.kwokctl(['start', 'cluster', '--name', this.name], 180_000);
+    await this.waitServing(opts);
+  }
+
+  /** stop() then start(). */
+  async restart(opts: { resources?: string[]; timeoutMs?: number } = {}): Promise<void> {
+    await this.stop();
+    await this.start(opts);
+  }
+
+  /**
+   * Waits until the API server is ready for work: /readyz is ok, discovery of
+   * every API group succeeds, and every installed CRD plus each of `resources`
+   * (kubectl resource names, e.g. `statefulsets.apps`) can be listed, that is its
+   * HTTP path is installed and its storage initialised.
+   */
+  async waitServing(opts: { resources?: string[]; timeoutMs?: number } = {}): Promise<void> {
+    const t0 = Date.now();
+    const timeoutMs = opts.timeoutMs ?? 120_000;
+    const request = ['--request-timeout=5s'];
+    await waitFor('kube-apiserver /readyz', async () => ((await this.kubectl(['get', '--raw', '/readyz', ...request], 10_000)).trim() === 'ok' ? true : undefined), {
+      timeoutMs,
+      intervalMs: 250,
+    });
+    const crds = await waitFor('the CRD list', async () => (await this.kubectl(['get', 'crd', '-o', 'name', ...request], 10_000)).split('\n').filter(Boolean), {
+      timeoutMs,
+      intervalMs: 250,
+    });
+    const resources = [...(opts.resources ?? []), ...crds.map((c) => c.replace(/^.*\//, ''))];
+    await waitFor('API discovery of every group', async () => ((await this.kubectl(['api-resources', '-o', 'name', ...request], 15_000)) ? true : undefined), {
+      timeoutMs,
+      intervalMs: 250,
+    });
+    for (const r of resources) {
+      await waitFor(`the API server to serve ${r}`, async () => (await this.kubectl(['get', r, '--all-namespaces', '-o', 'name', ...request], 10_000), true), {
+        timeoutMs,
+        intervalMs: 250,
+      });
+    }
+    this.log.info('kubernetes API serving', { resources, ms: Date.now() - t0 });
   }
 
   /** Process ids of the cluster's components, from kwokctl's pid files. */

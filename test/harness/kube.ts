@@ -49,6 +49,7 @@ export async function installCrds(kube: TestKube): Promise<void> {
     ['wait', '--for=condition=Established', '--timeout=60s', 'crd/durableobjects.castellan.dev', 'crd/replicatedqueues.castellan.dev'],
     70_000,
   );
+  await kube.cluster.waitServing();
 }
 
 /** Tolerates kwok's fake-node taint, so test pods schedule onto the fake nodes. */
