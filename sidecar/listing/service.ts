@@ -26,13 +26,14 @@ import type { ObjectStore } from '../objects/ownership-store.ts';
 import type { Router } from '../objects/router.ts';
 import { encodeId, isValidClassName, MAX_ID_CHARS } from '../objects/subjects.ts';
 import { isCasConflict } from '../nats-errors.ts';
-import { FencedError, type Journal } from '../storage/journal.ts';
+import type { Journal } from '../storage/journal.ts';
 import { compareKeys } from '../storage/keys.ts';
 import { ALARM_HEADER } from '../storage/storage.ts';
 import { decodeSummary, indexNames, OP_HEADER, TOMBSTONE_TTL, type Summary } from './layout.ts';
 import type { ListingMetrics } from './metrics.ts';
 import { encodeCursor, type PageQuery } from './query.ts';
 import { fromByteKey, toByteKey } from './sorted-map.ts';
+import { readObjectKeys } from './inspect.ts';
 import { IndexView } from './view.ts';
 
 /** The path the owner's sidecar answers itself (host.ts): delete the object's storage and alarm. */
@@ -159,7 +160,8 @@ export class Listing {
       throw Errors.unavailable(`Reading the object index of class "${cls}" failed: ${describeError(err)}`, 'UNAVAILABLE', err);
     }
     const prefix = toByteKey(q.prefix);
-    const it = v.map.entriesFrom(q.after !== undefined && toByteKey(q.after) >= prefix ? { after: toByteKey(q.after) } : { from: prefix });
+    // Where the walk resumes: the view changes while a batch is looked up, so every batch seeks afresh.
+    let bound: { after?: string; from?: string } = q.after !== undefined && toByteKey(q.after) >= prefix ? { after: toByteKey(q.after) } : { from: prefix };
     const objects: ListedObject[] = [];
     const empties: { encId: string; seq: number }[] = [];
     let more = false;
@@ -167,6 +169,7 @@ export class Listing {
     while (!done && objects.length < q.limit) {
       // Take a batch of candidates, look their owners and alarms up in one read, keep the live ones.
       const batch: { id: string; encId: string; e: Summary & { seq: number } }[] = [];
+      const it = v.map.entriesFrom(bound);
       while (batch.length < Math.min(LOOKUP_IDS, q.limit - objects.length + 8)) {
         const n = it.next();
         if (n.done === true || !n.value[0].startsWith(prefix)) {
@@ -175,6 +178,7 @@ export class Listing {
         }
         const id = fromByteKey(n.value[0]);
         batch.push({ id, encId: encodeId(id), e: n.value[1] });
+        bound = { after: n.value[0] };
       }
       const live = await this.lookup(cls, batch.map((b) => b.encId));
       for (let i = 0; i < batch.length; i++) {
@@ -290,27 +294,21 @@ export class Listing {
    */
   async keys(cls: string, id: string, q: PageQuery): Promise<{ entries: KeyEntry[]; next: string | null }> {
     await this.checkClass(cls);
-    const names = this.store.names(cls);
-    const encId = encodeId(id);
-    for (let attempt = 0; ; attempt++) {
-      const owner = await this.journal.last(names.stream, names.owner(encId)).catch(notFoundAsUndefined);
-      let loaded;
-      try {
-        loaded = await this.journal.load(names, encId, owner?.seq ?? 0);
-      } catch (err) {
-        if (err instanceof FencedError && attempt < 5) continue;
-        throw Errors.unavailable(`Reading the storage of ${cls}/${id} failed: ${describeError(err)}`, 'UNAVAILABLE', err);
-      }
-      const sorted = [...loaded.entries.keys()].filter((k) => k.startsWith(q.prefix) && (q.after === undefined || compareKeys(k, q.after) > 0)).sort(compareKeys);
-      const page = sorted.slice(0, q.limit);
-      return {
-        entries: page.map((key) => {
-          const e = loaded.entries.get(key)!;
-          return { key, value: Buffer.from(e.value).toString('base64'), version: e.version };
-        }),
-        next: sorted.length > q.limit ? encodeCursor(page[page.length - 1]!) : null,
-      };
+    let entries;
+    try {
+      entries = await readObjectKeys(await this.jsm(), this.journal, this.store.names(cls), encodeId(id));
+    } catch (err) {
+      throw Errors.unavailable(`Reading the storage of ${cls}/${id} failed: ${describeError(err)}`, 'UNAVAILABLE', err);
     }
+    const sorted = [...entries.keys()].filter((k) => k.startsWith(q.prefix) && (q.after === undefined || compareKeys(k, q.after) > 0)).sort(compareKeys);
+    const page = sorted.slice(0, q.limit);
+    return {
+      entries: page.map((key) => {
+        const e = entries.get(key)!;
+        return { key, value: Buffer.from(e.value).toString('base64'), version: e.version };
+      }),
+      next: sorted.length > q.limit ? encodeCursor(page[page.length - 1]!) : null,
+    };
   }
 }
 
