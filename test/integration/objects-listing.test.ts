@@ -10,6 +10,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sleep, waitFor } from '../../common/net.ts';
+import { logger } from '../../common/logger.ts';
+import { objectClassStats } from '../../operator/assets/object-stats.ts';
 import { compareKeys } from '../../sidecar/storage/keys.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
 import { startStorageHost } from '../harness/apps/storage-host.ts';
@@ -295,4 +297,18 @@ describe('object listing', () => {
     const listed = await listAll({ prefix: 'kill.', limit: 7 });
     expect(listed.map((o) => o.id)).toEqual([...ids].sort(compareKeys));
   }, 240_000);
+
+  it('gives the operator an approximate object count and the stored bytes of the class', async () => {
+    const all = await listAll({ limit: 1000 });
+    const nc = await nats.connect();
+    try {
+      const stats = await objectClassStats(nc, { prefix: 'castellan', namespace: 'default', cls: CLS }, logger('test'));
+      // Every listed object, plus entries of objects deleted in the last hour (tombstones): 32 deleted, 10 emptied, 1 alarm removed.
+      expect(stats!.approximateObjects).toBeGreaterThanOrEqual(all.length);
+      expect(stats!.approximateObjects).toBeLessThanOrEqual(all.length + 43);
+      expect(stats!.storedBytes).toBeGreaterThan(all.reduce((n, o) => n + o.bytes, 0));
+    } finally {
+      await nc.close();
+    }
+  }, 60_000);
 });
