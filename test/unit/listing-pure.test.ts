@@ -165,6 +165,27 @@ describe('summaries', () => {
     expect(summarizer(names)(encId, idx, [{ subject: s!.subject, data: new Uint8Array(0), headers: {} }])).toBeUndefined();
   });
 
+  it('skips the summary of a batch that keeps the totals, for up to a second after writing them', () => {
+    const names = classNames('castellan', 'default', 'c');
+    const encId = encodeId('o');
+    const idx = KeyIndex.from([['k', { value: bytes('abc'), version: 1 }]]);
+    let t = 1_000;
+    const hook = summarizer(names, () => t);
+    const same = [putMessage(names, encId, 'k', bytes('xyz'))];
+    // Nothing remembered yet: written.
+    expect(hook(encId, idx, same)).toBeDefined();
+    // Same totals, 0.5 s later: skipped (the entry is right; lastWrite ages < 1 s).
+    t += 500;
+    expect(hook(encId, idx, same)).toBeUndefined();
+    // Totals change: written at once.
+    expect(decodeSummary(hook(encId, idx, [putMessage(names, encId, 'k', bytes('longer'))])!.data, undefined)).toEqual({ keys: 1, bytes: 7, lastWrite: 1_500 });
+    // An alarm write always carries it.
+    expect(hook(encId, idx, [{ subject: names.alarm(encId), data: bytes('{}'), headers: {} }])).toBeDefined();
+    // Same totals after a second: written again.
+    t += 1_000;
+    expect(hook(encId, idx, same)).toBeDefined();
+  });
+
   it('reads summaries back and treats tombstones as absent', () => {
     expect(decodeSummary(encodeSummary({ keys: 3, bytes: 9, lastWrite: 7 }), undefined)).toEqual({ keys: 3, bytes: 9, lastWrite: 7 });
     expect(decodeSummary(new Uint8Array(0), 'del')).toBeUndefined();
