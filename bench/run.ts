@@ -24,6 +24,7 @@ import { textTable } from './lib/table.ts';
 import { activation } from './scenarios/activation.ts';
 import { failover } from './scenarios/failover.ts';
 import { hotObject } from './scenarios/hot-object.ts';
+import { listing } from './scenarios/listing.ts';
 import { localCall } from './scenarios/local-call.ts';
 import { memory } from './scenarios/memory.ts';
 import { queues } from './scenarios/queues.ts';
@@ -31,7 +32,7 @@ import { remoteCall } from './scenarios/remote-call.ts';
 import { storage } from './scenarios/storage.ts';
 
 /** In run order; failover last, as it kills NATS servers. */
-const scenarios: Scenario[] = [remoteCall, localCall, hotObject, storage, activation, queues, memory, failover];
+const scenarios: Scenario[] = [remoteCall, localCall, hotObject, storage, activation, queues, memory, listing, failover];
 
 async function main(): Promise<number> {
   const { values } = parseArgs({

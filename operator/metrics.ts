@@ -11,6 +11,8 @@ export interface OperatorMetrics {
   leader: Gauge;
   watchRestarts: Counter<'informer'>;
   managed: Gauge<'kind'>;
+  /** Per-resource numbers read over NATS by `observe` (operator/reconcile/kinds.ts), by status field. */
+  observed: Gauge<'kind' | 'namespace' | 'name' | 'field'>;
 }
 
 export function createOperatorMetrics(): OperatorMetrics {
@@ -30,5 +32,11 @@ export function createOperatorMetrics(): OperatorMetrics {
     leader: new Gauge({ name: 'castellan_operator_leader', help: '1 while this replica holds the leader lease (or runs without election)', registers: [registry] }),
     watchRestarts: new Counter({ name: 'castellan_operator_watch_restarts_total', help: 'Watches restarted after an error', labelNames: ['informer'], registers: [registry] }),
     managed: new Gauge({ name: 'castellan_operator_resources', help: 'Custom resources in the informer cache', labelNames: ['kind'], registers: [registry] }),
+    observed: new Gauge({
+      name: 'castellan_operator_observed',
+      help: 'Numbers the operator reads from the data plane per resource, by status field (DurableObject: approximateObjects, storedBytes; ReplicatedQueue: approximateMessages)',
+      labelNames: ['kind', 'namespace', 'name', 'field'],
+      registers: [registry],
+    }),
   };
 }

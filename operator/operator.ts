@@ -105,7 +105,18 @@ class Controllers {
     };
     const events = new EventRecorder(kube, 'castellan-operator', config.identity, log);
     const children = Object.fromEntries(childKinds.map((k) => [k, this.union(this.childInformers.get(k) ?? [])])) as Record<ChildKind, Informer<k8s.KubernetesObject>>;
-    const deps = (kind: KindName) => ({ kube, crs: this.union(this.crInformers.get(kind) ?? []), children, defaults, nats, events, log: log.child({ kind }) });
+    const deps = (kind: KindName) => ({
+      kube,
+      crs: this.union(this.crInformers.get(kind) ?? []),
+      children,
+      defaults,
+      nats,
+      events,
+      log: log.child({ kind }),
+      onObserved: (namespace: string, name: string, observed: Record<string, number>) => {
+        for (const [field, v] of Object.entries(observed)) this.metrics.observed.set({ kind, namespace, name, field }, v);
+      },
+    });
     this.reconcilers = {
       DurableObject: new Reconciler(durableObjectHandler, deps('DurableObject')) as Reconciler<unknown>,
       ReplicatedQueue: new Reconciler(replicatedQueueHandler, deps('ReplicatedQueue')) as Reconciler<unknown>,

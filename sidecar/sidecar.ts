@@ -104,6 +104,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
     app.use(objects.routes);
     app.use(queues.routes);
     app.use(objects.storageRoutes);
+    app.use(objects.listingRoutes);
     app.use(notFoundHandler);
     app.use(errorHandler(log));
 

@@ -19,6 +19,7 @@ import { desiredDurableObject } from '../desired/durable-object.ts';
 import { desiredReplicatedQueue } from '../desired/replicated-queue.ts';
 import type { WorkloadView } from '../desired/status.ts';
 import { deleteObjectAssets, ensureObjectAssets, objectStreamName } from '../assets/object-assets.ts';
+import { objectClassStats } from '../assets/object-stats.ts';
 import { deleteQueue, ensureQueue, queueMessageCount, queueMetaStreamName } from '../assets/queue-assets.ts';
 
 export interface Children {
@@ -67,6 +68,12 @@ export const durableObjectHandler: KindHandler<DurableObjectSpec> = {
   },
   assetName: (prefix, cr) => `stream ${objectStreamName({ prefix, namespace: cr.metadata.namespace, cls: cr.metadata.name })}`,
   statusCounts: (v) => ({ replicas: v?.replicas ?? 0, readyReplicas: v?.ready ?? 0 }),
+  /** Object count and stored bytes of the class (assets/object-stats.ts), refreshed every 30 s. */
+  async observe(nc, prefix, cr, log): Promise<Record<string, number>> {
+    const s = await objectClassStats(nc, { prefix, namespace: cr.metadata.namespace, cls: cr.metadata.name }, log);
+    return s === undefined ? {} : { approximateObjects: s.approximateObjects, storedBytes: s.storedBytes };
+  },
+  refreshMs: 30_000,
 };
 
 export const replicatedQueueHandler: KindHandler<ReplicatedQueueSpec> = {

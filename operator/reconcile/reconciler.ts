@@ -42,6 +42,8 @@ export interface ReconcilerDeps {
   nats: NatsPool;
   events: EventRecorder;
   log: Logger;
+  /** Called with what `observe` read (for the operator's per-resource gauges). */
+  onObserved?: (namespace: string, name: string, observed: Record<string, number>) => void;
 }
 
 /** Thrown after a failed reconcile was recorded, so the work queue backs off. */
@@ -121,7 +123,10 @@ export class Reconciler<S> {
         this.ensured.set(key, { generation, uid: cr.metadata.uid, at: Date.now() });
         this.d.log.debug('JetStream assets ensured', { kind: this.h.kind, key, assets: what });
       }
-      if (this.h.observe !== undefined && (view?.ready ?? 0) > 0) observed = await this.h.observe(nc, prefix, typed, this.d.log);
+      if (this.h.observe !== undefined && (view?.ready ?? 0) > 0) {
+        observed = await this.h.observe(nc, prefix, typed, this.d.log);
+        this.d.onObserved?.(namespace, name, observed);
+      }
     } catch (err) {
       problem ??= { reason: 'JetStreamUnavailable', message: `JetStream assets: ${describeError(err)}` };
     }

@@ -93,6 +93,8 @@ export class ObjectHost {
   private readonly inflight = new Set<Promise<void>>();
   private readonly deactivateListeners: ((encId: string, token: number) => void)[] = [];
   private readonly activateListeners: ((obj: ActiveObject) => void)[] = [];
+  /** Listing hook: paths under /.castellan/sidecar/ the sidecar answers itself in the object's turn (sidecar/listing/owner.ts). */
+  private readonly internal = new Map<string, (obj: ActiveObject) => Promise<{ status: number }>>();
 
   constructor(nc: NatsConnection, store: ObjectStore, view: ClassView, app: AppProxy, metrics: ObjectMetrics, opts: HostOptions, log: Logger) {
     this.nc = nc;
@@ -173,6 +175,11 @@ export class ObjectHost {
     this.activateListeners.push(fn);
   }
 
+  /** Answers `path` (reserved, never from callers: routes.ts) in the sidecar, as a turn of the object. */
+  handleInternally(path: string, fn: (obj: ActiveObject) => Promise<{ status: number }>): void {
+    this.internal.set(path, fn);
+  }
+
   /** Called when an activation ends (released, dropped): its token is no longer this host's. */
   onDeactivate(fn: (encId: string, token: number) => void): void {
     this.deactivateListeners.push(fn);
@@ -248,6 +255,11 @@ export class ObjectHost {
         if (remaining <= 0) return retry('caller deadline passed before the turn');
         a.lastUsed = performance.now();
         try {
+          const own = this.internal.get(meta.path);
+          if (own !== undefined) {
+            const r = await own({ id: a.id, encId: a.encId, token: a.token });
+            return { meta: { t: 'ok', status: r.status, headers: [], pod: this.opts.pod, token: a.token } };
+          }
           const res = await this.app.call({
             method: meta.method,
             target: `${meta.path === '' ? '/' : meta.path}${meta.query === '' ? '' : `?${meta.query}`}`,

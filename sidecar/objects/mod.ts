@@ -26,6 +26,8 @@ import { Router } from './router.ts';
 import { objectRoutes } from './routes.ts';
 import type { Concurrency } from './turn-queue.ts';
 import { META_HEADROOM } from './wire.ts';
+import { startListing } from '../listing/start.ts';
+import { summarizer } from '../listing/summary.ts';
 
 export { encodeId, decodeId, parseIdSegment, classNames } from './subjects.ts';
 export type { Concurrency } from './turn-queue.ts';
@@ -52,6 +54,8 @@ export interface Objects {
   routes: ExpressRouter;
   /** Object storage and alarms API (SPEC §2.2). */
   storageRoutes: ExpressRouter;
+  /** Listing and inspection API (SPEC §2.6, sidecar/listing). */
+  listingRoutes: ExpressRouter;
   /** Readiness checks to add (name → check). */
   readiness: Record<string, () => Promise<true | string> | true | string>;
   /** Graceful: drains the host (if any), then stops views. */
@@ -114,12 +118,16 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
     readiness.app = () => a.reachable();
     readiness.objects = () => h.ready();
   }
-  const storage = new Storage(host, journal, host === undefined ? undefined : store.names(host.cls), storageMetrics, log.child({ component: 'storage' }));
+  const hostNames = host === undefined ? undefined : store.names(host.cls);
+  const storage = new Storage(host, journal, hostNames, storageMetrics, log.child({ component: 'storage' }), hostNames === undefined ? undefined : summarizer(hostNames));
+  const listing = startListing(nc, registry, { store, membership, router, journal, storage, host }, log.child({ component: 'listing' }));
   return {
     routes: objectRoutes(router),
     storageRoutes: storageRoutes(storage),
+    listingRoutes: listing.routes,
     readiness,
     async stop() {
+      listing.stop();
       await alarms?.stop();
       await host?.drain();
       membership.stop();

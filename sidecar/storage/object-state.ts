@@ -21,6 +21,7 @@ import { describeError } from '../../common/logger.ts';
 import type { ClassNames } from '../objects/subjects.ts';
 import { deleteMessage, FencedError, IndeterminateError, type Journal, type OutMessage, putMessage } from './journal.ts';
 import { KeyIndex } from './key-index.ts';
+import type { SummarizeCommit } from '../listing/summary.ts';
 import type { StorageMetrics } from './metrics.ts';
 import { evaluateChecks, presentIn, reduceOps, type Pending, type Write } from './transaction.ts';
 
@@ -48,6 +49,8 @@ export interface StateContext {
   journal: Journal;
   metrics: StorageMetrics;
   log: Logger;
+  /** Listing hook (sidecar/listing/summary.ts): the object's index summary, added to each batch. */
+  summarize?: SummarizeCommit;
 }
 
 export class ObjectState {
@@ -182,7 +185,9 @@ export class ObjectState {
     let seqs: number[];
     const started = performance.now();
     try {
-      seqs = await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, msgs);
+      // Listing hook: the index summary rides in the same atomic, fenced batch (sidecar/listing/summary.ts).
+      const summary = this.ctx.summarize?.(this.encId, idx, msgs);
+      seqs = await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, summary === undefined ? msgs : [...msgs, summary]);
       this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: 'ok' });
       if (msgs.length > 0) {
         this.ctx.metrics.commitLatency.observe({ class: this.ctx.cls }, (performance.now() - started) / 1000);
@@ -224,7 +229,10 @@ export class ObjectState {
     try {
       for (let i = 0; i < keys.length; i += MAX_ATOMIC_MESSAGES) {
         const chunk = keys.slice(i, i + MAX_ATOMIC_MESSAGES);
-        await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, chunk.map((k) => deleteMessage(this.ctx.names, this.encId, k)));
+        const msgs = chunk.map((k) => deleteMessage(this.ctx.names, this.encId, k));
+        // Listing hook: the index summary rides in the same atomic, fenced batch (sidecar/listing/summary.ts).
+        const summary = this.ctx.summarize?.(this.encId, idx, msgs);
+        await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, summary === undefined ? msgs : [...msgs, summary]);
         for (const k of chunk) idx.delete(k);
         deleted += chunk.length;
       }

@@ -15,6 +15,7 @@ import { validateKey, validateValue, type ListRange } from './keys.ts';
 import type { StorageMetrics } from './metrics.ts';
 import { ObjectState, type StateContext } from './object-state.ts';
 import type { Write } from './transaction.ts';
+import type { SummarizeCommit } from '../listing/summary.ts';
 
 export const ALARM_HEADER = 'Castellan-Alarm';
 
@@ -32,11 +33,12 @@ export class Storage {
   private readonly states = new Map<string, ObjectState>();
   readonly metrics: StorageMetrics;
 
-  constructor(host: ObjectHost | undefined, journal: Journal, names: ClassNames | undefined, metrics: StorageMetrics, log: Logger) {
+  constructor(host: ObjectHost | undefined, journal: Journal, names: ClassNames | undefined, metrics: StorageMetrics, log: Logger, summarize?: SummarizeCommit) {
     this.host = host;
     this.metrics = metrics;
     if (host !== undefined && names !== undefined) {
-      this.ctx = { cls: host.cls, names, journal, metrics, log };
+      // summarize: listing hook (sidecar/listing/summary.ts), passed to every commit.
+      this.ctx = { cls: host.cls, names, journal, metrics, log, ...(summarize === undefined ? {} : { summarize }) };
       host.onActivate((obj) => {
         // Preload: activation brings the object's state into memory.
         this.stateFor(obj)

@@ -1,0 +1,65 @@
+/**
+ * Read-only inspection of one object's storage, from the stream (not from
+ * the owner, which need not be active), for operators (adapter).
+ *
+ * Consistency: every storage write of an object carries its index summary in
+ * the same batch (summary.ts), so a replica that holds the summary message
+ * the stream leader has holds every write up to it. The keys are read with
+ * one direct multi-last get of `kv.<encId>.*` plus the summary subject, and
+ * accepted only when that replica's summary is at least the leader's: the
+ * answer includes every write acknowledged before the read. Objects beyond
+ * what one direct get returns (~1024 keys) are read by the journal's paged
+ * loader, whose tail comes from the leader.
+ */
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { describeError } from '../../common/logger.ts';
+import { sleep } from '../../common/net.ts';
+import type { ClassNames } from '../objects/subjects.ts';
+import { FencedError, type Journal } from '../storage/journal.ts';
+import type { Entry } from '../storage/key-index.ts';
+import { indexNames } from './layout.ts';
+
+function notFoundAsUndefined(err: unknown): undefined {
+  if (/no message found|not found|404/i.test(describeError(err))) return undefined;
+  throw err;
+}
+
+export async function readObjectKeys(jsm: JetStreamManager, journal: Journal, names: ClassNames, encId: string): Promise<Map<string, Entry>> {
+  const summarySubject = indexNames(names).subject(encId);
+  for (let attempt = 0; ; attempt++) {
+    const mark = await journal.last(names.stream, summarySubject).catch(notFoundAsUndefined);
+    const need = mark?.seq ?? 0;
+    const entries = new Map<string, Entry>();
+    let seen = 0;
+    try {
+      const it = await jsm.direct.getLastMessagesFor(names.stream, { multi_last: [names.kvAll(encId), summarySubject] });
+      for await (const m of it) {
+        if (m.subject === summarySubject) {
+          seen = m.seq;
+          continue;
+        }
+        const k = m.header.get('Castellan-Key');
+        if (k === '' || m.header.get('Castellan-Op') === 'del') continue;
+        entries.set(Buffer.from(k, 'base64url').toString('utf8'), { value: m.data, version: m.seq });
+      }
+    } catch (err) {
+      const text = describeError(err);
+      if (/too many results/i.test(text)) return readLarge(journal, names, encId);
+      if (!/no messages|not found|404/i.test(text)) throw err;
+    }
+    if (seen >= need) return entries;
+    if (attempt >= 20) throw new Error(`no replica caught up with the object's last write (sequence ${need}, saw ${seen})`);
+    await sleep(20 * (attempt + 1));
+  }
+}
+
+async function readLarge(journal: Journal, names: ClassNames, encId: string): Promise<Map<string, Entry>> {
+  for (let attempt = 0; ; attempt++) {
+    const owner = await journal.last(names.stream, names.owner(encId)).catch(notFoundAsUndefined);
+    try {
+      return (await journal.load(names, encId, owner?.seq ?? 0)).entries;
+    } catch (err) {
+      if (!(err instanceof FencedError) || attempt >= 5) throw err;
+    }
+  }
+}
