@@ -121,6 +121,9 @@ export async function deleteQueue(svc: SqsService, input: Input, rc: RequestCont
   await svc.queue(name);
   await svc.lifecycle.delete(name);
   svc.forget(name);
+  // This sidecar keeps a queue's settings for a few seconds; answer once it no longer sees the queue.
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline && (await exists(svc, name))) await sleep(250);
   try {
     await svc.registry.remove(name);
   } catch (err) {
