@@ -6,6 +6,8 @@
  * - Kubernetes (in a pod, KUBERNETES_SERVICE_HOST set): the sidecar creates or
  *   deletes the ReplicatedQueue resource in its namespace; the operator does
  *   the rest. A 403 becomes AccessDenied naming the missing RBAC permission.
+ * SetQueueAttributes on Kubernetes patches the ReplicatedQueue's spec too, so
+ * the operator, which rewrites the config record from it, agrees.
  * Without either, CreateQueue of a new queue is UnsupportedOperation.
  */
 import * as k8s from '@kubernetes/client-node';
@@ -26,6 +28,8 @@ export function devQueueSubject(prefix: string, namespace: string): string {
 export interface Lifecycle {
   create(spec: QueueSpec): Promise<void>;
   delete(name: string): Promise<void>;
+  /** Settings changed through SQS: on Kubernetes the ReplicatedQueue is patched (the operator owns the config record). */
+  update(spec: QueueSpec): Promise<void>;
 }
 
 const DEV_TIMEOUT_MS = 120_000;
@@ -40,16 +44,19 @@ export function replicatedQueueResource(spec: QueueSpec, namespace: string): Rec
     apiVersion: 'castellan.dev/v1alpha1',
     kind: 'ReplicatedQueue',
     metadata: { name: spec.name, namespace, labels: { 'castellan.dev/created-by': 'sqs' } },
-    spec: {
-      hosts: spec.hosts,
-      replicaCount: spec.replicaCount,
-      visibilityTimeout: seconds(spec.visibilityTimeoutMs),
-      messageRetention: seconds(spec.messageRetentionMs),
-      maxMessageBytes: spec.maxMessageBytes,
-      delay: seconds(spec.delayMs),
-      ...(spec.deadLetter === undefined ? {} : { deadLetter: spec.deadLetter }),
-      deletionPolicy: 'Delete',
-    },
+    spec: { hosts: spec.hosts, ...settings(spec), deletionPolicy: 'Delete' },
+  };
+}
+
+/** The settable part of a ReplicatedQueue spec; `deadLetter: null` removes it in a merge patch. */
+function settings(spec: QueueSpec): Record<string, unknown> {
+  return {
+    replicaCount: spec.replicaCount,
+    visibilityTimeout: seconds(spec.visibilityTimeoutMs),
+    messageRetention: seconds(spec.messageRetentionMs),
+    maxMessageBytes: spec.maxMessageBytes,
+    delay: seconds(spec.delayMs),
+    deadLetter: spec.deadLetter ?? null,
   };
 }
 
@@ -97,12 +104,27 @@ export function createLifecycle(nc: NatsConnection, prefix: string, namespace: s
       const api = kube();
       if (api === undefined) throw Sqs.unsupported('CreateQueue needs castellan dev or Kubernetes: neither is reachable from this sidecar.');
       try {
-        await api.createNamespacedCustomObject({ ...target, body: replicatedQueueResource(spec, namespace) });
+        const body = replicatedQueueResource(spec, namespace);
+        if (spec.deadLetter === undefined) delete (body.spec as Record<string, unknown>).deadLetter;
+        await api.createNamespacedCustomObject({ ...target, body });
       } catch (err) {
         const s = statusOf(err);
         if (s === 403) throw denied('create', err);
         if (s === 409) return;
+        if (s === 422) throw Sqs.invalidParameterValue(`The ReplicatedQueue for this queue is not valid (queue names become Kubernetes names; long or mixed-case names may not fit): ${describeError(err)}`);
         throw Sqs.unavailable(`Creating the ReplicatedQueue failed: ${describeError(err)}`, err);
+      }
+    },
+    async update(spec) {
+      const api = kube();
+      if (api === undefined) return;
+      try {
+        await api.patchNamespacedCustomObject({ ...target, name: spec.name, body: { spec: settings(spec) } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+      } catch (err) {
+        const s = statusOf(err);
+        if (s === 403) throw denied('patch', err);
+        if (s === 404) return; // not operator-managed: the config record is the truth
+        throw Sqs.unavailable(`Updating the ReplicatedQueue failed: ${describeError(err)}`, err);
       }
     },
     async delete(name) {

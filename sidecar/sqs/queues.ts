@@ -6,7 +6,6 @@
  * registry; queue-attributes.ts decides which is which.
  */
 import { sleep } from '../../common/net.ts';
-import { isValidQueueName } from '../queues/names.ts';
 import { defaultSpec, type QueueSpec } from '../queues/spec.ts';
 import { Sqs, SqsError, toSqsError } from './errors.ts';
 import { int, need, str, stringRecord, strings, type Input } from './input.ts';
@@ -19,22 +18,19 @@ import {
   type QueueStats,
 } from './queue-attributes.ts';
 import type { RequestContext, SqsService } from './service.ts';
-import { queueUrl } from './urls.ts';
+import { nativeName, queueUrl, sqsName } from './urls.ts';
 
 type Output = Record<string, unknown>;
 
-/** SQS queue names that Castellan can hold: Kubernetes resource names (lowercase), not FIFO. */
-function checkNewName(name: string): void {
+/** SQS queue names, standard queues only; returns the native name. */
+function checkNewName(name: string): string {
   if (name.endsWith('.fifo')) throw Sqs.unsupported('FIFO queues are not supported by Castellan; create a standard queue.');
-  if (name.length > 80 || !isValidQueueName(name) || name.includes('.')) {
-    throw Sqs.invalidParameterValue(
-      `Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length. Castellan queues are Kubernetes resources: use lowercase letters, digits and hyphens, starting and ending with a letter or digit ("${name}").`,
-    );
-  }
+  if (!/^[A-Za-z0-9_-]{1,80}$/.test(name)) throw Sqs.invalidParameterValue('Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length.');
+  return nativeName(name);
 }
 
 export async function getQueueUrl(svc: SqsService, input: Input, rc: RequestContext): Promise<Output> {
-  const name = str(input, 'QueueName', true);
+  const name = nativeName(str(input, 'QueueName', true));
   await svc.queue(name);
   return { QueueUrl: queueUrl(rc.host, svc.namespace, name) };
 }
@@ -76,10 +72,10 @@ function checkTags(tags: Record<string, string>): void {
 }
 
 export async function createQueue(svc: SqsService, input: Input, rc: RequestContext): Promise<Output> {
-  const name = str(input, 'QueueName', true);
+  const requested = str(input, 'QueueName', true);
   const attrs = stringRecord(input, 'Attributes') ?? {};
   const tags = stringRecord(input, 'tags') ?? stringRecord(input, 'Tags') ?? {};
-  checkNewName(name);
+  const name = checkNewName(requested);
   const change = parseAttributeChange(attrs, svc.namespace, { creating: true });
   checkTags(tags);
   const url = queueUrl(rc.host, svc.namespace, name);
@@ -150,9 +146,9 @@ function page(names: string[], input: Input): { names: string[]; next?: string }
 
 export async function listQueues(svc: SqsService, input: Input, rc: RequestContext): Promise<Output> {
   const prefix = str(input, 'QueueNamePrefix') ?? '';
-  const all = (await listAll(svc)).filter((n) => n.startsWith(prefix));
+  const all = (await listAll(svc)).map(sqsName).filter((n) => n.startsWith(prefix)).sort();
   const p = page(all, input);
-  return { QueueUrls: p.names.map((n) => queueUrl(rc.host, svc.namespace, n)), ...(p.next === undefined ? {} : { NextToken: p.next }) };
+  return { QueueUrls: p.names.map((n) => queueUrl(rc.host, svc.namespace, nativeName(n))), ...(p.next === undefined ? {} : { NextToken: p.next }) };
 }
 
 async function listAll(svc: SqsService): Promise<string[]> {
@@ -182,7 +178,10 @@ export async function setQueueAttributes(svc: SqsService, input: Input, rc: Requ
   const change = parseAttributeChange(attrs, svc.namespace, { creating: false });
   const next = applyToSpec(ctx.spec, change.spec);
   await checkDeadLetterTarget(svc, next);
-  if (JSON.stringify(next) !== JSON.stringify(ctx.spec)) await svc.writeSpec(ctx, next);
+  if (JSON.stringify(next) !== JSON.stringify(ctx.spec)) {
+    await svc.lifecycle.update(next);
+    await svc.writeSpec(ctx, next);
+  }
   await svc.updateRecord(name, (r) => ({ ...r, modifiedAt: Math.floor(Date.now() / 1000), stored: { ...r.stored, ...change.stored }, spec: { ...r.spec, ...change.spec } }));
   return {};
 }
@@ -210,8 +209,8 @@ export async function listDeadLetterSourceQueues(svc: SqsService, input: Input, 
       if (!(toSqsError(err) instanceof SqsError && toSqsError(err).type === 'QueueDoesNotExist')) throw toSqsError(err);
     }
   }
-  const p = page(sources, input);
-  return { queueUrls: p.names.map((n) => queueUrl(rc.host, svc.namespace, n)), ...(p.next === undefined ? {} : { NextToken: p.next }) };
+  const p = page(sources.map(sqsName).sort(), input);
+  return { queueUrls: p.names.map((n) => queueUrl(rc.host, svc.namespace, nativeName(n))), ...(p.next === undefined ? {} : { NextToken: p.next }) };
 }
 
 export async function tagQueue(svc: SqsService, input: Input, rc: RequestContext): Promise<Output> {

@@ -338,6 +338,19 @@ describe('SQS-compatible API against castellan dev', () => {
     expect((await sqs.send(new ListQueuesCommand({ QueueNamePrefix: 'made' }))).QueueUrls ?? []).toEqual([]);
   }, 180_000);
 
+  it('takes any SQS queue name, mixed case and underscores included', async () => {
+    const created = await sqs.send(new CreateQueueCommand({ QueueName: 'Made_Queue', Attributes: castellanAttrs({ 'castellan.Hosts': '1', 'castellan.ReplicaCount': '1' }) }));
+    expect(created.QueueUrl).toBe(url('Made_Queue'));
+    expect((await sqs.send(new GetQueueUrlCommand({ QueueName: 'Made_Queue' }))).QueueUrl).toBe(url('Made_Queue'));
+    expect((await sqs.send(new ListQueuesCommand({ QueueNamePrefix: 'Made_' }))).QueueUrls).toEqual([url('Made_Queue')]);
+    expect((await sqs.send(new GetQueueAttributesCommand({ QueueUrl: created.QueueUrl, AttributeNames: ['QueueArn'] }))).Attributes?.QueueArn).toBe('arn:aws:sqs:castellan:default:Made_Queue');
+    await sqs.send(new SendMessageCommand({ QueueUrl: created.QueueUrl, MessageBody: 'mixed' }));
+    expect((await sqs.send(new ReceiveMessageCommand({ QueueUrl: created.QueueUrl, WaitTimeSeconds: 5 }))).Messages?.[0]?.Body).toBe('mixed');
+    expect((await sqsError(sqs.send(new CreateQueueCommand({ QueueName: 'bad name!' })))).name).toBe('InvalidParameterValue');
+    await sqs.send(new DeleteQueueCommand({ QueueUrl: created.QueueUrl }));
+    expect((await sqsError(sqs.send(new GetQueueUrlCommand({ QueueName: 'Made_Queue' })))).name).toBe('QueueDoesNotExist');
+  }, 180_000);
+
   describe('query protocol (form posts, XML answers)', () => {
     const form = async (path: string, params: Record<string, string>) => {
       const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ Version: '2012-11-05', ...params }).toString() });

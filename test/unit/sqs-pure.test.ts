@@ -15,7 +15,8 @@ import { decodeAttributes, encodeAttributes, selectAttributes, TYPES_KEY, valida
 import { queryToInput } from '../../sidecar/sqs/query-input.ts';
 import { applyToSpec, parseAttributeChange, renderAttributes, sameAttributes, wantedAttributes } from '../../sidecar/sqs/queue-attributes.ts';
 import { renderJsonError, renderXml, renderXmlError, XMLNS } from '../../sidecar/sqs/render.ts';
-import { queueArn, queueFromArn, queueFromUrl, queueUrl } from '../../sidecar/sqs/urls.ts';
+import { nativeName, queueArn, queueFromArn, queueFromUrl, queueUrl, sqsName } from '../../sidecar/sqs/urls.ts';
+import { isValidQueueName } from '../../sidecar/queues/names.ts';
 
 function sqsError(fn: () => unknown): SqsError {
   try {
@@ -272,5 +273,21 @@ describe('queue URLs and ARNs', () => {
     expect(sqsError(() => queueFromUrl('http://h/123456789012/jobs', 'default')).type).toBe('InvalidAddress');
     expect(queueFromArn('arn:aws:sqs:castellan:default:jobs', 'default')).toBe('jobs');
     expect(queueFromArn('arn:aws:sqs:castellan:x:jobs', 'default')).toBeUndefined();
+  });
+
+  it('maps any SQS name one-to-one onto a native (Kubernetes) name', () => {
+    expect(nativeName('jobs')).toBe('jobs');
+    for (const name of ['Orders_Queue', 'x-jobs', 'A', '_', '-lead', 'trail-', 'A'.repeat(80), 'MiXeD-09_z']) {
+      const native = nativeName(name);
+      expect(isValidQueueName(native)).toBe(true);
+      expect(native).not.toBe(name);
+      expect(sqsName(native)).toBe(name);
+    }
+    expect(nativeName('Orders_Queue')).not.toBe(nativeName('orders_queue'));
+    const native = nativeName('Orders_Queue');
+    expect(queueUrl('h:1', 'default', native)).toBe('http://h:1/sqs/default/Orders_Queue');
+    expect(queueFromUrl('http://h:1/sqs/default/Orders_Queue', 'default')).toBe(native);
+    expect(queueArn('default', native)).toBe('arn:aws:sqs:castellan:default:Orders_Queue');
+    expect(queueFromArn('arn:aws:sqs:castellan:default:Orders_Queue', 'default')).toBe(native);
   });
 });
