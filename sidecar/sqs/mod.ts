@@ -84,7 +84,8 @@ function parse(req: Request): Parsed | undefined {
   const params = new Map<string, string>();
   const q = req.originalUrl.indexOf('?');
   if (q >= 0) for (const [k, v] of new URLSearchParams(req.originalUrl.slice(q + 1))) params.set(k, v);
-  if (raw.length > 0 && /x-www-form-urlencoded/i.test(type)) for (const [k, v] of new URLSearchParams(raw.toString('utf8'))) params.set(k, v);
+  // Form-encoded, whatever content type the client declared (some send none).
+  if (raw.length > 0) for (const [k, v] of new URLSearchParams(raw.toString('utf8'))) params.set(k, v);
   const action = params.get('Action');
   if (action === undefined) return undefined;
   return { protocol: 'query', action, input: queryToInput(action, params) };

@@ -36,6 +36,7 @@ import {
   type Message,
   type MessageAttributeValue,
 } from '@aws-sdk/client-sqs';
+import { AwsQueryProtocol } from '@aws-sdk/core/protocols';
 import { freePort, waitFor } from '../../common/net.ts';
 import { md5Hex, md5OfAttributes } from '../../sidecar/sqs/md5.ts';
 import { alive, http, postJson, startDev, type DevRun } from './dev-harness.ts';
@@ -350,6 +351,46 @@ describe('SQS-compatible API against castellan dev', () => {
     await sqs.send(new DeleteQueueCommand({ QueueUrl: created.QueueUrl }));
     expect((await sqsError(sqs.send(new GetQueueUrlCommand({ QueueName: 'Made_Queue' })))).name).toBe('QueueDoesNotExist');
   }, 180_000);
+
+  it('the SDK forced onto the query protocol (form posts, XML parsed by the SDK) works too', async () => {
+    const q = new SQSClient({
+      endpoint: base,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'castellan', secretAccessKey: 'unchecked' },
+      protocol: AwsQueryProtocol,
+      protocolSettings: { defaultNamespace: 'com.amazonaws.sqs', xmlNamespace: XMLNS, version: '2012-11-05' },
+    });
+    try {
+      const attrs: Record<string, MessageAttributeValue> = {
+        s: { DataType: 'String', StringValue: 'über' },
+        n: { DataType: 'Number.float', StringValue: '3.25' },
+        b: { DataType: 'Binary', BinaryValue: new Uint8Array([5, 6, 7]) },
+      };
+      const sent = await q.send(new SendMessageCommand({ QueueUrl: url('jobs'), MessageBody: 'query <&> body', MessageAttributes: attrs }));
+      expect(sent.MD5OfMessageBody).toBe(md5Hex('query <&> body'));
+      const r = await q.send(new ReceiveMessageCommand({ QueueUrl: url('jobs'), WaitTimeSeconds: 5, MessageAttributeNames: ['All'], MessageSystemAttributeNames: ['All'] }));
+      const m = r.Messages?.[0] as Message;
+      expect(m.Body).toBe('query <&> body');
+      expect(m.MD5OfMessageAttributes).toBe(sent.MD5OfMessageAttributes);
+      expect(m.MessageAttributes?.n).toEqual({ DataType: 'Number.float', StringValue: '3.25' });
+      expect(Buffer.from(m.MessageAttributes?.b?.BinaryValue ?? [])).toEqual(Buffer.from([5, 6, 7]));
+      expect(m.Attributes?.ApproximateReceiveCount).toBe('1');
+      await q.send(new DeleteMessageCommand({ QueueUrl: url('jobs'), ReceiptHandle: m.ReceiptHandle }));
+      const batch = await q.send(new SendMessageBatchCommand({ QueueUrl: url('jobs'), Entries: [{ Id: 'a', MessageBody: 'qa' }, { Id: 'b', MessageBody: 'qb' }] }));
+      expect(batch.Successful?.map((x) => x.Id).sort()).toEqual(['a', 'b']);
+      expect((await q.send(new ListQueuesCommand({ QueueNamePrefix: 'jo' }))).QueueUrls).toEqual([url('jobs')]);
+      expect((await q.send(new GetQueueAttributesCommand({ QueueUrl: url('jobs'), AttributeNames: ['QueueArn'] }))).Attributes).toEqual({ QueueArn: 'arn:aws:sqs:castellan:default:jobs' });
+      await q.send(new TagQueueCommand({ QueueUrl: url('jobs'), Tags: { via: 'query' } }));
+      expect((await q.send(new ListQueueTagsCommand({ QueueUrl: url('jobs') }))).Tags).toMatchObject({ via: 'query' });
+      expect((await q.send(new ListDeadLetterSourceQueuesCommand({ QueueUrl: url('dead') }))).queueUrls).toEqual([url('src')]);
+      const missing = await sqsError(q.send(new GetQueueUrlCommand({ QueueName: 'no-such-queue' })));
+      expect(missing.name).toBe('QueueDoesNotExist');
+      expect((await sqsError(q.send(new DeleteMessageCommand({ QueueUrl: url('jobs'), ReceiptHandle: 'junk' })))).name).toBe('ReceiptHandleIsInvalid');
+      await q.send(new PurgeQueueCommand({ QueueUrl: url('jobs') }));
+    } finally {
+      q.destroy();
+    }
+  }, 60_000);
 
   describe('query protocol (form posts, XML answers)', () => {
     const form = async (path: string, params: Record<string, string>) => {
