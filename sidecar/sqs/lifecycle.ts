@@ -65,14 +65,26 @@ function statusOf(err: unknown): number | undefined {
   return typeof c === 'number' ? c : undefined;
 }
 
-export function createLifecycle(nc: NatsConnection, prefix: string, namespace: string, env: NodeJS.ProcessEnv = process.env): Lifecycle {
+export interface LifecycleOptions {
+  /** Where KUBERNETES_SERVICE_HOST is looked up (default process.env): set in a pod. */
+  env?: NodeJS.ProcessEnv;
+  /** The Kubernetes client configuration (default: in-cluster / KUBECONFIG). */
+  kubeConfig?: () => k8s.KubeConfig;
+}
+
+export function createLifecycle(nc: NatsConnection, prefix: string, namespace: string, opts: LifecycleOptions = {}): Lifecycle {
   const subject = devQueueSubject(prefix, namespace);
+  const env = opts.env ?? process.env;
   let custom: k8s.CustomObjectsApi | undefined;
   const kube = (): k8s.CustomObjectsApi | undefined => {
     if (env.KUBERNETES_SERVICE_HOST === undefined) return undefined;
     if (custom === undefined) {
-      const kc = new k8s.KubeConfig();
-      kc.loadFromDefault();
+      let kc: k8s.KubeConfig;
+      if (opts.kubeConfig !== undefined) kc = opts.kubeConfig();
+      else {
+        kc = new k8s.KubeConfig();
+        kc.loadFromDefault();
+      }
       custom = kc.makeApiClient(k8s.CustomObjectsApi);
     }
     return custom;
