@@ -29,10 +29,11 @@ import { localCall } from './scenarios/local-call.ts';
 import { memory } from './scenarios/memory.ts';
 import { queues } from './scenarios/queues.ts';
 import { remoteCall } from './scenarios/remote-call.ts';
+import { sqs } from './scenarios/sqs.ts';
 import { storage } from './scenarios/storage.ts';
 
 /** In run order; failover last, as it kills NATS servers. */
-const scenarios: Scenario[] = [remoteCall, localCall, hotObject, storage, activation, queues, memory, listing, failover];
+const scenarios: Scenario[] = [remoteCall, localCall, hotObject, storage, activation, queues, sqs, memory, listing, failover];
 
 async function main(): Promise<number> {
   const { values } = parseArgs({

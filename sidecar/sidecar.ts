@@ -14,6 +14,7 @@ import { createMetricsRegistry } from './metrics.ts';
 import { connectNats, type NatsLink } from './nats-connection.ts';
 import { startObjects, type Objects } from './objects/mod.ts';
 import { startQueues, type Queues } from './queues/mod.ts';
+import { sqsRoutes } from './sqs/mod.ts';
 
 export interface Sidecar {
   config: SidecarConfig;
@@ -105,6 +106,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
     app.use(queues.routes);
     app.use(objects.storageRoutes);
     app.use(objects.listingRoutes);
+    app.use(sqsRoutes({ client: queues.client, nc: nats.nc, prefix: config.nats.prefix, namespace: config.namespace, log: log.child({ component: 'sidecar.sqs' }) }));
     app.use(notFoundHandler);
     app.use(errorHandler(log));
 

@@ -14,10 +14,11 @@ import { formatDuration } from '../../common/duration.ts';
 import { logger } from '../../common/logger.ts';
 import { projectRoot } from '../../common/paths.ts';
 import { NatsCluster } from '../nats-cluster.ts';
-import { processNames, type DevApp, type DevConfig } from './config.ts';
+import { processNames, type DevApp, type DevConfig, type DevQueue } from './config.ts';
 import { FdWriter, type TextSink } from './output.ts';
 import { Reaper } from './reaper.ts';
 import { Supervisor, type ChildSpec } from './supervisor.ts';
+import { startQueueControl, type QueueControl } from './queue-control.ts';
 
 export interface DevOptions {
   config: DevConfig;
@@ -269,11 +270,13 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
   });
   supervisor.setNames(processNames(opts.config));
 
+  let queueControl: QueueControl | undefined;
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       stopping = true;
       rmSync(statePath, { force: true });
+      await queueControl?.stop();
       const names = (f: (p: Planned) => boolean) => planned.filter(f).map((p) => p.spec.name);
       // Callers first, then the client sidecar, then the hosts (they hand their objects over), then their apps.
       await supervisor.stopAll([
@@ -310,6 +313,27 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
     for (const p of planned.filter((x) => !x.late)) supervisor.start(p.spec);
     await waitReady(planned.filter((p) => p.sidecar));
     for (const p of planned.filter((x) => x.late)) supervisor.start(p.spec);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  // Queues created and deleted through the SQS API get and lose their host sidecars at runtime.
+  const startHosts = async (name: string, def: DevQueue): Promise<void> => {
+    const extra = (await plan({ ...opts.config, objects: {}, apps: {}, queues: { [name]: def } }, urls)).filter((p) => p.info.role === 'queue-host');
+    for (const p of extra) if (supervisor.get(p.spec.name) !== undefined) throw new Error(`a process named ${p.spec.name} already runs`);
+    planned.push(...extra);
+    for (const p of extra) supervisor.start(p.spec);
+    await waitReady(extra);
+    if (!stopping) writeState();
+  };
+  const stopHosts = async (name: string): Promise<void> => {
+    const mine = planned.filter((p) => p.info.role === 'queue-host' && p.info.queue === name);
+    await supervisor.remove(mine.map((p) => p.spec.name));
+    for (const p of mine) planned.splice(planned.indexOf(p), 1);
+    if (!stopping) writeState();
+  };
+  try {
+    queueControl = await startQueueControl(urls, { startHosts, stopHosts }, log.child({ component: 'dev.queues' }));
   } catch (err) {
     await stop();
     throw err;

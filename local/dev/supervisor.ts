@@ -195,6 +195,12 @@ export class Supervisor {
     );
   }
 
+  /** Stops the named children and forgets them (a queue deleted at runtime); the names may be started again. */
+  async remove(names: string[], graceMs = 10_000): Promise<void> {
+    await this.stop(names, graceMs);
+    for (const n of names) this.children.delete(n);
+  }
+
   /** Stops every child: first the groups given (in order), then the rest. */
   async stopAll(order: string[][] = [], graceMs = 10_000): Promise<void> {
     this.stopping = true;

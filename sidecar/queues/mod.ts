@@ -35,6 +35,8 @@ export interface QueuesConfig {
 
 export interface Queues {
   routes: ExpressRouter;
+  /** The caller side, for other surfaces built on the queue API (the SQS API). */
+  client: QueueClient;
   readiness: Record<string, () => Promise<true | string> | true | string>;
   stop(): Promise<void>;
 }
@@ -88,6 +90,7 @@ export async function startQueues(nc: NatsConnection, registry: Registry, cfg: Q
   }
   return {
     routes: queueRoutes(client, metrics),
+    client,
     readiness,
     async stop() {
       await heartbeat?.drain();
