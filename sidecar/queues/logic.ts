@@ -135,3 +135,42 @@ export function batchProblem(entries: readonly { id: string }[]): string | undef
   }
   return undefined;
 }
+
+/** JSON bytes a received message adds to a receive reply beyond its body and attributes (ids, replica list, field names). */
+export const REPLY_ENVELOPE_BYTES = 1_024;
+
+/**
+ * How many of `sizes` (JSON bytes of body + attributes, in order) fit in one
+ * reply of at most `budget` bytes, and at most `max` of them. Never 0 when the
+ * first fits; the sender refuses a message that could not fit alone.
+ */
+export function fitReply(sizes: readonly number[], budget: number, max: number): number {
+  let used = 0;
+  let n = 0;
+  for (const s of sizes) {
+    if (n >= max) break;
+    const cost = s + REPLY_ENVELOPE_BYTES;
+    if (used + cost > budget) break;
+    used += cost;
+    n++;
+  }
+  return n;
+}
+
+/** JSON bytes of a body plus its attributes as they travel in host requests and replies. */
+export function encodedSize(body: string, attributes: Record<string, string>): number {
+  return Buffer.byteLength(JSON.stringify(body), 'utf8') + Buffer.byteLength(JSON.stringify(attributes), 'utf8');
+}
+
+/**
+ * Splits `need` messages over `hosts` asked in parallel: each of the first
+ * min(need, hosts) hosts gets an equal share (the first ones one more), so the
+ * shares sum to exactly `need` and nothing is received that cannot be returned.
+ */
+export function shareOut(hosts: readonly string[], need: number): { pod: string; max: number }[] {
+  const k = Math.min(need, hosts.length);
+  if (k <= 0) return [];
+  const base = Math.floor(need / k);
+  const extra = need % k;
+  return hosts.slice(0, k).map((pod, i) => ({ pod, max: base + (i < extra ? 1 : 0) }));
+}

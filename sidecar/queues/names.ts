@@ -11,6 +11,7 @@
  *   host stream  <PREFIX>_QH_<ns>_<q>_<pod>    subjects <base>.h.<pod>.>  (one per host)
  *     message    <base>.h.<pod>.m.<msgId>      the replica (immutable)
  *     state      <base>.h.<pod>.s.<msgId>      receive count, invisible-until, replica list
+ *     purge mark <base>.h.<pod>.x.purge        enqueue time up to which a purge removed everything
  *   rpc          <prefix>.qrpc.<ns>.<q>.<pod>   core NATS request/reply to one host
  *   wake         <prefix>.qwake.<ns>.<q>        "a message may be visible now" (long polls)
  */
@@ -43,6 +44,8 @@ export interface QueueNames {
   hostAll(pod: string): string;
   message(pod: string, id: string): string;
   state(pod: string, id: string): string;
+  /** The host's purge mark (messages enqueued up to it are gone). */
+  purgeMark(pod: string): string;
   /** Filter of both subjects of one message in one host stream. */
   messageAll(pod: string, id: string): string;
   rpc(pod: string): string;
@@ -72,6 +75,7 @@ export function queueNames(prefix: string, namespace: string, queue: string): Qu
     hostAll: (p) => `${base}.h.${pod(p)}.>`,
     message: (p, id) => `${base}.h.${pod(p)}.m.${id}`,
     state: (p, id) => `${base}.h.${pod(p)}.s.${id}`,
+    purgeMark: (p) => `${base}.h.${pod(p)}.x.purge`,
     messageAll: (p, id) => `${base}.h.${pod(p)}.*.${id}`,
     rpc: (p) => `${prefix}.qrpc.${ns}.${q}.${pod(p)}`,
     wake: `${prefix}.qwake.${ns}.${q}`,
