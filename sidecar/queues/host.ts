@@ -17,16 +17,19 @@
  *   the request's deadline and the host's memory of deleted ids keep such a
  *   copy from surviving). When a retry changed the replica list, every copy
  *   is given the final list before the 201, so all copies agree.
- * - One visible copy: the holder (the primary, or the host named by the
- *   message's promotion claim) delivers it; standbys keep theirs hidden. A
+ * - One visible copy: the holder (takeover.ts: the primary's session, or
+ *   the replica the takeover log moved it to) delivers it; standbys keep
+ *   theirs hidden. A
  *   receive stores the new receive count and invisibility on the holder and
  *   on every standby before it answers, so a promotion continues from them
  *   (a poison message still reaches its dead-letter queue after a failover).
  * - Replies are bounded by bytes: a receive returns fewer messages rather
  *   than exceed the NATS max_payload.
- * - Promotion: every pass, for messages whose holder is not live, the first
- *   live replica after it fences the holder's lease and claims the message by
- *   compare-and-set on its claim record, so exactly one standby promotes it.
+ * - Takeover: every pass, a host fences the lease of a peer that went silent
+ *   and writes ONE death record for its session (takeover.ts), whatever the
+ *   number of its messages; each replica then knows from the log whether it
+ *   holds a message. A starting host retires its previous session the same
+ *   way (after its lease certainly ended) and writes a birth record.
  * - Deleted stays deleted: a purge leaves a mark (in the host stream) below
  *   which no copy is accepted or kept; a delete of a copy not (yet) here is
  *   remembered long enough to refuse a late replication of it.
@@ -37,7 +40,9 @@ import { asCastellanError, CastellanError, Errors } from '../../common/errors.ts
 import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
 import type { QueueClient, QueueCtx, Tombstone } from './client.ts';
-import { dedupDecision, decidePromotion, encodedSize, expired, fitReply, holderOf, pickTargets, shouldDeadLetter, visibilityOf, type DedupMarker } from './logic.ts';
+import { dedupDecision, encodedSize, expired, fitReply, pickTargets, shouldDeadLetter, visibilityOf, type DedupMarker } from './logic.ts';
+import { TakeoverLog, type TakeoverKind, type TakeoverRecord } from './takeover.ts';
+import type { HostRecord } from '../objects/lease.ts';
 import type { HostHeartbeat } from '../leases/heartbeat.ts';
 import type { QueueMetrics } from './metrics.ts';
 import { LIMITS } from './spec.ts';
@@ -48,6 +53,8 @@ import { decodeJson, encodeJson, type HostReply, type HostRequest, type HostStat
 export interface HostMsg {
   id: string;
   primary: string;
+  /** The primary's session at enqueue (first holder). */
+  ps: string;
   /** Shared (interned) arrays: many messages have the same list. */
   replicas: string[];
   enqueuedAt: number;
@@ -60,11 +67,6 @@ export interface HostMsg {
   moving?: boolean;
   /** After a failed move, not retried before this (wall ms). */
   moveRetryAt?: number;
-}
-
-interface ClaimRecord {
-  holder: string;
-  ts: number;
 }
 
 export interface QueueHostOptions {
@@ -89,7 +91,8 @@ export class QueueHost {
   private readonly opts: QueueHostOptions;
   private readonly log: Logger;
   readonly msgs = new Map<string, HostMsg>();
-  private readonly claims = new Map<string, string>();
+  /** Deaths and births of host sessions: who holds which message (takeover.ts). */
+  readonly takeovers = new TakeoverLog();
   /** Ids deleted here while no copy was here (id → wall ms): a late replication of them is refused. */
   private readonly deadIds = new Map<string, number>();
   /** Interned replica lists (key → array). */
@@ -104,8 +107,6 @@ export class QueueHost {
   private loopDone: Promise<void> = Promise.resolve();
   private wakeLoop: (() => void) | undefined;
   private lastTick = Date.now();
-  private lastClaimsRefresh = 0;
-  private claimsStale = true;
   private rr = Math.floor(Math.random() * 1000);
 
   constructor(nc: NatsConnection, ctx: QueueCtx, client: QueueClient, heartbeat: HostHeartbeat, metrics: QueueMetrics, opts: QueueHostOptions, log: Logger) {
@@ -126,9 +127,23 @@ export class QueueHost {
     return this.ctx.spec;
   }
 
-  /** Called by the heartbeat when another host fenced this session: re-read claims before trusting holder status. */
+  /**
+   * Called by the heartbeat when another host fenced this session: the fencer
+   * writes its death record (its messages move on); the new session holds
+   * only what the log gives it, after its birth record (next pass).
+   */
   onFenced(): void {
-    this.claimsStale = true;
+    this.wakeLoop?.();
+  }
+
+  private get session(): string {
+    return this.heartbeat.sessionId;
+  }
+
+  /** Whether this host's current session holds the visible copy of `m`. */
+  private isMine(m: HostMsg): boolean {
+    const h = this.takeovers.holder(m.primary, m.ps, m.replicas);
+    return h !== undefined && h.pod === this.self && h.session === this.session;
   }
 
   /** Loads the index, applies pending deletes, then starts the lease (see the header for why in this order). */
@@ -140,6 +155,9 @@ export class QueueHost {
       },
     });
     await this.nc.flush();
+    // This pod's last heartbeat record, read before the load: its lease is over TTL + margin later.
+    const prev = await this.ctx.store.last<HostRecord>(this.ctx.names.host(this.self));
+    const prevReadAt = performance.now();
     const began = performance.now();
     await this.ctx.store.loadAll(this.self, {
       message: (m) => {
@@ -155,10 +173,12 @@ export class QueueHost {
     });
     this.log.info('queue host index rebuilt from JetStream', { replicas: this.msgs.size, ms: Math.round(performance.now() - began) });
     this.loaded = true;
+    await this.readLog();
     await this.dropPurged();
     await this.applyTombs();
+    await this.retireOwnSessions(prev, prevReadAt);
+    await this.writeRecord('birth', this.self, this.session, true);
     await this.heartbeat.start();
-    await this.refreshClaims();
     await this.applyTombs();
     this.started = true;
     this.loopDone = this.loop();
@@ -184,6 +204,7 @@ export class QueueHost {
     return {
       id: m.id,
       primary: m.primary,
+      ps: m.ps ?? '',
       replicas: this.intern(m.replicas),
       enqueuedAt: m.enqueuedAt,
       visibleAt: m.visibleAt,
@@ -273,7 +294,7 @@ export class QueueHost {
   }
 
   private requireLease(): void {
-    if (!this.started || !this.heartbeat.leaseValid() || this.claimsStale) {
+    if (!this.started || !this.heartbeat.leaseValid() || !this.takeovers.isBorn(this.self, this.session)) {
       throw Errors.unavailable(`Queue host ${this.self} is not serving right now (lease renewing).`, 'QUEUE_HOST_UNAVAILABLE');
     }
   }
@@ -349,6 +370,7 @@ export class QueueHost {
       enqueuedAt: req.enqueuedAt ?? now,
       visibleAt: now + req.delayMs,
       primary: this.self,
+      ps: this.session,
       replicas: [this.self, ...first],
     };
     const started = performance.now();
@@ -457,7 +479,7 @@ export class QueueHost {
   private servable(m: HostMsg, now: number): boolean {
     return (
       m.moving !== true &&
-      holderOf(m, this.claims.get(m.id)) === this.self &&
+      this.isMine(m) &&
       visibilityOf(m, now) === 'visible' &&
       !expired(m, this.spec.messageRetentionMs, now) &&
       m.enqueuedAt > this.purgedBefore
@@ -465,7 +487,7 @@ export class QueueHost {
   }
 
   private async receive(max: number, visibilityMs: number): Promise<HostReply> {
-    if (!this.started || !this.heartbeat.leaseValid() || this.claimsStale) return { ok: true, messages: [] };
+    if (!this.started || !this.heartbeat.leaseValid() || !this.takeovers.isBorn(this.self, this.session)) return { ok: true, messages: [] };
     const now = Date.now();
     const budget = Math.max(64 * 1024, (this.nc.info?.max_payload ?? 1024 * 1024) - REPLY_HEADROOM);
     const candidates: HostMsg[] = [];
@@ -579,10 +601,6 @@ export class QueueHost {
     await this.ctx.store.deleteMessage(this.self, id);
     this.msgs.delete(id);
     this.metrics.deleted.inc({ queue: this.spec.name });
-    if (this.claims.has(id)) {
-      this.claims.delete(id);
-      await this.ctx.store.purgeMeta(this.ctx.names.claim(id)).catch((err: unknown) => this.log.debug('removing a claim failed (it expires anyway)', { id, error: describeError(err) }));
-    }
     return true;
   }
 
@@ -591,7 +609,7 @@ export class QueueHost {
     const m = this.msgs.get(id);
     if (m === undefined) throw Errors.notFound('The message of this receipt handle no longer exists (deleted, expired or moved).', 'MESSAGE_NOT_FOUND');
     const now = Date.now();
-    if (holderOf(m, this.claims.get(id)) !== this.self || visibilityOf(m, now) !== 'inflight') {
+    if (!this.isMine(m) || visibilityOf(m, now) !== 'inflight') {
       throw Errors.conflict('The message is not in flight under this receipt handle (its visibility timeout ran out or it moved).', 'MESSAGE_NOT_IN_FLIGHT');
     }
     if (m.receiveCount !== receiveCount) {
@@ -606,7 +624,7 @@ export class QueueHost {
   private stats(now: number): HostStats {
     const s: HostStats = { visible: 0, inFlight: 0, delayed: 0, stored: this.msgs.size };
     for (const m of this.msgs.values()) {
-      if (holderOf(m, this.claims.get(m.id)) !== this.self || expired(m, this.spec.messageRetentionMs, now) || m.enqueuedAt <= this.purgedBefore) continue;
+      if (!this.isMine(m) || expired(m, this.spec.messageRetentionMs, now) || m.enqueuedAt <= this.purgedBefore) continue;
       const v = visibilityOf(m, now);
       if (v === 'visible') s.visible++;
       else if (v === 'inflight') s.inFlight++;
@@ -634,7 +652,7 @@ export class QueueHost {
     return ids.length;
   }
 
-  // ---- background: tombstones, claims, promotion, retention, wake-ups ----
+  // ---- background: tombstones, takeovers, retention, wake-ups ----
 
   private wake(): void {
     // The payload names this host: callers try hosts that just announced messages first.
@@ -659,8 +677,12 @@ export class QueueHost {
   private async tick(): Promise<void> {
     const now = Date.now();
     await this.applyTombs();
-    if (this.claimsStale || now - this.lastClaimsRefresh >= Math.max(500, this.opts.ttlMs / 2)) await this.refreshClaims();
-    await this.promote();
+    const version = this.takeovers.version;
+    await this.readLog();
+    await this.retirePeers();
+    if (!this.takeovers.isBorn(this.self, this.session) && this.heartbeat.leaseValid()) await this.writeRecord('birth', this.self, this.session, true);
+    // Messages this host took over (or that came back to it) are announced to waiting receivers.
+    if (this.takeovers.version !== version) this.wake();
     for (const [id, at] of this.deadIds) if (now - at >= DEAD_ID_MS) this.deadIds.delete(id);
     // Retention and wake-ups for messages that became visible since the last pass.
     let becameVisible = false;
@@ -670,7 +692,7 @@ export class QueueHost {
         old.push(m.id);
         continue;
       }
-      if (holderOf(m, this.claims.get(m.id)) !== this.self) continue;
+      if (!this.isMine(m)) continue;
       const at = Math.max(m.visibleAt, m.invisibleUntil);
       if (at > this.lastTick && at <= now) becameVisible = true;
       // A message that used up its receives moves to the DLQ as soon as it is visible again, not at the next receive.
@@ -709,63 +731,95 @@ export class QueueHost {
     this.log.info('applied pending deletes and purges kept while this host was away', { count: tombs.length });
   }
 
-  /** Re-reads every promotion claim (paged) for the messages this host stores. */
-  private async refreshClaims(): Promise<void> {
-    const prefix = this.ctx.names.claim('');
-    const next = new Map<string, string>();
-    await this.ctx.store.scan(this.ctx.names.metaStream, this.ctx.names.claims, (m) => {
-      const id = m.subject.slice(prefix.length);
-      if (!this.msgs.has(id)) return;
-      next.set(id, (decodeJson<ClaimRecord>(m.data) as ClaimRecord).holder);
-    });
-    this.claims.clear();
-    for (const [id, holder] of next) this.claims.set(id, holder);
-    this.lastClaimsRefresh = Date.now();
-    this.claimsStale = false;
+  /** Reads the takeover log from where this host left off (paged: any number of records). */
+  private async readLog(): Promise<void> {
+    await this.ctx.store.scan(
+      this.ctx.names.metaStream,
+      this.ctx.names.takeovers,
+      (m) => {
+        this.takeovers.add(m.seq, decodeJson<TakeoverRecord>(m.data));
+      },
+      this.takeovers.lastSeq + 1,
+    );
   }
 
-  private async promote(): Promise<void> {
+  /** The sessions live now, as this host sees them (pod → session), without `except`. */
+  private aliveNow(except: { pod: string; session: string } | undefined, includeSelf: boolean): Record<string, string> {
+    const alive: Record<string, string> = {};
+    for (const pod of this.ctx.view.live()) {
+      if (pod === this.self) continue;
+      const h = this.ctx.view.host(pod);
+      if (h === undefined) continue;
+      const session = h.record.sessionId;
+      if ((except !== undefined && pod === except.pod && session === except.session) || this.takeovers.isDead(pod, session)) continue;
+      alive[pod] = session;
+    }
+    if (includeSelf && !this.takeovers.isDead(this.self, this.session)) alive[this.self] = this.session;
+    return alive;
+  }
+
+  /** Writes a takeover-log record once (compare-and-set on its empty subject; a conflict means another host wrote it). */
+  private async writeRecord(kind: TakeoverKind, pod: string, session: string, includeSelf: boolean): Promise<void> {
+    const record: TakeoverRecord = { kind, pod, session, alive: this.aliveNow(kind === 'death' ? { pod, session } : undefined, includeSelf), ts: Date.now() };
+    const ttl = this.spec.messageRetentionMs + 3_600_000;
+    const r = await this.ctx.store.cas(this.ctx.names.takeover(pod, session, kind), record, 0, ttl);
+    if (r !== CONFLICT) {
+      this.log.info(kind === 'death' ? 'took over a dead queue host session (one record for all its messages)' : 'queue host session announced', { host: pod, session, alive: record.alive });
+    }
+    await this.readLog();
+  }
+
+  /**
+   * Before this session serves: every earlier session of this pod is dead
+   * (this process replaced it), once its lease certainly ended. The last one
+   * may still have been heartbeating just before the restart: fence it
+   * after TTL + margin without a newer heartbeat (lease.ts rule 2).
+   */
+  private async retireOwnSessions(prev: { seq: number; record: HostRecord } | undefined, readAt: number): Promise<void> {
+    const timing = this.ctx.view.timing;
+    let cur = prev;
+    let since = readAt;
+    while (cur !== undefined && cur.record.sessionId !== this.session && (cur.record.kind === 'alive' || cur.record.kind === 'draining')) {
+      const wait = since + timing.ttl + timing.margin - performance.now();
+      if (wait > 0) await sleep(wait);
+      const r = await this.ctx.store.cas(this.ctx.names.host(this.self), { kind: 'fenced', pod: this.self, sessionId: cur.record.sessionId, ts: Date.now(), by: this.self } satisfies HostRecord, cur.seq);
+      if (r !== CONFLICT) break;
+      cur = await this.ctx.store.last<HostRecord>(this.ctx.names.host(this.self));
+      since = performance.now();
+    }
+    const old = new Set<string>();
+    if (cur !== undefined) {
+      old.add(cur.record.sessionId);
+      if (cur.record.prevSessionId !== undefined) old.add(cur.record.prevSessionId);
+    }
+    for (const r of this.takeovers.recordsOf(this.self)) old.add(r);
+    old.delete(this.session);
+    for (const session of old) if (!this.takeovers.isDead(this.self, session)) await this.writeRecord('death', this.self, session, true);
+  }
+
+  /** Fences peers that went silent, and writes the death record of every peer session that is certainly dead. */
+  private async retirePeers(): Promise<void> {
     const view = this.ctx.view;
-    const status = (pod: string) => (pod === this.self ? 'live' : view.status(pod));
-    const fenced = new Set<string>();
-    const toClaim: HostMsg[] = [];
-    for (const m of this.msgs.values()) {
-      const d = decidePromotion(this.self, m, this.claims.get(m.id), status);
-      if (d.action === 'fence' && !fenced.has(d.holder)) {
-        fenced.add(d.holder);
-        const ok = await view.fence(d.holder, this.self).catch((err: unknown) => {
-          this.log.warn('fencing a silent queue host failed', { host: d.holder, error: describeError(err) });
+    for (const pod of view.known()) {
+      if (pod === this.self) continue;
+      const h = view.host(pod);
+      if (h === undefined) continue;
+      const rec = h.record;
+      const st = view.status(pod);
+      if (st === 'expired' && (rec.kind === 'alive' || rec.kind === 'draining')) {
+        const ok = await view.fence(pod, this.self).catch((err: unknown) => {
+          this.log.warn('fencing a silent queue host failed', { host: pod, error: describeError(err) });
           return false;
         });
-        this.log.info(ok ? 'fenced a queue host whose lease expired' : 'queue host renewed its lease; not fenced', { host: d.holder });
-      } else if (d.action === 'claim') {
-        toClaim.push(m);
+        this.log.info(ok ? 'fenced a queue host whose lease expired' : 'queue host renewed its lease; not fenced', { host: pod });
+        if (!ok) continue;
+        if (!this.takeovers.isDead(pod, rec.sessionId)) await this.writeRecord('death', pod, rec.sessionId, this.heartbeat.leaseValid());
+        continue;
       }
-    }
-    if (toClaim.length === 0 || !this.heartbeat.leaseValid()) return;
-    let promoted = 0;
-    await forEachLimit(toClaim, 16, async (m) => {
-      const subject = this.ctx.names.claim(m.id);
-      const cur = await this.ctx.store.last<ClaimRecord>(subject);
-      const expectedHolder = holderOf(m, this.claims.get(m.id));
-      if (cur !== undefined && cur.record.holder !== expectedHolder) {
-        this.claims.set(m.id, cur.record.holder); // someone promoted it already
-        return;
-      }
-      const ttl = Math.max(60_000, m.enqueuedAt + this.spec.messageRetentionMs + 3_600_000 - Date.now());
-      const r = await this.ctx.store.cas(subject, { holder: this.self, ts: Date.now() } satisfies ClaimRecord, cur?.seq ?? 0, ttl);
-      if (r === CONFLICT) {
-        const now = await this.ctx.store.last<ClaimRecord>(subject);
-        if (now !== undefined) this.claims.set(m.id, now.record.holder);
-        return;
-      }
-      this.claims.set(m.id, this.self);
-      promoted++;
-      this.metrics.promoted.inc({ queue: this.spec.name });
-    });
-    if (promoted > 0) {
-      this.log.info('promoted standby replicas to visible', { count: promoted });
-      this.wake();
+      const dead: string[] = [];
+      if (rec.kind === 'fenced' || rec.kind === 'leave') dead.push(rec.sessionId);
+      for (const s of h.deadSessions) dead.push(s);
+      for (const session of dead) if (!this.takeovers.isDead(pod, session)) await this.writeRecord('death', pod, session, this.heartbeat.leaseValid());
     }
   }
 
@@ -774,6 +828,10 @@ export class QueueHost {
     this.wakeLoop?.();
     await this.loopDone;
     await this.sub?.drain().catch(() => undefined);
+    if (this.started) {
+      // Not serving any more: hand every message over now (one record) rather than when the lease runs out.
+      await this.writeRecord('death', this.self, this.session, false).catch((err: unknown) => this.log.warn('handing the messages over at stop failed; peers take them over when the lease ends', { error: describeError(err) }));
+    }
   }
 }
 

@@ -5,7 +5,8 @@
  *   meta stream  <PREFIX>_QM_<ns>_<q>          subjects <base>.meta.>   (R3, one record per subject)
  *     config     <base>.meta.config            the queue's settings (queue hosts / operator write it)
  *     host       <base>.meta.host.<pod>        heartbeat chain of one queue host (its lease)
- *     claim      <base>.meta.claim.<msgId>     who holds the visible copy after a promotion (per-message TTL)
+ *     takeover   <base>.meta.to.<pod>.<session>.<death|birth>  takeover log: who holds what (takeover.ts)
+ *     claim      <base>.meta.claim.<msgId>     (earlier versions: per-message promotion claims; no longer written)
  *     tomb       <base>.meta.tomb.<pod>.<key>  a delete/purge kept for a host that was down (per-message TTL)
  *     dedup      <base>.meta.dedup.<hash>      deduplication marker (TTL 5 min)
  *   host stream  <PREFIX>_QH_<ns>_<q>_<pod>    subjects <base>.h.<pod>.>  (one per host)
@@ -33,6 +34,9 @@ export interface QueueNames {
   hosts: string;
   claim(id: string): string;
   claims: string;
+  /** A takeover-log record (takeover.ts): death or birth of one host session. */
+  takeover(pod: string, session: string, kind: 'death' | 'birth'): string;
+  takeovers: string;
   tomb(pod: string, key: string): string;
   tombs(pod: string): string;
   dedup(dedupId: string): string;
@@ -66,6 +70,8 @@ export function queueNames(prefix: string, namespace: string, queue: string): Qu
     hosts: `${base}.meta.host.>`,
     claim: (id) => `${base}.meta.claim.${id}`,
     claims: `${base}.meta.claim.>`,
+    takeover: (p, session, kind) => `${base}.meta.to.${pod(p)}.${sanitizeToken(session)}.${kind}`,
+    takeovers: `${base}.meta.to.>`,
     tomb: (p, key) => `${base}.meta.tomb.${pod(p)}.${key}`,
     tombs: (p) => `${base}.meta.tomb.${pod(p)}.>`,
     dedup: (d) => `${base}.meta.dedup.${createHash('sha256').update(d, 'utf8').digest('base64url').slice(0, 32)}`,

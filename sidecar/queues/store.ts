@@ -46,6 +46,8 @@ export interface StoredMessage {
   enqueuedAt: number;
   visibleAt: number;
   primary: string;
+  /** The primary's session when it stored the message: the first holder (takeover.ts). */
+  ps?: string;
   replicas: string[];
 }
 
