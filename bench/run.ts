@@ -27,11 +27,12 @@ import { hotObject } from './scenarios/hot-object.ts';
 import { localCall } from './scenarios/local-call.ts';
 import { memory } from './scenarios/memory.ts';
 import { queues } from './scenarios/queues.ts';
+import { queueScale } from './scenarios/queue-scale.ts';
 import { remoteCall } from './scenarios/remote-call.ts';
 import { storage } from './scenarios/storage.ts';
 
 /** In run order; failover last, as it kills NATS servers. */
-const scenarios: Scenario[] = [remoteCall, localCall, hotObject, storage, activation, queues, memory, failover];
+const scenarios: Scenario[] = [remoteCall, localCall, hotObject, storage, activation, queues, queueScale, memory, failover];
 
 async function main(): Promise<number> {
   const { values } = parseArgs({

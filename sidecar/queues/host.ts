@@ -190,11 +190,22 @@ export class QueueHost {
     return true;
   }
 
+  /** One string object per distinct pod name or session id (a million copies share a handful). */
+  private readonly strings = new Map<string, string>();
+
+  private str(v: string): string {
+    const have = this.strings.get(v);
+    if (have !== undefined) return have;
+    if (this.strings.size > 10_000) this.strings.clear();
+    this.strings.set(v, v);
+    return v;
+  }
+
   private intern(list: string[]): string[] {
     const key = list.join('\u0000');
     let l = this.lists.get(key);
     if (l === undefined) {
-      l = [...list];
+      l = list.map((p) => this.str(p));
       this.lists.set(key, l);
     }
     return l;
@@ -203,8 +214,8 @@ export class QueueHost {
   private index(m: StoredMessage): HostMsg {
     return {
       id: m.id,
-      primary: m.primary,
-      ps: m.ps ?? '',
+      primary: this.str(m.primary),
+      ps: this.str(m.ps ?? ''),
       replicas: this.intern(m.replicas),
       enqueuedAt: m.enqueuedAt,
       visibleAt: m.visibleAt,

@@ -23,8 +23,8 @@ export { CONFLICT, type CasResult };
 
 const JS_STREAM_NOT_FOUND = 10059;
 
-/** Messages per direct-get batch of a scan (JetStream's own limit is 1,024 per request). */
-export const SCAN_PAGE = 512;
+/** Messages per direct-get batch of a scan (the most one direct-get batch request returns). */
+export const SCAN_PAGE = 1_024;
 
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
