@@ -95,6 +95,15 @@ export class QueueHost {
   readonly takeovers = new TakeoverLog();
   /** Ids deleted here while no copy was here (id → wall ms): a late replication of them is refused. */
   private readonly deadIds = new Map<string, number>();
+  /**
+   * Ids of the messages this session holds (a ready list instead of scans):
+   * recomputed from the takeover log only when the log or the session
+   * changes, kept up to date by stores and deletes in between.
+   */
+  private readonly held = new Set<string>();
+  private heldFor = { version: -1, session: '' };
+  /** Last full pass over every copy (retention, stats); big indexes get one every 2 s. */
+  private lastFullPass = 0;
   /** Interned replica lists (key → array). */
   private readonly lists = new Map<string, string[]>();
   /** Messages enqueued at or before this (wall ms) were purged. */
@@ -140,10 +149,30 @@ export class QueueHost {
     return this.heartbeat.sessionId;
   }
 
-  /** Whether this host's current session holds the visible copy of `m`. */
-  private isMine(m: HostMsg): boolean {
+  /** Whether this host's current session holds the visible copy of `m` (from the log). */
+  private holds(m: HostMsg): boolean {
     const h = this.takeovers.holder(m.primary, m.ps, m.replicas);
     return h !== undefined && h.pod === this.self && h.session === this.session;
+  }
+
+  /** The ready list, recomputed when the log or this host's session changed. */
+  private heldNow(): Set<string> {
+    if (this.heldFor.version !== this.takeovers.version || this.heldFor.session !== this.session) {
+      this.held.clear();
+      for (const m of this.msgs.values()) if (this.holds(m)) this.held.add(m.id);
+      this.heldFor = { version: this.takeovers.version, session: this.session };
+    }
+    return this.held;
+  }
+
+  private isMine(m: HostMsg): boolean {
+    return this.heldNow().has(m.id);
+  }
+
+  /** Adds a new copy to the index (and to the ready list when this session holds it). */
+  private addCopy(m: HostMsg): void {
+    this.msgs.set(m.id, m);
+    if (this.heldFor.version === this.takeovers.version && this.heldFor.session === this.session && this.holds(m)) this.held.add(m.id);
   }
 
   /** Loads the index, applies pending deletes, then starts the lease (see the header for why in this order). */
@@ -384,6 +413,8 @@ export class QueueHost {
       ps: this.session,
       replicas: [this.self, ...first],
     };
+    // Large copies get longer per attempt (1 s per 256 KiB on top): writing them takes longer.
+    const wireSize = encodedSize(msg.body, msg.attributes);
     const started = performance.now();
     const deadline = started + REPLICATE_DEADLINE_MS;
     const wallDeadline = Date.now() + REPLICATE_DEADLINE_MS;
@@ -401,7 +432,7 @@ export class QueueHost {
           const left = deadline - performance.now();
           if (left < 100) break;
           const list = [this.self, ...first.map((p, i) => (i === slot ? (pod as string) : (slots[i] ?? p)))];
-          await this.client.rpc(this.ctx, pod, { op: 'replicate', msg: { ...msg, replicas: list }, deadline: wallDeadline }, Math.min(left, Math.max(2_000, 2 * this.opts.ttlMs)));
+          await this.client.rpc(this.ctx, pod, { op: 'replicate', msg: { ...msg, replicas: list }, deadline: wallDeadline }, Math.min(left, Math.max(2_000, 2 * this.opts.ttlMs) + Math.ceil(wireSize / 262_144) * 1_000));
           this.metrics.replication.observe({ queue: this.spec.name }, (performance.now() - t0) / 1000);
           slots[slot] = pod;
           return;
@@ -448,7 +479,7 @@ export class QueueHost {
       await cleanUp();
       return { messageId: id, replicas };
     }
-    this.msgs.set(id, held);
+    this.addCopy(held);
     this.metrics.sent.inc({ queue: this.spec.name });
     if (req.delayMs === 0) this.wake();
     return { messageId: id, replicas };
@@ -470,7 +501,7 @@ export class QueueHost {
       await this.ctx.store.deleteMessage(this.self, msg.id);
       throw Errors.conflict('The message was deleted or purged while this copy was stored.', 'MESSAGE_DELETED');
     }
-    this.msgs.set(msg.id, this.index(msg));
+    this.addCopy(this.index(msg));
     return { ok: true };
   }
 
@@ -503,8 +534,9 @@ export class QueueHost {
     const budget = Math.max(64 * 1024, (this.nc.info?.max_payload ?? 1024 * 1024) - REPLY_HEADROOM);
     const candidates: HostMsg[] = [];
     let more = false;
-    for (const m of this.msgs.values()) {
-      if (!this.servable(m, now)) continue;
+    for (const id of this.heldNow()) {
+      const m = this.msgs.get(id);
+      if (m === undefined || !this.servable(m, now)) continue;
       if (shouldDeadLetter(m, this.spec.deadLetter)) {
         // Moved, never delivered again; while the move is failing the message waits in this queue.
         void this.deadLetter(m);
@@ -611,6 +643,7 @@ export class QueueHost {
     }
     await this.ctx.store.deleteMessage(this.self, id);
     this.msgs.delete(id);
+    this.held.delete(id);
     this.metrics.deleted.inc({ queue: this.spec.name });
     return true;
   }
@@ -634,8 +667,9 @@ export class QueueHost {
 
   private stats(now: number): HostStats {
     const s: HostStats = { visible: 0, inFlight: 0, delayed: 0, stored: this.msgs.size };
-    for (const m of this.msgs.values()) {
-      if (!this.isMine(m) || expired(m, this.spec.messageRetentionMs, now) || m.enqueuedAt <= this.purgedBefore) continue;
+    for (const id of this.heldNow()) {
+      const m = this.msgs.get(id);
+      if (m === undefined || expired(m, this.spec.messageRetentionMs, now) || m.enqueuedAt <= this.purgedBefore) continue;
       const v = visibilityOf(m, now);
       if (v === 'visible') s.visible++;
       else if (v === 'inflight') s.inFlight++;
@@ -698,12 +732,13 @@ export class QueueHost {
     // Retention and wake-ups for messages that became visible since the last pass.
     let becameVisible = false;
     const old: string[] = [];
-    for (const m of this.msgs.values()) {
-      if (expired(m, this.spec.messageRetentionMs, now)) {
-        old.push(m.id);
-        continue;
-      }
-      if (!this.isMine(m)) continue;
+    if (this.msgs.size < 50_000 || now - this.lastFullPass >= 2_000) {
+      this.lastFullPass = now;
+      for (const m of this.msgs.values()) if (expired(m, this.spec.messageRetentionMs, now)) old.push(m.id);
+    }
+    for (const id of this.heldNow()) {
+      const m = this.msgs.get(id);
+      if (m === undefined || expired(m, this.spec.messageRetentionMs, now)) continue;
       const at = Math.max(m.visibleAt, m.invisibleUntil);
       if (at > this.lastTick && at <= now) becameVisible = true;
       // A message that used up its receives moves to the DLQ as soon as it is visible again, not at the next receive.
@@ -775,6 +810,7 @@ export class QueueHost {
     const ttl = this.spec.messageRetentionMs + 3_600_000;
     const r = await this.ctx.store.cas(this.ctx.names.takeover(pod, session, kind), record, 0, ttl);
     if (r !== CONFLICT) {
+      if (kind === 'death' && pod !== this.self) this.metrics.promoted.inc({ queue: this.spec.name });
       this.log.info(kind === 'death' ? 'took over a dead queue host session (one record for all its messages)' : 'queue host session announced', { host: pod, session, alive: record.alive });
     }
     await this.readLog();
