@@ -103,6 +103,14 @@ export const queueScale: Scenario = {
       const rss1 = rssBytes(h1.p.pid);
       const rssEmpty = rssBytes(empty.p.pid);
       const perCopy = (Math.max(rss0, rss1) - rssEmpty) / n;
+      // V8 heap in use (prom-client default metric): what the index itself takes, without heap slack.
+      const heapUsed = async (p: SidecarProc) => {
+        const text = await (await fetch(`${p.url}/metrics`)).text();
+        const m = /^castellan_sidecar_nodejs_heap_size_used_bytes(?:\{[^}]*\})? ([0-9.e+]+)$/m.exec(text);
+        return m === null ? Number.NaN : Number(m[1]);
+      };
+      const heapPerCopy = (Math.max(await heapUsed(h0.p), await heapUsed(h1.p)) - (await heapUsed(empty.p))) / n;
+      ctx.log(`queue-scale: V8 heap in use per copy ${Math.round(heapPerCopy)} bytes`);
       ctx.log(`queue-scale: ready after ${Math.round(h1.ms)} / ${Math.round(h0.ms)} ms; RSS ${Math.round(rss0 / 2 ** 20)} / ${Math.round(rss1 / 2 ** 20)} MiB (empty host ${Math.round(rssEmpty / 2 ** 20)} MiB)`);
 
       // Failover: kill -9 the host that holds all of them; time until one is received again.
@@ -123,16 +131,17 @@ export const queueScale: Scenario = {
       ctx.log(`queue-scale: messages receivable again ${Math.round(failoverMs)} ms after kill -9`);
       const results: BenchResult[] = [
         valueResult('queue-scale', `queue host start-up with ${n} stored copies (spawn → ready)`, 'ms', h0.ms, 'empty queue host start-up (spawn → ready)', empty.ms, {
-          target: { text: '≤ 30 s at 1,000,000 copies', met: () => h0.ms <= 30_000 && h1.ms <= 30_000 },
+          // Only a run at the target size can meet the target.
+          target: { text: '≤ 30 s at 1,000,000 copies', met: () => n >= 1_000_000 && h0.ms <= 30_000 && h1.ms <= 30_000 },
           extra: { copies: n, otherHostMs: Math.round(h1.ms), seedMs: Math.round(seedMs) },
           samples: { subject: [h0.ms], baseline: [empty.ms] },
         }),
         valueResult('queue-scale', `queue host memory per stored copy (${n} copies, RSS minus an empty host)`, 'bytes/copy', perCopy, 'target', 200, {
           target: { text: '≤ 200 bytes per copy and ≤ 512 MB RSS', met: () => perCopy <= 200 && Math.max(rss0, rss1) <= 512 * 2 ** 20 },
-          extra: { rssMiB: round(Math.max(rss0, rss1) / 2 ** 20, 1), emptyRssMiB: round(rssEmpty / 2 ** 20, 1) },
+          extra: { rssMiB: round(Math.max(rss0, rss1) / 2 ** 20, 1), emptyRssMiB: round(rssEmpty / 2 ** 20, 1), heapUsedBytesPerCopy: round(heapPerCopy, 1) },
         }),
         valueResult('queue-scale', `failover of a queue host holding ${n} copies (kill -9 → first message received again)`, 'ms', failoverMs, 'lease TTL + 5 s', LEASE_TTL_MS + 5_000, {
-          target: { text: '≤ lease TTL + 5 s', met: (x) => Number.isFinite(x.value) && x.value <= LEASE_TTL_MS + 5_000 },
+          target: { text: '≤ lease TTL + 5 s (at 1,000,000 copies)', met: (x) => n >= 1_000_000 && Number.isFinite(x.value) && x.value <= LEASE_TTL_MS + 5_000 },
           samples: { subject: [failoverMs], baseline: [LEASE_TTL_MS + 5_000] },
           notes: 'one kill (n = 1)',
         }),

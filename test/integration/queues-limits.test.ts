@@ -5,8 +5,8 @@
  * maxReceiveCount receives, keeping its id, first-enqueue time and replica
  * count; messages at the size limit received with maxMessages 10 come back
  * in replies bounded by the NATS max_payload (fewer per reply, none lost,
- * no sidecar exits); and a body that only JSON escaping makes too large is a
- * clean 413.
+ * no sidecar exits); a body that JSON escaping makes ~6 MiB gets a clean
+ * answer; a stale receipt handle cannot change a newer delivery.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { waitFor } from '../../common/net.ts';
@@ -61,12 +61,16 @@ describe('replicated queues at their limits', () => {
     await waitFor(
       'the second delivery (from the promoted standby)',
       async () => {
-        second = (await receive('poison', { maxMessages: 1, waitSeconds: 2 })).body.messages[0];
+        second = (await receive('poison', { maxMessages: 1, waitSeconds: 2, visibilityTimeoutSeconds: 8 })).body.messages[0];
         return second;
       },
       { timeoutMs: 60_000 },
     );
     expect(second).toMatchObject({ messageId: sent.body.messageId, receiveCount: 2, enqueuedAt });
+    // The first delivery's handle (its holder is dead) cannot make the second delivery visible.
+    const stale = await call(client.url, 'POST', '/v1/queues/poison/visibility', { receiptHandle: first.body.messages[0]!.receiptHandle, visibilityTimeoutSeconds: 0 });
+    expect([400, 409]).toContain(stale.status);
+    expect((await receive('poison', { maxMessages: 1, waitSeconds: 1 })).body.messages).toEqual([]);
     // Not deleted: after its visibility timeout it has used up maxReceiveCount and moves.
     let moved: ApiMessage | undefined;
     await waitFor(
