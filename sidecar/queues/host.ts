@@ -67,6 +67,8 @@ export interface HostMsg {
   moving?: boolean;
   /** After a failed move, not retried before this (wall ms). */
   moveRetryAt?: number;
+  /** The dead-letter queue refused it for good (4xx, e.g. too large there): delivered as usual. */
+  deadLetterRefused?: boolean;
 }
 
 export interface QueueHostOptions {
@@ -537,7 +539,7 @@ export class QueueHost {
     for (const id of this.heldNow()) {
       const m = this.msgs.get(id);
       if (m === undefined || !this.servable(m, now)) continue;
-      if (shouldDeadLetter(m, this.spec.deadLetter)) {
+      if (m.deadLetterRefused !== true && shouldDeadLetter(m, this.spec.deadLetter)) {
         // Moved, never delivered again; while the move is failing the message waits in this queue.
         void this.deadLetter(m);
         continue;
@@ -628,8 +630,14 @@ export class QueueHost {
       this.metrics.deadLettered.inc({ queue: this.spec.name });
       this.log.info('moved a message to the dead-letter queue', { id: m.id, deadLetterQueue: dl.queue, receiveCount: m.receiveCount });
     } catch (err) {
-      this.log.warn('moving a message to the dead-letter queue failed; it stays here and is retried', { id: m.id, deadLetterQueue: dl.queue, error: describeError(err) });
       m.moving = false;
+      if (err instanceof CastellanError && !err.retryable && err.status >= 400 && err.status < 500) {
+        // Waiting would not help (the dead-letter queue will never take it): keep delivering it here.
+        m.deadLetterRefused = true;
+        this.log.error('the dead-letter queue refuses this message for good; it stays in this queue and is delivered as usual', { id: m.id, deadLetterQueue: dl.queue, error: describeError(err) });
+        return;
+      }
+      this.log.warn('moving a message to the dead-letter queue failed; it stays here and is retried', { id: m.id, deadLetterQueue: dl.queue, error: describeError(err) });
       m.moveRetryAt = Date.now() + 5_000;
     }
   }
@@ -742,7 +750,7 @@ export class QueueHost {
       const at = Math.max(m.visibleAt, m.invisibleUntil);
       if (at > this.lastTick && at <= now) becameVisible = true;
       // A message that used up its receives moves to the DLQ as soon as it is visible again, not at the next receive.
-      if (m.moving !== true && visibilityOf(m, now) === 'visible' && shouldDeadLetter(m, this.spec.deadLetter)) void this.deadLetter(m);
+      if (m.moving !== true && m.deadLetterRefused !== true && visibilityOf(m, now) === 'visible' && shouldDeadLetter(m, this.spec.deadLetter)) void this.deadLetter(m);
     }
     this.lastTick = now;
     if (old.length > 0) {

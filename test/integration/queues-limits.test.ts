@@ -36,7 +36,7 @@ describe('replicated queues at their limits', () => {
   beforeAll(async () => {
     nats = await startNats(3);
     await Promise.all([0, 1, 2].map(restart));
-    await Promise.all([0, 1].map((i) => startQueueHost('poison-dlq', i, nats.urls, { hosts: 2, replicaCount: 2 }, env)));
+    await Promise.all([0, 1].map((i) => startQueueHost('poison-dlq', i, nats.urls, { hosts: 2, replicaCount: 2, maxMessageBytes: MAX_BYTES }, env)));
     client = await startQueueClient('ql-c0', nats.urls, env);
     await waitLive('poison', 3);
     await waitLive('poison-dlq', 2);
@@ -101,7 +101,8 @@ describe('replicated queues at their limits', () => {
     await waitFor(
       'every large message',
       async () => {
-        const r = await receive('poison', { maxMessages: 10, waitSeconds: 2 });
+        // A long visibility timeout: on a loaded machine a 1 MiB delivery must not time out before its delete.
+        const r = await receive('poison', { maxMessages: 10, waitSeconds: 2, visibilityTimeoutSeconds: 120 });
         expect(r.status).toBe(200);
         largest = Math.max(largest, r.body.messages.length);
         for (const m of r.body.messages) {
