@@ -28,12 +28,13 @@ import { listing } from './scenarios/listing.ts';
 import { localCall } from './scenarios/local-call.ts';
 import { memory } from './scenarios/memory.ts';
 import { queues } from './scenarios/queues.ts';
+import { queueScale } from './scenarios/queue-scale.ts';
 import { remoteCall } from './scenarios/remote-call.ts';
 import { sqs } from './scenarios/sqs.ts';
 import { storage } from './scenarios/storage.ts';
 
 /** In run order; failover last, as it kills NATS servers. */
-const scenarios: Scenario[] = [remoteCall, localCall, hotObject, storage, activation, queues, sqs, memory, listing, failover];
+const scenarios: Scenario[] = [remoteCall, localCall, hotObject, storage, activation, queues, queueScale, sqs, memory, listing, failover];
 
 async function main(): Promise<number> {
   const { values } = parseArgs({

@@ -79,6 +79,8 @@ export async function run(argv: string[]): Promise<number> {
     },
   });
   const log = logger('sidecar.main');
+  // An unhandled rejection is a bug, but not one that may take the sidecar (and every pod request) down.
+  process.on('unhandledRejection', (reason) => log.error('unhandled rejection (a bug); the sidecar stays up', { error: describeError(reason) }));
   const sidecar = await startWithRetries(() => startSidecar(config), log);
   return runUntilSignal(() => sidecar.stop(), log, 'draining');
 }

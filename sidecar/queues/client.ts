@@ -10,7 +10,7 @@ import { CastellanError, Errors } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
 import type { LeaseTiming } from '../objects/lease.ts';
-import { pickTargets } from './logic.ts';
+import { encodedSize, pickTargets, shareOut } from './logic.ts';
 import { QueueView } from './membership.ts';
 import type { QueueMetrics } from './metrics.ts';
 import { isValidQueueName, queueNames, type QueueNames } from './names.ts';
@@ -26,6 +26,10 @@ export interface SendInput {
   delaySeconds?: number;
   deduplicationId?: string;
   attributes?: Record<string, string>;
+  /** Internal (dead-letter moves; never from the HTTP API): keep this message id. */
+  messageId?: string;
+  /** Internal (dead-letter moves): keep this first-enqueue time (wall ms). */
+  enqueuedAt?: number;
 }
 
 export interface ReceiveInput {
@@ -201,10 +205,15 @@ export class QueueClient {
       delayMs,
       replicas,
       ...(input.deduplicationId === undefined ? {} : { dedupId: input.deduplicationId }),
+      ...(input.messageId === undefined ? {} : { messageId: input.messageId }),
+      ...(input.enqueuedAt === undefined ? {} : { enqueuedAt: input.enqueuedAt }),
     };
+    // What travels is JSON (escapes can make a body several times larger): that must fit in one
+    // NATS message with room for the rest of a request or a receive reply.
     const maxPayload = this.nc.info?.max_payload ?? 1024 * 1024;
-    if (size + 64 * 1024 > maxPayload) {
-      throw Errors.payloadTooLarge(`Message is ${size} bytes; the NATS servers carry at most ${maxPayload} bytes per message (max_payload), less 64 KiB of headroom.`);
+    const wire = encodedSize(input.body, input.attributes ?? {});
+    if (wire + 64 * 1024 > maxPayload) {
+      throw Errors.payloadTooLarge(`Message is ${wire} bytes as JSON; the NATS servers carry at most ${maxPayload} bytes per message (max_payload), less 64 KiB of headroom.`);
     }
     const tried = new Set<string>();
     let last: unknown;
@@ -234,21 +243,7 @@ export class QueueClient {
     const deadline = performance.now() + input.waitSeconds * 1000;
     for (;;) {
       const armed = this.armWake(ctx);
-      const out: OutMessage[] = [];
-      const hosts = receiveOrder(ctx.view.reachable(), ctx.hints, this.rr++);
-      for (const pod of hosts) {
-        if (out.length >= input.maxMessages) break;
-        try {
-          const r = await this.rpc(ctx, pod, { op: 'receive', max: input.maxMessages - out.length, visibilityMs }, Math.min(this.opts.requestTimeoutMs, 5_000));
-          for (const m of r.messages ?? []) out.push(this.present(ctx, m));
-          if (r.more === true) ctx.hints.set(pod, performance.now());
-          else ctx.hints.delete(pod);
-        } catch (err) {
-          if (!(err instanceof HostUnreachable) && !(err instanceof CastellanError && err.retryable)) throw err;
-          if (err instanceof HostUnreachable) ctx.view.suspect(pod);
-          this.log.debug('receive from host failed', { queue: name, host: pod, error: describeError(err) });
-        }
-      }
+      const out = await this.receiveOnce(ctx, input.maxMessages, visibilityMs);
       const now = performance.now();
       // While a host that just died is being failed over, its messages are briefly invisible
       // everywhere: an empty answer then would tell a draining consumer the queue is empty.
@@ -259,8 +254,46 @@ export class QueueClient {
         armed.cancel();
         return out;
       }
-      await armed.wait(Math.min(deadline > now ? 1_000 : 250, left));
+      // An empty long poll asks again only when a host announces a message (wake) or a failover
+      // is settling (short waits then), not once per host per second.
+      await armed.wait(settle > now ? Math.min(250, left) : left);
     }
+  }
+
+  /**
+   * One pass over the reachable hosts, in parallel: hinted hosts first, each
+   * asked for its share of `max` (the shares add up to `max`, so nothing is
+   * received that cannot be returned); hosts that said they have more are then
+   * asked for what is still missing.
+   */
+  private async receiveOnce(ctx: QueueCtx, max: number, visibilityMs: number): Promise<OutMessage[]> {
+    const out: OutMessage[] = [];
+    let pending = receiveOrder(ctx.view.reachable(), ctx.hints, this.rr++);
+    const more: string[] = [];
+    const ask = async (pod: string, n: number): Promise<void> => {
+      try {
+        const r = await this.rpc(ctx, pod, { op: 'receive', max: n, visibilityMs }, Math.min(this.opts.requestTimeoutMs, 5_000));
+        for (const m of r.messages ?? []) out.push(this.present(ctx, m));
+        if (r.more === true) {
+          ctx.hints.set(pod, performance.now());
+          if ((r.messages ?? []).length > 0) more.push(pod);
+        } else ctx.hints.delete(pod);
+      } catch (err) {
+        if (!(err instanceof HostUnreachable) && !(err instanceof CastellanError && err.retryable)) throw err;
+        if (err instanceof HostUnreachable) ctx.view.suspect(pod);
+        this.log.debug('receive from host failed', { queue: ctx.name, host: pod, error: describeError(err) });
+      }
+    };
+    while (out.length < max && pending.length > 0) {
+      const round = shareOut(pending, max - out.length);
+      pending = pending.slice(round.length);
+      await Promise.all(round.map((r) => ask(r.pod, r.max)));
+    }
+    while (out.length < max && more.length > 0) {
+      const round = shareOut(more.splice(0), max - out.length);
+      await Promise.all(round.map((r) => ask(r.pod, r.max)));
+    }
+    return out;
   }
 
   private present(ctx: QueueCtx, m: ReceivedMessage): OutMessage {

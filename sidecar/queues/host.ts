@@ -1,20 +1,38 @@
 /**
  * A queue host (role `queue-host`): stores replicas of its queue's messages
- * in its own host stream, keeps an in-memory index of them (rebuilt from the
- * stream at start), and answers the RPCs of sidecars and peer hosts.
+ * in its own host stream, keeps a compact in-memory index of them (ids,
+ * times, receive state; bodies stay in JetStream and are read when a message
+ * is delivered), and answers the RPCs of sidecars and peer hosts.
  *
+ * - Start: the index is rebuilt from the host stream in pages, pending
+ *   deletes and purges (tombstones) are applied, and only then does the host
+ *   write its first heartbeat: until it has loaded it is not placeable, and a
+ *   restart that takes longer than its lease makes peers take its messages
+ *   over exactly as if it were down. Its RPC subject is answered from the
+ *   first moment: deletes and purges that arrive while it loads are kept as
+ *   tombstones of its own and applied before it serves.
  * - enqueue: stores the initial replica and, in parallel, sends replication
  *   requests to R−1 other live hosts; a failed one is retried on another host
- *   (and the failed host gets a tombstone, in case it stored the copy). The
- *   reply names R distinct hosts, each of which acknowledged a durable write.
- * - One visible copy: the holder (the primary, or the host named by the
- *   message's promotion claim) delivers it; standbys keep theirs hidden. The
- *   holder sends each receive's state to the standbys (fire and forget).
- * - Promotion: every tick, for messages whose holder is not live, the first
- *   live replica after it fences the holder's lease and claims the message by
- *   compare-and-set on its claim record, so exactly one standby promotes it.
- * - Tombstones (deletes/purges kept for this host while it was down) are
- *   applied at start, before serving, and then every tick.
+ *   (and the failed host gets a tombstone, in case it stored the copy late;
+ *   the request's deadline and the host's memory of deleted ids keep such a
+ *   copy from surviving). When a retry changed the replica list, every copy
+ *   is given the final list before the 201, so all copies agree.
+ * - One visible copy: the holder (takeover.ts: the primary's session, or
+ *   the replica the takeover log moved it to) delivers it; standbys keep
+ *   theirs hidden. A
+ *   receive stores the new receive count and invisibility on the holder and
+ *   on every standby before it answers, so a promotion continues from them
+ *   (a poison message still reaches its dead-letter queue after a failover).
+ * - Replies are bounded by bytes: a receive returns fewer messages rather
+ *   than exceed the NATS max_payload.
+ * - Takeover: every pass, a host fences the lease of a peer that went silent
+ *   and writes ONE death record for its session (takeover.ts), whatever the
+ *   number of its messages; each replica then knows from the log whether it
+ *   holds a message. A starting host retires its previous session the same
+ *   way (after its lease certainly ended) and writes a birth record.
+ * - Deleted stays deleted: a purge leaves a mark (in the host stream) below
+ *   which no copy is accepted or kept; a delete of a copy not (yet) here is
+ *   remembered long enough to refuse a late replication of it.
  */
 import { randomUUID } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -22,25 +40,35 @@ import { asCastellanError, CastellanError, Errors } from '../../common/errors.ts
 import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
 import type { QueueClient, QueueCtx, Tombstone } from './client.ts';
-import { dedupDecision, decidePromotion, expired, holderOf, pickTargets, shouldDeadLetter, visibilityOf, type DedupMarker } from './logic.ts';
+import { dedupDecision, encodedSize, expired, fitReply, pickTargets, shouldDeadLetter, visibilityOf, type DedupMarker } from './logic.ts';
+import { TakeoverLog, type TakeoverKind, type TakeoverRecord } from './takeover.ts';
+import type { HostRecord } from '../objects/lease.ts';
 import type { HostHeartbeat } from '../leases/heartbeat.ts';
 import type { QueueMetrics } from './metrics.ts';
 import { LIMITS } from './spec.ts';
-import { CONFLICT, type StoredMessage } from './store.ts';
-import { decodeJson, encodeJson, type HostReply, type HostRequest, type HostStats, type ReceivedMessage } from './wire.ts';
+import { CONFLICT, type MessageState, type StoredMessage } from './store.ts';
+import { decodeJson, encodeJson, type HostReply, type HostRequest, type HostStats, type ReceivedMessage, type StateUpdate } from './wire.ts';
 
-export interface HostMsg extends StoredMessage {
+/** One replica in the index: what delivery and promotion decide on, no body. */
+export interface HostMsg {
+  id: string;
+  primary: string;
+  /** The primary's session at enqueue (first holder). */
+  ps: string;
+  /** Shared (interned) arrays: many messages have the same list. */
+  replicas: string[];
+  enqueuedAt: number;
+  visibleAt: number;
   receiveCount: number;
   invisibleUntil: number;
+  /** JSON bytes of body + attributes (reply budget). */
+  size: number;
   /** Being moved to the dead-letter queue. */
   moving?: boolean;
   /** After a failed move, not retried before this (wall ms). */
   moveRetryAt?: number;
-}
-
-interface ClaimRecord {
-  holder: string;
-  ts: number;
+  /** The dead-letter queue refused it for good (4xx, e.g. too large there): delivered as usual. */
+  deadLetterRefused?: boolean;
 }
 
 export interface QueueHostOptions {
@@ -48,6 +76,13 @@ export interface QueueHostOptions {
   ttlMs: number;
   requestTimeoutMs: number;
 }
+
+/** How long a delete of a copy this host does not have is remembered (a late replication of it is refused). */
+const DEAD_ID_MS = 60_000;
+/** Replication requests are not acted on after this long (the primary gave up on them before). */
+const REPLICATE_DEADLINE_MS = 8_000;
+/** Headroom left in a reply for everything but message bodies and attributes. */
+const REPLY_HEADROOM = 16 * 1024;
 
 export class QueueHost {
   private readonly nc: NatsConnection;
@@ -58,15 +93,31 @@ export class QueueHost {
   private readonly opts: QueueHostOptions;
   private readonly log: Logger;
   readonly msgs = new Map<string, HostMsg>();
-  private readonly claims = new Map<string, string>();
+  /** Deaths and births of host sessions: who holds which message (takeover.ts). */
+  readonly takeovers = new TakeoverLog();
+  /** Ids deleted here while no copy was here (id → wall ms): a late replication of them is refused. */
+  private readonly deadIds = new Map<string, number>();
+  /**
+   * Ids of the messages this session holds (a ready list instead of scans):
+   * recomputed from the takeover log only when the log or the session
+   * changes, kept up to date by stores and deletes in between.
+   */
+  private readonly held = new Set<string>();
+  private heldFor = { version: -1, session: '' };
+  /** Last full pass over every copy (retention, stats); big indexes get one every 2 s. */
+  private lastFullPass = 0;
+  /** Interned replica lists (key → array). */
+  private readonly lists = new Map<string, string[]>();
+  /** Messages enqueued at or before this (wall ms) were purged. */
+  private purgedBefore = 0;
   private sub: Subscription | undefined;
+  /** The index is loaded (deletes apply directly; before, they become tombstones). */
+  private loaded = false;
   private started = false;
   private stopped = false;
   private loopDone: Promise<void> = Promise.resolve();
   private wakeLoop: (() => void) | undefined;
   private lastTick = Date.now();
-  private lastClaimsRefresh = 0;
-  private claimsStale = true;
   private rr = Math.floor(Math.random() * 1000);
 
   constructor(nc: NatsConnection, ctx: QueueCtx, client: QueueClient, heartbeat: HostHeartbeat, metrics: QueueMetrics, opts: QueueHostOptions, log: Logger) {
@@ -87,21 +138,79 @@ export class QueueHost {
     return this.ctx.spec;
   }
 
-  /** Called by the heartbeat when another host fenced this session: re-read claims before trusting holder status. */
+  /**
+   * Called by the heartbeat when another host fenced this session: the fencer
+   * writes its death record (its messages move on); the new session holds
+   * only what the log gives it, after its birth record (next pass).
+   */
   onFenced(): void {
-    this.claimsStale = true;
+    this.wakeLoop?.();
   }
 
-  async start(): Promise<void> {
-    const loaded = await this.ctx.store.loadAll(this.self);
-    for (const { msg, state } of loaded.values()) {
-      this.msgs.set(msg.id, { ...msg, replicas: state?.replicas ?? msg.replicas, receiveCount: state?.receiveCount ?? 0, invisibleUntil: state?.invisibleUntil ?? 0 });
+  private get session(): string {
+    return this.heartbeat.sessionId;
+  }
+
+  /** Whether this host's current session holds the visible copy of `m` (from the log). */
+  private holds(m: HostMsg): boolean {
+    const h = this.takeovers.holder(m.primary, m.ps, m.replicas);
+    return h !== undefined && h.pod === this.self && h.session === this.session;
+  }
+
+  /** The ready list, recomputed when the log or this host's session changed. */
+  private heldNow(): Set<string> {
+    if (this.heldFor.version !== this.takeovers.version || this.heldFor.session !== this.session) {
+      this.held.clear();
+      for (const m of this.msgs.values()) if (this.holds(m)) this.held.add(m.id);
+      this.heldFor = { version: this.takeovers.version, session: this.session };
     }
-    this.log.info('queue host index rebuilt from JetStream', { replicas: this.msgs.size });
-    await this.applyTombs();
-    await this.refreshClaims();
-    this.sub = this.nc.subscribe(this.ctx.names.rpc(this.self), { callback: (err, m) => (err === null ? void this.handle(m) : undefined) });
+    return this.held;
+  }
+
+  private isMine(m: HostMsg): boolean {
+    return this.heldNow().has(m.id);
+  }
+
+  /** Adds a new copy to the index (and to the ready list when this session holds it). */
+  private addCopy(m: HostMsg): void {
+    this.msgs.set(m.id, m);
+    if (this.heldFor.version === this.takeovers.version && this.heldFor.session === this.session && this.holds(m)) this.held.add(m.id);
+  }
+
+  /** Loads the index, applies pending deletes, then starts the lease (see the header for why in this order). */
+  async start(): Promise<void> {
+    this.sub = this.nc.subscribe(this.ctx.names.rpc(this.self), {
+      callback: (err, m) => {
+        if (err !== null) return;
+        this.handle(m).catch((e: unknown) => this.log.error('queue host request handling failed', { error: describeError(e) }));
+      },
+    });
     await this.nc.flush();
+    // This pod's last heartbeat record, read before the load: its lease is over TTL + margin later.
+    const prev = await this.ctx.store.last<HostRecord>(this.ctx.names.host(this.self));
+    const prevReadAt = performance.now();
+    const began = performance.now();
+    await this.ctx.store.loadAll(this.self, {
+      message: (m) => {
+        this.msgs.set(m.id, this.index(m));
+      },
+      state: (id, s) => {
+        const e = this.msgs.get(id);
+        if (e !== undefined) this.applyState(e, s);
+      },
+      purge: (before) => {
+        this.purgedBefore = Math.max(this.purgedBefore, before);
+      },
+    });
+    this.log.info('queue host index rebuilt from JetStream', { replicas: this.msgs.size, ms: Math.round(performance.now() - began) });
+    this.loaded = true;
+    await this.readLog();
+    await this.dropPurged();
+    await this.applyTombs();
+    await this.retireOwnSessions(prev, prevReadAt);
+    await this.writeRecord('birth', this.self, this.session, true);
+    await this.heartbeat.start();
+    await this.applyTombs();
     this.started = true;
     this.loopDone = this.loop();
   }
@@ -110,6 +219,49 @@ export class QueueHost {
     if (!this.started) return 'queue host still loading its replicas';
     if (!this.heartbeat.leaseValid()) return 'queue host lease not valid';
     return true;
+  }
+
+  /** One string object per distinct pod name or session id (a million copies share a handful). */
+  private readonly strings = new Map<string, string>();
+
+  private str(v: string): string {
+    const have = this.strings.get(v);
+    if (have !== undefined) return have;
+    if (this.strings.size > 10_000) this.strings.clear();
+    this.strings.set(v, v);
+    return v;
+  }
+
+  private intern(list: string[]): string[] {
+    const key = list.join('\u0000');
+    let l = this.lists.get(key);
+    if (l === undefined) {
+      l = list.map((p) => this.str(p));
+      this.lists.set(key, l);
+    }
+    return l;
+  }
+
+  private index(m: StoredMessage): HostMsg {
+    return {
+      id: m.id,
+      primary: this.str(m.primary),
+      ps: this.str(m.ps ?? ''),
+      replicas: this.intern(m.replicas),
+      enqueuedAt: m.enqueuedAt,
+      visibleAt: m.visibleAt,
+      receiveCount: 0,
+      invisibleUntil: 0,
+      size: encodedSize(m.body, m.attributes),
+    };
+  }
+
+  private applyState(m: HostMsg, s: MessageState): void {
+    if (s.receiveCount >= m.receiveCount) {
+      m.receiveCount = s.receiveCount;
+      m.invisibleUntil = s.invisibleUntil;
+    }
+    if (s.replicas !== undefined && s.replicas.length > 0) m.replicas = this.intern(s.replicas);
   }
 
   // ---- RPC ----
@@ -124,30 +276,33 @@ export class QueueHost {
       if (!(err instanceof CastellanError)) this.log.warn('queue host request failed', { error: describeError(err) });
       reply = { ok: false, status: e.status, code: e.code, message: e.message, retryable: e.retryable };
     }
-    if (m.reply !== undefined && m.reply !== '') m.respond(encodeJson(reply));
+    if (m.reply === undefined || m.reply === '') return;
+    try {
+      m.respond(encodeJson(reply));
+    } catch (err) {
+      // e.g. larger than max_payload: answer with an error the caller can act on instead.
+      this.log.error('answering a queue host request failed', { error: describeError(err) });
+      m.respond(encodeJson({ ok: false, status: 503, code: 'QUEUE_UNAVAILABLE', message: `The queue host could not send its answer: ${describeError(err)}`, retryable: true } satisfies HostReply));
+    }
   }
 
   private serve(req: HostRequest): Promise<HostReply> | HostReply {
+    if (!this.loaded) return this.serveWhileLoading(req);
     switch (req.op) {
       case 'enqueue':
         return this.enqueue(req);
       case 'replicate':
-        return this.replicate(req.msg);
+        return this.replicate(req.msg, req.deadline);
       case 'receive':
         return this.receive(req.max, req.visibilityMs);
       case 'delete':
         return this.deleteLocal(req.id).then((deleted) => ({ ok: true, deleted }));
       case 'visibility':
         return this.changeVisibility(req.id, req.receiveCount, req.visibilityMs);
-      case 'state': {
-        const m = this.msgs.get(req.id);
-        if (m !== undefined) {
-          m.receiveCount = Math.max(m.receiveCount, req.receiveCount);
-          m.invisibleUntil = req.invisibleUntil;
-          if (req.replicas !== undefined) m.replicas = req.replicas;
-        }
-        return { ok: true };
-      }
+      case 'state':
+        return this.storeStates([req]);
+      case 'states':
+        return this.storeStates(req.items);
       case 'stats':
         return { ok: true, stats: this.stats(Date.now()) };
       case 'purge':
@@ -157,8 +312,31 @@ export class QueueHost {
     }
   }
 
+  /** Before the index is loaded: deletes, purges and state updates are kept durably for later; the rest waits. */
+  private async serveWhileLoading(req: HostRequest): Promise<HostReply> {
+    switch (req.op) {
+      case 'delete':
+        await this.client.tomb(this.ctx, this.self, req.id, { kind: 'delete', id: req.id, ts: Date.now() });
+        return { ok: true, deleted: true };
+      case 'purge':
+        await this.client.tomb(this.ctx, this.self, 'purge', { kind: 'purge', before: req.before, ts: Date.now() });
+        return { ok: true, purged: 0 };
+      case 'state':
+      case 'states': {
+        const items = req.op === 'state' ? [req] : req.items;
+        // Stored in the host stream: the load (still reading) or the next start picks them up.
+        await Promise.all(items.map((s) => this.ctx.store.putState(this.self, s.id, { receiveCount: s.receiveCount, invisibleUntil: s.invisibleUntil, ...(s.replicas === undefined ? {} : { replicas: s.replicas }) })));
+        return { ok: true };
+      }
+      case 'receive':
+        return { ok: true, messages: [] };
+      default:
+        throw Errors.unavailable(`Queue host ${this.self} is still loading its replicas.`, 'QUEUE_HOST_UNAVAILABLE');
+    }
+  }
+
   private requireLease(): void {
-    if (!this.started || !this.heartbeat.leaseValid() || this.claimsStale) {
+    if (!this.started || !this.heartbeat.leaseValid() || !this.takeovers.isBorn(this.self, this.session)) {
       throw Errors.unavailable(`Queue host ${this.self} is not serving right now (lease renewing).`, 'QUEUE_HOST_UNAVAILABLE');
     }
   }
@@ -169,6 +347,10 @@ export class QueueHost {
     if (!live.includes(this.self)) live.push(this.self);
     if (req.replicas > live.length) {
       throw Errors.unavailable(`replicas is ${req.replicas} but only ${live.length} host(s) of queue "${this.spec.name}" are live.`, 'NOT_ENOUGH_HOSTS');
+    }
+    if (req.messageId !== undefined) {
+      const have = this.msgs.get(req.messageId);
+      if (have !== undefined) return { ok: true, messageId: have.id, replicas: have.replicas };
     }
     let dedup: { subject: string; seq: number; ts: number } | undefined;
     if (req.dedupId !== undefined) {
@@ -210,10 +392,13 @@ export class QueueHost {
     }
   }
 
-  /** Stores the primary replica here and R−1 standbys elsewhere; resolves once all R are durable. */
+  /**
+   * Stores the primary replica here and R−1 standbys elsewhere; resolves once
+   * all R are durable and carry the same replica list.
+   */
   private async store(req: Extract<HostRequest, { op: 'enqueue' }>): Promise<{ messageId: string; replicas: string[] }> {
     const now = Date.now();
-    const id = randomUUID();
+    const id = req.messageId ?? randomUUID();
     const live = this.ctx.view.live().filter((p) => p !== this.self);
     const want = req.replicas - 1;
     const first = pickTargets(live, new Set(), want, this.rr++);
@@ -224,27 +409,34 @@ export class QueueHost {
       id,
       body: req.body,
       attributes: req.attributes,
-      enqueuedAt: now,
+      enqueuedAt: req.enqueuedAt ?? now,
       visibleAt: now + req.delayMs,
       primary: this.self,
+      ps: this.session,
       replicas: [this.self, ...first],
     };
-    const deadline = performance.now() + 8_000;
+    // Large copies get longer per attempt (1 s per 256 KiB on top): writing them takes longer.
+    const wireSize = encodedSize(msg.body, msg.attributes);
+    const started = performance.now();
+    const deadline = started + REPLICATE_DEADLINE_MS;
+    const wallDeadline = Date.now() + REPLICATE_DEADLINE_MS;
     const tried = new Set<string>([this.self, ...first]);
-    const stored: string[] = [];
+    /** Slot i (a standby position) → the host that stored it. */
+    const slots: (string | undefined)[] = first.map(() => undefined);
     const failed: string[] = [];
-    const replicateOne = async (target: string): Promise<void> => {
-      let pod: string | undefined = target;
+    const replicateSlot = async (slot: number): Promise<void> => {
+      let pod: string | undefined = first[slot];
       while (pod !== undefined) {
-        const started = performance.now();
+        const t0 = performance.now();
         try {
           // Short per-attempt timeout: a peer killed while storing must not hold up the send
           // (the sidecar gives the whole enqueue 10 s before it tries another host).
           const left = deadline - performance.now();
           if (left < 100) break;
-          await this.client.rpc(this.ctx, pod, { op: 'replicate', msg: { ...msg, replicas: [this.self, ...first.map((p) => (p === target ? (pod as string) : p))] } }, Math.min(left, Math.max(2_000, 2 * this.opts.ttlMs)));
-          this.metrics.replication.observe({ queue: this.spec.name }, (performance.now() - started) / 1000);
-          stored.push(pod);
+          const list = [this.self, ...first.map((p, i) => (i === slot ? (pod as string) : (slots[i] ?? p)))];
+          await this.client.rpc(this.ctx, pod, { op: 'replicate', msg: { ...msg, replicas: list }, deadline: wallDeadline }, Math.min(left, Math.max(2_000, 2 * this.opts.ttlMs) + Math.ceil(wireSize / 262_144) * 1_000));
+          this.metrics.replication.observe({ queue: this.spec.name }, (performance.now() - t0) / 1000);
+          slots[slot] = pod;
           return;
         } catch (err) {
           this.metrics.replicationFailures.inc({ queue: this.spec.name });
@@ -256,116 +448,211 @@ export class QueueHost {
       }
       throw Errors.unavailable(`Could not store ${req.replicas} replicas of the message: not enough live queue hosts accepted it.`, 'NOT_ENOUGH_HOSTS');
     };
-    const results = await Promise.allSettled([this.ctx.store.putMessage(this.self, msg), ...first.map(replicateOne)]);
-    const failure = results.find((r) => r.status === 'rejected');
+    const results = await Promise.allSettled([this.ctx.store.putMessage(this.self, msg), ...first.map((_, i) => replicateSlot(i))]);
+    const stored = slots.filter((p): p is string => p !== undefined);
     if (failed.length > 0) {
-      // A failed replication may still have stored its copy: make sure it is removed.
+      // A failed replication may still have stored its copy (late): make sure it is removed.
       await Promise.allSettled(failed.map((p) => this.client.tomb(this.ctx, p, id, { kind: 'delete', id, ts: Date.now() })));
     }
+    const failure = results.find((r) => r.status === 'rejected');
+    const replicas = this.intern([this.self, ...stored]);
+    const cleanUp = async () => {
+      await this.client.deleteReplicas(this.ctx, id, [this.self, ...stored]).catch((err: unknown) => this.log.warn('removing the copies of a failed send failed', { id, error: describeError(err) }));
+      this.deadIds.set(id, Date.now());
+    };
     if (failure !== undefined) {
-      await this.client.deleteReplicas(this.ctx, id, [this.self, ...stored]).catch(() => undefined);
+      await cleanUp();
       const reason = (failure as PromiseRejectedResult).reason as unknown;
       throw reason instanceof CastellanError ? reason : Errors.unavailable(`Storing the message failed: ${describeError(reason)}`, 'QUEUE_UNAVAILABLE', reason);
     }
-    const replicas = [this.self, ...first.map((p) => (stored.includes(p) ? p : undefined)).filter((p): p is string => p !== undefined), ...stored.filter((p) => !first.includes(p))];
-    const held: HostMsg = { ...msg, replicas, receiveCount: 0, invisibleUntil: 0 };
-    this.msgs.set(id, held);
+    const held: HostMsg = { ...this.index(msg), replicas };
     if (failed.length > 0) {
-      await this.ctx.store.putState(this.self, id, { receiveCount: 0, invisibleUntil: 0, replicas }).catch(() => undefined);
-      this.tellStandbys(held);
+      // Copies were written with lists that named a failed host: give every copy the final list.
+      const update: StateUpdate = { id, receiveCount: 0, invisibleUntil: 0, replicas };
+      try {
+        await Promise.all([this.ctx.store.putState(this.self, id, update), ...stored.map((p) => this.client.rpc(this.ctx, p, { op: 'states', items: [update] }, Math.max(2_000, 2 * this.opts.ttlMs)))]);
+      } catch (err) {
+        await cleanUp();
+        throw Errors.unavailable(`Could not give every replica the same replica list: ${describeError(err)}`, 'QUEUE_UNAVAILABLE', err);
+      }
     }
+    if (held.enqueuedAt <= this.purgedBefore) {
+      // A purge ran while this send was storing its copies: it is gone with the rest.
+      await cleanUp();
+      return { messageId: id, replicas };
+    }
+    this.addCopy(held);
     this.metrics.sent.inc({ queue: this.spec.name });
     if (req.delayMs === 0) this.wake();
     return { messageId: id, replicas };
   }
 
-  private async replicate(msg: StoredMessage): Promise<HostReply> {
+  private isDead(id: string, enqueuedAt: number): boolean {
+    const at = this.deadIds.get(id);
+    return (at !== undefined && Date.now() - at < DEAD_ID_MS) || enqueuedAt <= this.purgedBefore;
+  }
+
+  private async replicate(msg: StoredMessage, deadline: number | undefined): Promise<HostReply> {
     if (!this.started) throw Errors.unavailable(`Queue host ${this.self} is still starting.`, 'QUEUE_HOST_UNAVAILABLE');
-    if (!this.msgs.has(msg.id)) {
-      await this.ctx.store.putMessage(this.self, msg);
-      this.msgs.set(msg.id, { ...msg, receiveCount: 0, invisibleUntil: 0 });
+    if (this.msgs.has(msg.id)) return { ok: true };
+    if (deadline !== undefined && Date.now() > deadline) throw Errors.unavailable('The replication request came too late; the primary gave up on it.', 'QUEUE_HOST_UNAVAILABLE');
+    if (this.isDead(msg.id, msg.enqueuedAt)) throw Errors.conflict('The message was deleted or purged before this copy arrived.', 'MESSAGE_DELETED');
+    await this.ctx.store.putMessage(this.self, msg);
+    if (this.isDead(msg.id, msg.enqueuedAt) || (deadline !== undefined && Date.now() > deadline + REPLICATE_DEADLINE_MS)) {
+      // Deleted while the copy was being written: remove it again.
+      await this.ctx.store.deleteMessage(this.self, msg.id);
+      throw Errors.conflict('The message was deleted or purged while this copy was stored.', 'MESSAGE_DELETED');
     }
+    this.addCopy(this.index(msg));
     return { ok: true };
   }
 
+  /** Receive counts, invisibility and replica lists from the holder: in memory and in the host stream. */
+  private async storeStates(items: StateUpdate[]): Promise<HostReply> {
+    await Promise.all(
+      items.map(async (s) => {
+        const m = this.msgs.get(s.id);
+        if (m === undefined) return;
+        this.applyState(m, s);
+        await this.ctx.store.putState(this.self, m.id, { receiveCount: m.receiveCount, invisibleUntil: m.invisibleUntil, replicas: m.replicas });
+      }),
+    );
+    return { ok: true };
+  }
+
+  private servable(m: HostMsg, now: number): boolean {
+    return (
+      m.moving !== true &&
+      this.isMine(m) &&
+      visibilityOf(m, now) === 'visible' &&
+      !expired(m, this.spec.messageRetentionMs, now) &&
+      m.enqueuedAt > this.purgedBefore
+    );
+  }
+
   private async receive(max: number, visibilityMs: number): Promise<HostReply> {
-    if (!this.started || !this.heartbeat.leaseValid() || this.claimsStale) return { ok: true, messages: [] };
+    if (!this.started || !this.heartbeat.leaseValid() || !this.takeovers.isBorn(this.self, this.session)) return { ok: true, messages: [] };
     const now = Date.now();
-    const picked: HostMsg[] = [];
-    for (const m of this.msgs.values()) {
-      if (picked.length >= max) break;
-      if (m.moving === true || holderOf(m, this.claims.get(m.id)) !== this.self) continue;
-      if (visibilityOf(m, now) !== 'visible' || expired(m, this.spec.messageRetentionMs, now)) continue;
-      if (shouldDeadLetter(m, this.spec.deadLetter)) {
+    const budget = Math.max(64 * 1024, (this.nc.info?.max_payload ?? 1024 * 1024) - REPLY_HEADROOM);
+    const candidates: HostMsg[] = [];
+    let more = false;
+    for (const id of this.heldNow()) {
+      const m = this.msgs.get(id);
+      if (m === undefined || !this.servable(m, now)) continue;
+      if (m.deadLetterRefused !== true && shouldDeadLetter(m, this.spec.deadLetter)) {
         // Moved, never delivered again; while the move is failing the message waits in this queue.
         void this.deadLetter(m);
         continue;
       }
+      if (candidates.length >= max) {
+        more = true;
+        break;
+      }
+      candidates.push(m);
+    }
+    const n = fitReply(
+      candidates.map((m) => m.size),
+      budget,
+      max,
+    );
+    if (n < candidates.length) more = true;
+    const picked = candidates.slice(0, n);
+    for (const m of picked) {
       m.receiveCount += 1;
       m.invisibleUntil = now + visibilityMs;
-      picked.push(m);
     }
-    // The receive is persisted without holding up the answer: if the host crashes first, the
-    // message is simply delivered again (at-least-once) with a lower receive count.
-    for (const m of picked) {
-      void this.ctx.store
-        .putState(this.self, m.id, { receiveCount: m.receiveCount, invisibleUntil: m.invisibleUntil, replicas: m.replicas })
-        .catch((err: unknown) => this.log.warn('persisting a receive failed; the receive count may restart lower after a crash', { id: m.id, error: describeError(err) }));
-    }
-    const out: ReceivedMessage[] = picked.map((m) => {
-      this.tellStandbys(m);
+    // The new state is stored here and on every standby before the answer, so a failover
+    // continues from it (receive count toward the dead-letter queue, invisibility).
+    const [bodies] = await Promise.all([Promise.all(picked.map((m) => this.ctx.store.getMessage(this.self, m.id).catch(() => undefined))), this.persistStates(picked)]);
+    const out: ReceivedMessage[] = [];
+    picked.forEach((m, i) => {
+      const b = bodies[i];
+      if (b === undefined) return; // deleted meanwhile
       this.metrics.received.inc({ queue: this.spec.name });
       if (m.receiveCount > 1) this.metrics.redelivered.inc({ queue: this.spec.name });
-      return { messageId: m.id, body: m.body, attributes: m.attributes, receiveCount: m.receiveCount, enqueuedAt: m.enqueuedAt, replicas: m.replicas, holder: this.self };
+      out.push({ messageId: m.id, body: b.body, attributes: b.attributes, receiveCount: m.receiveCount, enqueuedAt: m.enqueuedAt, replicas: m.replicas, holder: this.self });
     });
-    let more = false;
-    if (picked.length >= max) {
-      for (const m of this.msgs.values()) {
-        if (m.moving !== true && holderOf(m, this.claims.get(m.id)) === this.self && visibilityOf(m, now) === 'visible') {
-          more = true;
-          break;
-        }
-      }
-    }
     return { ok: true, messages: out, more };
   }
 
-  /** Holder → standbys: the receive count and invisibility, so a promotion continues from them. */
-  private tellStandbys(m: HostMsg): void {
-    for (const pod of m.replicas) {
-      if (pod === this.self) continue;
-      const req: HostRequest = { op: 'state', id: m.id, receiveCount: m.receiveCount, invisibleUntil: m.invisibleUntil, replicas: m.replicas };
-      this.nc.publish(this.ctx.names.rpc(pod), encodeJson(req));
+  /** Stores the receive state of `msgs` here and on their standbys (one request per standby). */
+  private async persistStates(msgs: HostMsg[]): Promise<void> {
+    if (msgs.length === 0) return;
+    const perHost = new Map<string, StateUpdate[]>();
+    const local: Promise<void>[] = [];
+    for (const m of msgs) {
+      const u: StateUpdate = { id: m.id, receiveCount: m.receiveCount, invisibleUntil: m.invisibleUntil, replicas: m.replicas };
+      local.push(
+        this.ctx.store
+          .putState(this.self, m.id, u)
+          .catch((err: unknown) => {
+            this.log.warn('persisting a receive failed; the receive count may restart lower after a crash', { id: m.id, error: describeError(err) });
+          }),
+      );
+      for (const p of m.replicas) {
+        if (p === this.self) continue;
+        let l = perHost.get(p);
+        if (l === undefined) perHost.set(p, (l = []));
+        l.push(u);
+      }
     }
+    const remote = [...perHost].map(async ([pod, items]) => {
+      if (!this.ctx.view.isReachable(pod)) return;
+      try {
+        await this.client.rpc(this.ctx, pod, { op: 'states', items }, Math.max(1_000, this.opts.ttlMs));
+      } catch (err) {
+        this.log.info('a standby did not take the receive state; a failover may deliver with a lower receive count', { host: pod, error: describeError(err) });
+      }
+    });
+    await Promise.all([...local, ...remote]);
   }
 
   private async deadLetter(m: HostMsg): Promise<void> {
     const dl = this.spec.deadLetter;
-    if (dl === undefined || (m.moveRetryAt ?? 0) > Date.now()) return;
+    if (dl === undefined || m.moving === true || (m.moveRetryAt ?? 0) > Date.now()) return;
     m.moving = true;
     try {
-      const target = await this.client.queue(dl.queue);
-      await this.client.sendTo(target, { body: m.body, attributes: m.attributes, replicas: Math.min(target.spec.replicaCount, target.view.live().length || 1) });
+      const stored = await this.ctx.store.getMessage(this.self, m.id);
+      if (stored !== undefined) {
+        const target = await this.client.queue(dl.queue);
+        // Same id, first-enqueue time and replica count (as far as the dead-letter queue has hosts);
+        // the dedup id makes a retried move store it once.
+        await this.client.sendTo(target, {
+          body: stored.body,
+          attributes: stored.attributes,
+          replicas: Math.max(1, Math.min(m.replicas.length, target.spec.hosts, target.view.live().length || 1)),
+          deduplicationId: `castellan-dead-letter:${m.id}`,
+          messageId: m.id,
+          enqueuedAt: m.enqueuedAt,
+        });
+      }
       await this.client.deleteReplicas(this.ctx, m.id, [this.self, ...m.replicas]);
       this.metrics.deadLettered.inc({ queue: this.spec.name });
       this.log.info('moved a message to the dead-letter queue', { id: m.id, deadLetterQueue: dl.queue, receiveCount: m.receiveCount });
     } catch (err) {
-      this.log.warn('moving a message to the dead-letter queue failed; it stays here and is retried at its next receive', { id: m.id, deadLetterQueue: dl.queue, error: describeError(err) });
       m.moving = false;
+      if (err instanceof CastellanError && !err.retryable && err.status >= 400 && err.status < 500) {
+        // Waiting would not help (the dead-letter queue will never take it): keep delivering it here.
+        m.deadLetterRefused = true;
+        this.log.error('the dead-letter queue refuses this message for good; it stays in this queue and is delivered as usual', { id: m.id, deadLetterQueue: dl.queue, error: describeError(err) });
+        return;
+      }
+      this.log.warn('moving a message to the dead-letter queue failed; it stays here and is retried', { id: m.id, deadLetterQueue: dl.queue, error: describeError(err) });
       m.moveRetryAt = Date.now() + 5_000;
     }
   }
 
   private async deleteLocal(id: string): Promise<boolean> {
     const m = this.msgs.get(id);
-    if (m === undefined) return false;
+    if (m === undefined) {
+      // Its copy may still be on its way (a late replication): refuse it when it comes.
+      this.deadIds.set(id, Date.now());
+      return false;
+    }
     await this.ctx.store.deleteMessage(this.self, id);
     this.msgs.delete(id);
+    this.held.delete(id);
     this.metrics.deleted.inc({ queue: this.spec.name });
-    if (this.claims.has(id)) {
-      this.claims.delete(id);
-      await this.ctx.store.purgeMeta(this.ctx.names.claim(id)).catch((err: unknown) => this.log.debug('removing a claim failed (it expires anyway)', { id, error: describeError(err) }));
-    }
     return true;
   }
 
@@ -374,23 +661,23 @@ export class QueueHost {
     const m = this.msgs.get(id);
     if (m === undefined) throw Errors.notFound('The message of this receipt handle no longer exists (deleted, expired or moved).', 'MESSAGE_NOT_FOUND');
     const now = Date.now();
-    if (holderOf(m, this.claims.get(id)) !== this.self || visibilityOf(m, now) !== 'inflight') {
+    if (!this.isMine(m) || visibilityOf(m, now) !== 'inflight') {
       throw Errors.conflict('The message is not in flight under this receipt handle (its visibility timeout ran out or it moved).', 'MESSAGE_NOT_IN_FLIGHT');
     }
     if (m.receiveCount !== receiveCount) {
       throw Errors.badRequest('The receipt handle is stale: the message was received again since.', 'RECEIPT_HANDLE_EXPIRED');
     }
     m.invisibleUntil = now + visibilityMs;
-    await this.ctx.store.putState(this.self, id, { receiveCount: m.receiveCount, invisibleUntil: m.invisibleUntil, replicas: m.replicas });
-    this.tellStandbys(m);
+    await this.persistStates([m]);
     if (visibilityMs === 0) this.wake();
     return { ok: true };
   }
 
   private stats(now: number): HostStats {
     const s: HostStats = { visible: 0, inFlight: 0, delayed: 0, stored: this.msgs.size };
-    for (const m of this.msgs.values()) {
-      if (holderOf(m, this.claims.get(m.id)) !== this.self || expired(m, this.spec.messageRetentionMs, now)) continue;
+    for (const id of this.heldNow()) {
+      const m = this.msgs.get(id);
+      if (m === undefined || expired(m, this.spec.messageRetentionMs, now) || m.enqueuedAt <= this.purgedBefore) continue;
       const v = visibilityOf(m, now);
       if (v === 'visible') s.visible++;
       else if (v === 'inflight') s.inFlight++;
@@ -400,15 +687,25 @@ export class QueueHost {
     return s;
   }
 
+  /** Everything enqueued up to `before` goes: the mark first (durable), so no copy of it is accepted or served again. */
   private async purge(before: number): Promise<number> {
-    const ids = [...this.msgs.values()].filter((m) => m.enqueuedAt <= before).map((m) => m.id);
+    if (before > this.purgedBefore) {
+      await this.ctx.store.putPurgeMark(this.self, before);
+      this.purgedBefore = before;
+    }
+    return this.dropPurged();
+  }
+
+  private async dropPurged(): Promise<number> {
+    const ids: string[] = [];
+    for (const m of this.msgs.values()) if (m.enqueuedAt <= this.purgedBefore) ids.push(m.id);
     await forEachLimit(ids, 32, async (id) => {
       await this.deleteLocal(id);
     });
     return ids.length;
   }
 
-  // ---- background: tombstones, claims, promotion, retention, wake-ups ----
+  // ---- background: tombstones, takeovers, retention, wake-ups ----
 
   private wake(): void {
     // The payload names this host: callers try hosts that just announced messages first.
@@ -433,21 +730,27 @@ export class QueueHost {
   private async tick(): Promise<void> {
     const now = Date.now();
     await this.applyTombs();
-    if (this.claimsStale || now - this.lastClaimsRefresh >= Math.max(500, this.opts.ttlMs / 2)) await this.refreshClaims();
-    await this.promote();
+    const version = this.takeovers.version;
+    await this.readLog();
+    await this.retirePeers();
+    if (!this.takeovers.isBorn(this.self, this.session) && this.heartbeat.leaseValid()) await this.writeRecord('birth', this.self, this.session, true);
+    // Messages this host took over (or that came back to it) are announced to waiting receivers.
+    if (this.takeovers.version !== version) this.wake();
+    for (const [id, at] of this.deadIds) if (now - at >= DEAD_ID_MS) this.deadIds.delete(id);
     // Retention and wake-ups for messages that became visible since the last pass.
     let becameVisible = false;
     const old: string[] = [];
-    for (const m of this.msgs.values()) {
-      if (expired(m, this.spec.messageRetentionMs, now)) {
-        old.push(m.id);
-        continue;
-      }
-      if (holderOf(m, this.claims.get(m.id)) !== this.self) continue;
+    if (this.msgs.size < 50_000 || now - this.lastFullPass >= 2_000) {
+      this.lastFullPass = now;
+      for (const m of this.msgs.values()) if (expired(m, this.spec.messageRetentionMs, now)) old.push(m.id);
+    }
+    for (const id of this.heldNow()) {
+      const m = this.msgs.get(id);
+      if (m === undefined || expired(m, this.spec.messageRetentionMs, now)) continue;
       const at = Math.max(m.visibleAt, m.invisibleUntil);
       if (at > this.lastTick && at <= now) becameVisible = true;
       // A message that used up its receives moves to the DLQ as soon as it is visible again, not at the next receive.
-      if (m.moving !== true && visibilityOf(m, now) === 'visible' && shouldDeadLetter(m, this.spec.deadLetter)) void this.deadLetter(m);
+      if (m.moving !== true && m.deadLetterRefused !== true && visibilityOf(m, now) === 'visible' && shouldDeadLetter(m, this.spec.deadLetter)) void this.deadLetter(m);
     }
     this.lastTick = now;
     if (old.length > 0) {
@@ -466,70 +769,112 @@ export class QueueHost {
     this.metrics.oldestAge.set({ queue: q }, s.oldestEnqueuedAt === undefined ? 0 : (now - s.oldestEnqueuedAt) / 1000);
   }
 
+  /** Applies every pending delete/purge kept for this host (paged: any number of them), then removes each. */
   private async applyTombs(): Promise<void> {
     const tombs = await this.ctx.store.list<Tombstone>(this.ctx.names.tombs(this.self));
-    for (const t of tombs) {
+    if (tombs.length === 0) return;
+    let purgeBefore = 0;
+    await forEachLimit(tombs, 32, async (t) => {
       if (t.record.kind === 'delete') await this.deleteLocal(t.record.id);
-      else await this.purge(t.record.before);
+      else purgeBefore = Math.max(purgeBefore, t.record.before);
+    });
+    if (purgeBefore > 0) await this.purge(purgeBefore);
+    await forEachLimit(tombs, 32, async (t) => {
       await this.ctx.store.purgeMeta(t.subject);
-      this.log.info('applied a pending operation kept while this host was away', { kind: t.record.kind });
-    }
+    });
+    this.log.info('applied pending deletes and purges kept while this host was away', { count: tombs.length });
   }
 
-  private async refreshClaims(): Promise<void> {
-    const all = await this.ctx.store.list<ClaimRecord>(this.ctx.names.claims);
-    const prefix = this.ctx.names.claim('');
-    this.claims.clear();
-    for (const c of all) {
-      const id = c.subject.slice(prefix.length);
-      if (this.msgs.has(id)) this.claims.set(id, c.record.holder);
-    }
-    this.lastClaimsRefresh = Date.now();
-    this.claimsStale = false;
+  /** Reads the takeover log from where this host left off (paged: any number of records). */
+  private async readLog(): Promise<void> {
+    await this.ctx.store.scan(
+      this.ctx.names.metaStream,
+      this.ctx.names.takeovers,
+      (m) => {
+        this.takeovers.add(m.seq, decodeJson<TakeoverRecord>(m.data));
+      },
+      this.takeovers.lastSeq + 1,
+    );
   }
 
-  private async promote(): Promise<void> {
+  /** The sessions live now, as this host sees them (pod → session), without `except`. */
+  private aliveNow(except: { pod: string; session: string } | undefined, includeSelf: boolean): Record<string, string> {
+    const alive: Record<string, string> = {};
+    for (const pod of this.ctx.view.live()) {
+      if (pod === this.self) continue;
+      const h = this.ctx.view.host(pod);
+      if (h === undefined) continue;
+      const session = h.record.sessionId;
+      if ((except !== undefined && pod === except.pod && session === except.session) || this.takeovers.isDead(pod, session)) continue;
+      alive[pod] = session;
+    }
+    if (includeSelf && !this.takeovers.isDead(this.self, this.session)) alive[this.self] = this.session;
+    return alive;
+  }
+
+  /** Writes a takeover-log record once (compare-and-set on its empty subject; a conflict means another host wrote it). */
+  private async writeRecord(kind: TakeoverKind, pod: string, session: string, includeSelf: boolean): Promise<void> {
+    const record: TakeoverRecord = { kind, pod, session, alive: this.aliveNow(kind === 'death' ? { pod, session } : undefined, includeSelf), ts: Date.now() };
+    const ttl = this.spec.messageRetentionMs + 3_600_000;
+    const r = await this.ctx.store.cas(this.ctx.names.takeover(pod, session, kind), record, 0, ttl);
+    if (r !== CONFLICT) {
+      if (kind === 'death' && pod !== this.self) this.metrics.promoted.inc({ queue: this.spec.name });
+      this.log.info(kind === 'death' ? 'took over a dead queue host session (one record for all its messages)' : 'queue host session announced', { host: pod, session, alive: record.alive });
+    }
+    await this.readLog();
+  }
+
+  /**
+   * Before this session serves: every earlier session of this pod is dead
+   * (this process replaced it), once its lease certainly ended. The last one
+   * may still have been heartbeating just before the restart: fence it
+   * after TTL + margin without a newer heartbeat (lease.ts rule 2).
+   */
+  private async retireOwnSessions(prev: { seq: number; record: HostRecord } | undefined, readAt: number): Promise<void> {
+    const timing = this.ctx.view.timing;
+    let cur = prev;
+    let since = readAt;
+    while (cur !== undefined && cur.record.sessionId !== this.session && (cur.record.kind === 'alive' || cur.record.kind === 'draining')) {
+      const wait = since + timing.ttl + timing.margin - performance.now();
+      if (wait > 0) await sleep(wait);
+      const r = await this.ctx.store.cas(this.ctx.names.host(this.self), { kind: 'fenced', pod: this.self, sessionId: cur.record.sessionId, ts: Date.now(), by: this.self } satisfies HostRecord, cur.seq);
+      if (r !== CONFLICT) break;
+      cur = await this.ctx.store.last<HostRecord>(this.ctx.names.host(this.self));
+      since = performance.now();
+    }
+    const old = new Set<string>();
+    if (cur !== undefined) {
+      old.add(cur.record.sessionId);
+      if (cur.record.prevSessionId !== undefined) old.add(cur.record.prevSessionId);
+    }
+    for (const r of this.takeovers.recordsOf(this.self)) old.add(r);
+    old.delete(this.session);
+    for (const session of old) if (!this.takeovers.isDead(this.self, session)) await this.writeRecord('death', this.self, session, true);
+  }
+
+  /** Fences peers that went silent, and writes the death record of every peer session that is certainly dead. */
+  private async retirePeers(): Promise<void> {
     const view = this.ctx.view;
-    const status = (pod: string) => (pod === this.self ? 'live' : view.status(pod));
-    const fenced = new Set<string>();
-    const toClaim: HostMsg[] = [];
-    for (const m of this.msgs.values()) {
-      const d = decidePromotion(this.self, m, this.claims.get(m.id), status);
-      if (d.action === 'fence' && !fenced.has(d.holder)) {
-        fenced.add(d.holder);
-        const ok = await view.fence(d.holder, this.self).catch((err: unknown) => {
-          this.log.warn('fencing a silent queue host failed', { host: d.holder, error: describeError(err) });
+    for (const pod of view.known()) {
+      if (pod === this.self) continue;
+      const h = view.host(pod);
+      if (h === undefined) continue;
+      const rec = h.record;
+      const st = view.status(pod);
+      if (st === 'expired' && (rec.kind === 'alive' || rec.kind === 'draining')) {
+        const ok = await view.fence(pod, this.self).catch((err: unknown) => {
+          this.log.warn('fencing a silent queue host failed', { host: pod, error: describeError(err) });
           return false;
         });
-        this.log.info(ok ? 'fenced a queue host whose lease expired' : 'queue host renewed its lease; not fenced', { host: d.holder });
-      } else if (d.action === 'claim') {
-        toClaim.push(m);
+        this.log.info(ok ? 'fenced a queue host whose lease expired' : 'queue host renewed its lease; not fenced', { host: pod });
+        if (!ok) continue;
+        if (!this.takeovers.isDead(pod, rec.sessionId)) await this.writeRecord('death', pod, rec.sessionId, this.heartbeat.leaseValid());
+        continue;
       }
-    }
-    if (toClaim.length === 0 || !this.heartbeat.leaseValid()) return;
-    let promoted = 0;
-    await forEachLimit(toClaim, 16, async (m) => {
-      const subject = this.ctx.names.claim(m.id);
-      const cur = await this.ctx.store.last<ClaimRecord>(subject);
-      const expectedHolder = holderOf(m, this.claims.get(m.id));
-      if (cur !== undefined && cur.record.holder !== expectedHolder) {
-        this.claims.set(m.id, cur.record.holder); // someone promoted it already
-        return;
-      }
-      const ttl = Math.max(60_000, m.enqueuedAt + this.spec.messageRetentionMs + 3_600_000 - Date.now());
-      const r = await this.ctx.store.cas(subject, { holder: this.self, ts: Date.now() } satisfies ClaimRecord, cur?.seq ?? 0, ttl);
-      if (r === CONFLICT) {
-        const now = await this.ctx.store.last<ClaimRecord>(subject);
-        if (now !== undefined) this.claims.set(m.id, now.record.holder);
-        return;
-      }
-      this.claims.set(m.id, this.self);
-      promoted++;
-      this.metrics.promoted.inc({ queue: this.spec.name });
-    });
-    if (promoted > 0) {
-      this.log.info('promoted standby replicas to visible', { count: promoted });
-      this.wake();
+      const dead: string[] = [];
+      if (rec.kind === 'fenced' || rec.kind === 'leave') dead.push(rec.sessionId);
+      for (const s of h.deadSessions) dead.push(s);
+      for (const session of dead) if (!this.takeovers.isDead(pod, session)) await this.writeRecord('death', pod, session, this.heartbeat.leaseValid());
     }
   }
 
@@ -538,6 +883,10 @@ export class QueueHost {
     this.wakeLoop?.();
     await this.loopDone;
     await this.sub?.drain().catch(() => undefined);
+    if (this.started) {
+      // Not serving any more: hand every message over now (one record) rather than when the lease runs out.
+      await this.writeRecord('death', this.self, this.session, false).catch((err: unknown) => this.log.warn('handing the messages over at stop failed; peers take them over when the lease ends', { error: describeError(err) }));
+    }
   }
 }
 

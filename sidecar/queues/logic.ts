@@ -1,15 +1,16 @@
 /**
  * Pure decisions of replicated queues, no I/O and no clock reads (every
- * function takes `now`, wall-clock ms): a message's visibility, which
- * standby promotes a message whose holder died, dead-lettering, the
- * deduplication window, target choice for replication and batch validation.
+ * function takes `now`, wall-clock ms): a message's visibility,
+ * dead-lettering, reply sizes, receive shares, the deduplication window,
+ * target choice for replication and batch validation. Who holds a message
+ * is takeover.ts.
  */
 import { LIMITS } from './spec.ts';
 
 /** The parts of a stored replica these decisions look at. */
 export interface MsgView {
   id: string;
-  /** Host that stored the initial replica (holds the visible copy unless a claim says otherwise). */
+  /** Host that stored the initial replica (the first holder, takeover.ts). */
   primary: string;
   replicas: string[];
   enqueuedAt: number;
@@ -38,41 +39,8 @@ export function expired(m: Pick<MsgView, 'enqueuedAt'>, retentionMs: number, now
   return now >= m.enqueuedAt + retentionMs;
 }
 
-/** The holder of the visible copy: the last promotion claim, else the primary. */
-export function holderOf(m: Pick<MsgView, 'primary'>, claimHolder: string | undefined): string {
-  return claimHolder ?? m.primary;
-}
-
 /** What a host knows about a peer: `live` (heartbeats seen), `expired` (none for TTL + margin: fence first), `dead` (left, fenced, or gone). */
 export type PeerStatus = 'live' | 'expired' | 'dead';
-
-export type PromotionDecision =
-  /** This host holds the visible copy. */
-  | { action: 'hold' }
-  /** Someone else holds it (or should take it). */
-  | { action: 'standby' }
-  /** The holder's lease ran out: fence its session, then decide again. */
-  | { action: 'fence'; holder: string }
-  /** The holder is dead and this host is the first live replica after it: claim (CAS). */
-  | { action: 'claim'; holder: string };
-
-/**
- * Exactly one standby promotes: the first host of the message's replica list,
- * other than the dead holder, that is live (or is this host). Views of
- * liveness may differ between hosts for a moment; the compare-and-set on the
- * claim record settles any race, so two standbys never both promote.
- */
-export function decidePromotion(self: string, m: Pick<MsgView, 'primary' | 'replicas'>, claimHolder: string | undefined, status: (pod: string) => PeerStatus): PromotionDecision {
-  const holder = holderOf(m, claimHolder);
-  if (holder === self) return { action: 'hold' };
-  const st = status(holder);
-  if (st === 'live') return { action: 'standby' };
-  const order = [...m.replicas];
-  if (!order.includes(self)) order.push(self);
-  const first = order.find((p) => p !== holder && (p === self || status(p) === 'live'));
-  if (first !== self) return { action: 'standby' };
-  return st === 'expired' ? { action: 'fence', holder } : { action: 'claim', holder };
-}
 
 /** A message that has been received maxReceiveCount times moves to the dead-letter queue instead of a further delivery. */
 export function shouldDeadLetter(m: Pick<MsgView, 'receiveCount'>, deadLetter: { queue: string; maxReceiveCount: number } | undefined): boolean {
@@ -134,4 +102,43 @@ export function batchProblem(entries: readonly { id: string }[]): string | undef
     seen.add(e.id);
   }
   return undefined;
+}
+
+/** JSON bytes a received message adds to a receive reply beyond its body and attributes (ids, replica list, field names). */
+export const REPLY_ENVELOPE_BYTES = 1_024;
+
+/**
+ * How many of `sizes` (JSON bytes of body + attributes, in order) fit in one
+ * reply of at most `budget` bytes, and at most `max` of them. Never 0 when the
+ * first fits; the sender refuses a message that could not fit alone.
+ */
+export function fitReply(sizes: readonly number[], budget: number, max: number): number {
+  let used = 0;
+  let n = 0;
+  for (const s of sizes) {
+    if (n >= max) break;
+    const cost = s + REPLY_ENVELOPE_BYTES;
+    if (used + cost > budget) break;
+    used += cost;
+    n++;
+  }
+  return n;
+}
+
+/** JSON bytes of a body plus its attributes as they travel in host requests and replies. */
+export function encodedSize(body: string, attributes: Record<string, string>): number {
+  return Buffer.byteLength(JSON.stringify(body), 'utf8') + Buffer.byteLength(JSON.stringify(attributes), 'utf8');
+}
+
+/**
+ * Splits `need` messages over `hosts` asked in parallel: each of the first
+ * min(need, hosts) hosts gets an equal share (the first ones one more), so the
+ * shares sum to exactly `need` and nothing is received that cannot be returned.
+ */
+export function shareOut(hosts: readonly string[], need: number): { pod: string; max: number }[] {
+  const k = Math.min(need, hosts.length);
+  if (k <= 0) return [];
+  const base = Math.floor(need / k);
+  const extra = need % k;
+  return hosts.slice(0, k).map((pod, i) => ({ pod, max: base + (i < extra ? 1 : 0) }));
 }

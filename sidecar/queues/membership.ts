@@ -16,7 +16,7 @@ import { CONFLICT, type QueueStore } from './store.ts';
 
 export class QueueView {
   private readonly store: QueueStore;
-  private readonly timing: LeaseTiming;
+  readonly timing: LeaseTiming;
   private readonly log: Logger;
   private readonly hosts = new Map<string, HostState>();
   /** Hosts that failed to answer a request, and when (see suspect). */

@@ -27,7 +27,7 @@ export function createQueueMetrics(registry: Registry): QueueMetrics {
     received: counter('castellan_queue_received_total', 'Message deliveries by this queue host.'),
     redelivered: counter('castellan_queue_redelivered_total', 'Deliveries of a message received before (receive count > 1).'),
     deleted: counter('castellan_queue_deleted_total', 'Replicas deleted on this queue host.'),
-    promoted: counter('castellan_queue_promoted_total', 'Standby replicas this host promoted to visible after their holder died.'),
+    promoted: counter('castellan_queue_promoted_total', 'Dead queue host sessions this host took over (death records it wrote; each moves all of that session’s messages).'),
     deadLettered: counter('castellan_queue_dead_lettered_total', 'Messages this host moved to the dead-letter queue.'),
     replication: new Histogram({
       name: 'castellan_queue_replication_seconds',

@@ -84,8 +84,15 @@ export async function startQueues(nc: NatsConnection, registry: Registry, cfg: Q
     const h = new QueueHost(nc, ctx, client, heartbeat, metrics, { pod: cfg.pod, ttlMs: timing.ttl, requestTimeoutMs: cfg.requestTimeoutMs }, hlog);
     ref.host = h;
     host = h;
-    await heartbeat.start();
-    await h.start();
+    // The host starts its lease itself, once it has loaded (not placeable before).
+    try {
+      await h.start();
+    } catch (err) {
+      await h.stop().catch(() => undefined);
+      heartbeat.stop();
+      client.stop();
+      throw err;
+    }
     readiness.queue = () => h.ready();
   }
   return {

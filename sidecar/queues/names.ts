@@ -5,12 +5,14 @@
  *   meta stream  <PREFIX>_QM_<ns>_<q>          subjects <base>.meta.>   (R3, one record per subject)
  *     config     <base>.meta.config            the queue's settings (queue hosts / operator write it)
  *     host       <base>.meta.host.<pod>        heartbeat chain of one queue host (its lease)
- *     claim      <base>.meta.claim.<msgId>     who holds the visible copy after a promotion (per-message TTL)
+ *     takeover   <base>.meta.to.<pod>.<session>.<death|birth>  takeover log: who holds what (takeover.ts)
+ *     claim      <base>.meta.claim.<msgId>     (earlier versions: per-message promotion claims; no longer written)
  *     tomb       <base>.meta.tomb.<pod>.<key>  a delete/purge kept for a host that was down (per-message TTL)
  *     dedup      <base>.meta.dedup.<hash>      deduplication marker (TTL 5 min)
  *   host stream  <PREFIX>_QH_<ns>_<q>_<pod>    subjects <base>.h.<pod>.>  (one per host)
  *     message    <base>.h.<pod>.m.<msgId>      the replica (immutable)
  *     state      <base>.h.<pod>.s.<msgId>      receive count, invisible-until, replica list
+ *     purge mark <base>.h.<pod>.x.purge        enqueue time up to which a purge removed everything
  *   rpc          <prefix>.qrpc.<ns>.<q>.<pod>   core NATS request/reply to one host
  *   wake         <prefix>.qwake.<ns>.<q>        "a message may be visible now" (long polls)
  */
@@ -32,6 +34,9 @@ export interface QueueNames {
   hosts: string;
   claim(id: string): string;
   claims: string;
+  /** A takeover-log record (takeover.ts): death or birth of one host session. */
+  takeover(pod: string, session: string, kind: 'death' | 'birth'): string;
+  takeovers: string;
   tomb(pod: string, key: string): string;
   tombs(pod: string): string;
   dedup(dedupId: string): string;
@@ -43,6 +48,8 @@ export interface QueueNames {
   hostAll(pod: string): string;
   message(pod: string, id: string): string;
   state(pod: string, id: string): string;
+  /** The host's purge mark (messages enqueued up to it are gone). */
+  purgeMark(pod: string): string;
   /** Filter of both subjects of one message in one host stream. */
   messageAll(pod: string, id: string): string;
   rpc(pod: string): string;
@@ -63,6 +70,8 @@ export function queueNames(prefix: string, namespace: string, queue: string): Qu
     hosts: `${base}.meta.host.>`,
     claim: (id) => `${base}.meta.claim.${id}`,
     claims: `${base}.meta.claim.>`,
+    takeover: (p, session, kind) => `${base}.meta.to.${pod(p)}.${sanitizeToken(session)}.${kind}`,
+    takeovers: `${base}.meta.to.>`,
     tomb: (p, key) => `${base}.meta.tomb.${pod(p)}.${key}`,
     tombs: (p) => `${base}.meta.tomb.${pod(p)}.>`,
     dedup: (d) => `${base}.meta.dedup.${createHash('sha256').update(d, 'utf8').digest('base64url').slice(0, 32)}`,
@@ -72,6 +81,7 @@ export function queueNames(prefix: string, namespace: string, queue: string): Qu
     hostAll: (p) => `${base}.h.${pod(p)}.>`,
     message: (p, id) => `${base}.h.${pod(p)}.m.${id}`,
     state: (p, id) => `${base}.h.${pod(p)}.s.${id}`,
+    purgeMark: (p) => `${base}.h.${pod(p)}.x.purge`,
     messageAll: (p, id) => `${base}.h.${pod(p)}.*.${id}`,
     rpc: (p) => `${prefix}.qrpc.${ns}.${q}.${pod(p)}`,
     wake: `${prefix}.qwake.${ns}.${q}`,

@@ -23,6 +23,9 @@ export { CONFLICT, type CasResult };
 
 const JS_STREAM_NOT_FOUND = 10059;
 
+/** Messages per direct-get batch of a scan (the most one direct-get batch request returns). */
+export const SCAN_PAGE = 1_024;
+
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
 
@@ -43,6 +46,8 @@ export interface StoredMessage {
   enqueuedAt: number;
   visibleAt: number;
   primary: string;
+  /** The primary's session when it stored the message: the first holder (takeover.ts). */
+  ps?: string;
   replicas: string[];
 }
 
@@ -117,17 +122,42 @@ export class QueueStore {
     await jsm.streams.purge(this.names.metaStream, { filter: subject });
   }
 
-  /** The last record of every meta subject matching `filter` (direct get; may lag slightly). */
-  async list<T>(filter: string): Promise<{ subject: string; seq: number; record: T }[]> {
+  /**
+   * Every message of `stream` on `filter` from sequence `fromSeq` on, in pages
+   * (direct get batches of at most PAGE): JetStream answers any number of
+   * subjects this way, where one multi-subject request refuses more than 1,024.
+   * Both streams keep one message per subject, so this is the last record of
+   * every subject. Returns the last sequence seen (fromSeq − 1 when none).
+   */
+  async scan(stream: string, filter: string, each: (m: { subject: string; seq: number; data: Uint8Array }) => void | Promise<void>, fromSeq = 1): Promise<number> {
     const jsm = await this.jsm();
-    const out: { subject: string; seq: number; record: T }[] = [];
-    try {
-      const it = await jsm.direct.getLastMessagesFor(this.names.metaStream, { multi_last: [filter] });
-      for await (const m of it) out.push({ subject: m.subject, seq: m.seq, record: dec<T>(m.data) });
-    } catch (err) {
-      if (isNotFound(err)) return out;
-      throw err;
+    let seq = Math.max(1, fromSeq);
+    let last = seq - 1;
+    for (;;) {
+      let got = 0;
+      let pending = 0;
+      try {
+        const it = await jsm.direct.getBatch(stream, { seq, batch: SCAN_PAGE, next_by_subj: filter });
+        for await (const m of it) {
+          got++;
+          last = m.seq;
+          pending = m.pending;
+          await each({ subject: m.subject, seq: m.seq, data: m.data });
+        }
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+      if (got === 0 || pending <= 0) return last;
+      seq = last + 1;
     }
+  }
+
+  /** The last record of every meta subject matching `filter`, paged (scan). */
+  async list<T>(filter: string): Promise<{ subject: string; seq: number; record: T }[]> {
+    const out: { subject: string; seq: number; record: T }[] = [];
+    await this.scan(this.names.metaStream, filter, (m) => {
+      out.push({ subject: m.subject, seq: m.seq, record: dec<T>(m.data) });
+    });
     return out;
   }
 
@@ -141,44 +171,48 @@ export class QueueStore {
     await this.js.publish(this.names.state(pod, id), enc(s), { timeout: this.timeoutMs });
   }
 
+  /** One stored replica (its body lives only here, not in the host's memory); undefined when gone. */
+  async getMessage(pod: string, id: string): Promise<StoredMessage | undefined> {
+    const jsm = await this.jsm();
+    try {
+      const m = await jsm.direct.getMessage(this.names.hostStream(pod), { last_by_subj: this.names.message(pod, id) });
+      return m === null ? undefined : dec<StoredMessage>(m.data);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
   /** Removes both subjects of a message from the host stream. */
   async deleteMessage(pod: string, id: string): Promise<void> {
     const jsm = await this.jsm();
     await jsm.streams.purge(this.names.hostStream(pod), { filter: this.names.messageAll(pod, id) });
   }
 
-  /** Every replica stored for `pod`, in stream order, with its latest state. */
-  async loadAll(pod: string): Promise<Map<string, { msg: StoredMessage; state?: MessageState }>> {
-    const out = new Map<string, { msg: StoredMessage; state?: MessageState }>();
-    const stream = this.names.hostStream(pod);
-    const jsm = await this.jsm();
-    const info = await jsm.streams.info(stream);
-    if (info.state.messages === 0) return out;
-    const states = new Map<string, MessageState>();
+  /** Records that this host applied a purge up to `before` (survives restarts; one subject). */
+  async putPurgeMark(pod: string, before: number): Promise<void> {
+    await this.js.publish(this.names.purgeMark(pod), enc({ before }), { timeout: this.timeoutMs });
+  }
+
+  /**
+   * Every record of `pod`'s host stream, in stream order and in pages (scan):
+   * replicas, their latest states and the purge mark. Works for any number of
+   * replicas; the caller keeps what it needs of each.
+   */
+  async loadAll(pod: string, each: HostStreamVisitor): Promise<void> {
     const mPrefix = this.names.message(pod, '');
     const sPrefix = this.names.state(pod, '');
-    // An ordered consumer read in fetches: a fetch that comes back empty ends the scan even if
-    // messages vanished (max_age) between the info and the read.
-    const consumer = await this.js.consumers.get(stream);
-    for (let done = false; !done; ) {
-      const batch = await consumer.fetch({ max_messages: 512, expires: 2_000 });
-      let got = 0;
-      for await (const m of batch) {
-        got++;
-        if (m.subject.startsWith(mPrefix)) {
-          const msg = dec<StoredMessage>(m.data);
-          out.set(msg.id, { msg });
-        } else if (m.subject.startsWith(sPrefix)) {
-          states.set(m.subject.slice(sPrefix.length), dec<MessageState>(m.data));
-        }
-        if (m.info.pending === 0) done = true;
-      }
-      if (got === 0) done = true;
-    }
-    for (const [id, s] of states) {
-      const e = out.get(id);
-      if (e !== undefined) e.state = s;
-    }
-    return out;
+    const purge = this.names.purgeMark(pod);
+    await this.scan(this.names.hostStream(pod), this.names.hostAll(pod), (m) => {
+      if (m.subject.startsWith(mPrefix)) each.message(dec<StoredMessage>(m.data), m.seq);
+      else if (m.subject.startsWith(sPrefix)) each.state(m.subject.slice(sPrefix.length), dec<MessageState>(m.data));
+      else if (m.subject === purge) each.purge(dec<{ before: number }>(m.data).before);
+    });
   }
+}
+
+export interface HostStreamVisitor {
+  message(m: StoredMessage, seq: number): void;
+  state(id: string, s: MessageState): void;
+  purge(before: number): void;
 }

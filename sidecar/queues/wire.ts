@@ -6,15 +6,26 @@
 import type { StoredMessage } from './store.ts';
 
 export type HostRequest =
-  | { op: 'enqueue'; body: string; attributes: Record<string, string>; delayMs: number; replicas: number; dedupId?: string }
-  | { op: 'replicate'; msg: StoredMessage }
+  /** messageId/enqueuedAt: kept from the source queue when a message moves to its dead-letter queue. */
+  | { op: 'enqueue'; body: string; attributes: Record<string, string>; delayMs: number; replicas: number; dedupId?: string; messageId?: string; enqueuedAt?: number }
+  /** deadline: wall ms after which the copy must not be stored any more (the primary has given up on it). */
+  | { op: 'replicate'; msg: StoredMessage; deadline?: number }
   | { op: 'receive'; max: number; visibilityMs: number }
   | { op: 'delete'; id: string }
   | { op: 'visibility'; id: string; receiveCount: number; visibilityMs: number }
   /** Holder → standbys, fire and forget: the latest receive count, invisibility and replica list. */
   | { op: 'state'; id: string; receiveCount: number; invisibleUntil: number; replicas?: string[] }
+  /** Holder → one standby, answered once the standby stored them: receive counts, invisibility, replica lists. */
+  | { op: 'states'; items: StateUpdate[] }
   | { op: 'stats' }
   | { op: 'purge'; before: number };
+
+export interface StateUpdate {
+  id: string;
+  receiveCount: number;
+  invisibleUntil: number;
+  replicas?: string[];
+}
 
 export interface ReceivedMessage {
   messageId: string;

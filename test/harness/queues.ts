@@ -85,3 +85,79 @@ export async function call<T = unknown>(base: string, method: string, path: stri
 
 /** A received message as the API returns it. */
 export type ApiMessage = OutMessage;
+
+/**
+ * Sends `bodies` in batches of 100 (`parallel` batches at a time), sending
+ * refused entries again (a busy machine makes a host miss a heartbeat now and
+ * then) until all are acknowledged or `timeoutMs` passed; returns body →
+ * replicas of every acknowledged one.
+ */
+export async function sendBacklog(base: string, queue: string, bodies: string[], parallel = 4, timeoutMs = 300_000): Promise<Map<string, string[]>> {
+  const acked = new Map<string, string[]>();
+  const deadline = performance.now() + timeoutMs;
+  let todo = bodies;
+  while (todo.length > 0 && performance.now() < deadline) {
+    const batches: string[][] = [];
+    for (let i = 0; i < todo.length; i += 100) batches.push(todo.slice(i, i + 100));
+    let next = 0;
+    const worker = async () => {
+      while (next < batches.length) {
+        const batch = batches[next++]!;
+        const r = await call<{ successful: { id: string; replicas: string[] }[] }>(base, 'POST', `/v1/queues/${queue}/batch/send`, {
+          entries: batch.map((body, i) => ({ id: `e${i}`, body })),
+        }).catch(() => undefined);
+        if (r?.status !== 200) continue;
+        for (const s of r.body.successful) acked.set(batch[Number(s.id.slice(1))]!, s.replicas);
+      }
+    };
+    await Promise.all(Array.from({ length: parallel }, worker));
+    todo = todo.filter((b) => !acked.has(b));
+  }
+  return acked;
+}
+
+/**
+ * Receives (10 at a time, `parallel` consumers) and deletes in batches until
+ * every body of `want` was seen or `timeoutMs` passed; returns what was seen
+ * (body → messages) and every delivery.
+ */
+export async function drainQueue(
+  bases: string[],
+  queue: string,
+  want: ReadonlySet<string>,
+  timeoutMs: number,
+  opts: { parallel?: number; remove?: boolean } = {},
+): Promise<{ seen: Map<string, ApiMessage>; deliveries: number; unexpected: string[] }> {
+  const seen = new Map<string, ApiMessage>();
+  const unexpected: string[] = [];
+  let deliveries = 0;
+  const deadline = performance.now() + timeoutMs;
+  // With nothing wanted: receive until the deadline (to show that nothing comes).
+  const missing = () => want.size === 0 || [...want].some((b) => !seen.has(b));
+  const consumer = async (i: number) => {
+    while (performance.now() < deadline && missing()) {
+      const base = bases[i % bases.length]!;
+      const r = await call<{ messages: ApiMessage[] }>(base, 'POST', `/v1/queues/${queue}/receive`, { maxMessages: 10, waitSeconds: 1 }).catch(() => undefined);
+      if (r === undefined || r.status !== 200) {
+        await new Promise((res) => setTimeout(res, 100));
+        continue;
+      }
+      deliveries += r.body.messages.length;
+      for (const m of r.body.messages) {
+        if (!want.has(m.body)) unexpected.push(m.body);
+        seen.set(m.body, m);
+      }
+      if (opts.remove !== false && r.body.messages.length > 0) {
+        await call(base, 'POST', `/v1/queues/${queue}/batch/delete`, { entries: r.body.messages.map((m, j) => ({ id: `d${j}`, receiptHandle: m.receiptHandle })) }).catch(() => undefined);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: opts.parallel ?? 4 }, (_, i) => consumer(i)));
+  return { seen, deliveries, unexpected };
+}
+
+/** Live hosts of a queue as a client sidecar sees them. */
+export async function liveQueueHosts(base: string, queue: string): Promise<string[]> {
+  const r = await call<{ hosts?: string[] }>(base, 'GET', `/v1/queues/${queue}`).catch(() => undefined);
+  return r?.body?.hosts ?? [];
+}

@@ -42,7 +42,7 @@ describe('replicated queues: API', () => {
     const settings = { visibilityTimeout: '3s', deadLetterQueue: 'jobs-dlq', maxReceiveCount: 3 };
     procs.push(...(await Promise.all([0, 1, 2].map((i) => startQueueHost('jobs', i, nats.urls, settings, env)))));
     procs.push(...(await Promise.all([0, 1].map((i) => startQueueHost('jobs-dlq', i, nats.urls, { hosts: 2, replicaCount: 2 }, env)))));
-    procs.push(...(await Promise.all([0, 1, 2].map((i) => startQueueHost('short', i, nats.urls, { messageRetention: '3s', maxMessageBytes: 1024, delay: '2s' }, env)))));
+    procs.push(...(await Promise.all([0, 1, 2].map((i) => startQueueHost('short', i, nats.urls, { messageRetention: '5s', maxMessageBytes: 1024, delay: '2s' }, env)))));
     client = await startQueueClient('q-client', nats.urls, env);
     procs.push(client);
     c = client.url;

@@ -12,16 +12,17 @@ import { messageSize, receiveOrder } from '../../sidecar/queues/client.ts';
 import {
   batchProblem,
   dedupDecision,
-  decidePromotion,
   DEDUP_PENDING_STALE_MS,
+  encodedSize,
   expired,
-  holderOf,
+  fitReply,
   nextVisibleAt,
   pickTargets,
+  shareOut,
   shouldDeadLetter,
   visibilityOf,
-  type PeerStatus,
 } from '../../sidecar/queues/logic.ts';
+import { TakeoverLog } from '../../sidecar/queues/takeover.ts';
 import { isValidQueueName, queueNames } from '../../sidecar/queues/names.ts';
 import { decodeReceipt, encodeReceipt, receiptKey, type Receipt } from '../../sidecar/queues/receipt.ts';
 import { LIMITS, queueSpecSchema } from '../../sidecar/queues/spec.ts';
@@ -84,35 +85,74 @@ describe('visibility', () => {
   });
 });
 
-describe('promotion', () => {
-  const m = { primary: 'q-0', replicas: ['q-0', 'q-1', 'q-2'] };
-  const statuses = (s: Record<string, PeerStatus>) => (pod: string) => s[pod] ?? 'live';
+describe('takeover log (who holds a message)', () => {
+  const alive = (o: Record<string, string>) => o;
+  const msg = { primary: 'q-0', ps: 'a0', replicas: ['q-0', 'q-1', 'q-2'] };
+  const holder = (log: TakeoverLog, m = msg) => log.holder(m.primary, m.ps, m.replicas);
 
-  it('the holder holds; standbys wait while it is live', () => {
-    expect(decidePromotion('q-0', m, undefined, statuses({}))).toEqual({ action: 'hold' });
-    expect(decidePromotion('q-1', m, undefined, statuses({}))).toEqual({ action: 'standby' });
-    expect(holderOf(m, 'q-2')).toBe('q-2');
-    expect(decidePromotion('q-2', m, 'q-2', statuses({}))).toEqual({ action: 'hold' });
+  it('the primary session holds until its death record; then the next live replica after it', () => {
+    const log = new TakeoverLog();
+    expect(holder(log)).toEqual({ pod: 'q-0', session: 'a0' });
+    log.add(1, { kind: 'death', pod: 'q-0', session: 'a0', alive: alive({ 'q-1': 'b0', 'q-2': 'c0' }), ts: 0 });
+    expect(holder(log)).toEqual({ pod: 'q-1', session: 'b0' });
+    // A message whose primary is another host is not affected.
+    expect(holder(log, { primary: 'q-2', ps: 'c0', replicas: ['q-2', 'q-0'] })).toEqual({ pod: 'q-2', session: 'c0' });
   });
 
-  it('exactly one standby (the first live one after the holder) acts when the holder dies', () => {
-    const dead = statuses({ 'q-0': 'dead' });
-    const decisions = ['q-1', 'q-2'].map((self) => decidePromotion(self, m, undefined, dead));
-    expect(decisions).toEqual([{ action: 'claim', holder: 'q-0' }, { action: 'standby' }]);
-    const both = statuses({ 'q-0': 'dead', 'q-1': 'dead' });
-    expect(decidePromotion('q-2', m, undefined, both)).toEqual({ action: 'claim', holder: 'q-0' });
-    // After a promotion to q-1, q-1 dying hands it to the next live replica (q-0 is back).
-    expect(decidePromotion('q-0', m, 'q-1', statuses({ 'q-1': 'dead' }))).toEqual({ action: 'claim', holder: 'q-1' });
-    expect(decidePromotion('q-2', m, 'q-1', statuses({ 'q-1': 'dead' }))).toEqual({ action: 'standby' });
+  it('a second failure moves it on, also back to the restarted first host (new session)', () => {
+    const log = new TakeoverLog();
+    log.add(1, { kind: 'death', pod: 'q-0', session: 'a0', alive: alive({ 'q-1': 'b0', 'q-2': 'c0' }), ts: 0 });
+    log.add(2, { kind: 'birth', pod: 'q-0', session: 'a1', alive: alive({ 'q-0': 'a1', 'q-1': 'b0', 'q-2': 'c0' }), ts: 0 });
+    log.add(3, { kind: 'death', pod: 'q-1', session: 'b0', alive: alive({ 'q-0': 'a1', 'q-2': 'c0' }), ts: 0 });
+    expect(holder(log)).toEqual({ pod: 'q-2', session: 'c0' });
+    expect(holder(log, { primary: 'q-0', ps: 'a0', replicas: ['q-0', 'q-1'] })).toEqual({ pod: 'q-0', session: 'a1' });
   });
 
-  it('fences an expired holder before claiming', () => {
-    expect(decidePromotion('q-1', m, undefined, statuses({ 'q-0': 'expired' }))).toEqual({ action: 'fence', holder: 'q-0' });
+  it('a message whose every replica was down is adopted by the first replica born again', () => {
+    const log = new TakeoverLog();
+    const m = { primary: 'q-0', ps: 'a0', replicas: ['q-0', 'q-1'] };
+    log.add(1, { kind: 'death', pod: 'q-1', session: 'b0', alive: alive({ 'q-0': 'a0', 'q-2': 'c0' }), ts: 0 });
+    log.add(2, { kind: 'death', pod: 'q-0', session: 'a0', alive: alive({ 'q-2': 'c0' }), ts: 0 });
+    expect(holder(log, m)).toBeUndefined();
+    log.add(3, { kind: 'birth', pod: 'q-1', session: 'b1', alive: alive({ 'q-1': 'b1', 'q-2': 'c0' }), ts: 0 });
+    expect(holder(log, m)).toEqual({ pod: 'q-1', session: 'b1' });
   });
 
-  it('a standby missing from its (stale) replica list still takes its turn last', () => {
-    expect(decidePromotion('q-3', { primary: 'q-0', replicas: ['q-0', 'q-1'] }, undefined, statuses({ 'q-0': 'dead', 'q-1': 'dead' }))).toEqual({ action: 'claim', holder: 'q-0' });
-    expect(decidePromotion('q-3', { primary: 'q-0', replicas: ['q-0', 'q-1'] }, undefined, statuses({ 'q-0': 'dead' }))).toEqual({ action: 'standby' });
+  it('never loops on records written from stale views; duplicates are ignored', () => {
+    const log = new TakeoverLog();
+    const m = { primary: 'q-0', ps: 'a0', replicas: ['q-0', 'q-1'] };
+    log.add(1, { kind: 'death', pod: 'q-1', session: 'b0', alive: alive({ 'q-0': 'a0' }), ts: 0 });
+    // Written by a host that still thought b0 alive: b0 died before (position 0), so it is skipped.
+    log.add(2, { kind: 'death', pod: 'q-0', session: 'a0', alive: alive({ 'q-1': 'b0' }), ts: 0 });
+    expect(holder(log, m)).toBeUndefined();
+    expect(log.add(3, { kind: 'death', pod: 'q-0', session: 'a0', alive: alive({}), ts: 0 })).toBe(false);
+    log.add(4, { kind: 'birth', pod: 'q-0', session: 'a1', alive: alive({ 'q-0': 'a1' }), ts: 0 });
+    expect(holder(log, m)).toEqual({ pod: 'q-0', session: 'a1' });
+    expect(log.recordsOf('q-0').sort()).toEqual(['a0', 'a1']);
+  });
+});
+
+describe('reply bounds and receive shares', () => {
+  it('fits messages into a reply by bytes, never more than max', () => {
+    expect(fitReply([100, 100, 100], 10_000, 10)).toBe(3);
+    expect(fitReply([100, 100, 100], 10_000, 2)).toBe(2);
+    expect(fitReply([4_000, 4_000, 4_000], 12_000, 10)).toBe(2);
+    expect(fitReply([20_000], 10_000, 10)).toBe(0);
+  });
+
+  it('counts JSON escaping in the wire size', () => {
+    expect(encodedSize('ab', {})).toBe(4 + 2);
+    expect(encodedSize('\u0001', {})).toBe(8 + 2);
+  });
+
+  it('shares maxMessages over hosts so that the shares add up to it exactly', () => {
+    expect(shareOut(['a', 'b', 'c'], 10)).toEqual([
+      { pod: 'a', max: 4 },
+      { pod: 'b', max: 3 },
+      { pod: 'c', max: 3 },
+    ]);
+    expect(shareOut(['a', 'b', 'c'], 1)).toEqual([{ pod: 'a', max: 1 }]);
+    expect(shareOut([], 5)).toEqual([]);
   });
 });
 

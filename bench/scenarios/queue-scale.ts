@@ -1,0 +1,156 @@
+/**
+ * Scenario `queue-scale` — replicated queue hosts with a large backlog
+ * (issue 13 items 6 and 7): N messages at R=2, primary copies on `bqs-0`,
+ * standby copies on `bqs-1` (so each of them stores N copies), written
+ * straight into the host streams in the layout the hosts use (sending N
+ * messages through the API would take hours on this machine), with the
+ * birth record of the session that "sent" them. Then:
+ *
+ * - start-up: time from spawn to ready of `bqs-1` and `bqs-0` (each loads N
+ *   copies; `bqs-0` also retires the sending session, which moves every
+ *   message to `bqs-1` with one record);
+ * - memory: RSS of a host holding N copies minus RSS of `bqs-2` (same
+ *   queue, no copies), per copy;
+ * - failover: kill -9 of `bqs-1` (holding all N), time until a client
+ *   receives one of its messages again (from `bqs-0`), against the lease
+ *   TTL + 5 s bound.
+ *
+ * N: 1,000,000 in full mode, 50,000 quick, skipped in smoke (seeding is bound by
+ * fsync-per-write JetStream: ~1,500 writes/s on the shared development machine).
+ */
+import { randomUUID } from 'node:crypto';
+import { jetstream } from '@nats-io/jetstream';
+import { terminate } from '../../common/children.ts';
+import { sleep } from '../../common/net.ts';
+import { deleteQueueAssets, ensureQueueAssets } from '../../sidecar/queues/assets.ts';
+import { queueNames } from '../../sidecar/queues/names.ts';
+import type { QueueSpec } from '../../sidecar/queues/spec.ts';
+import type { StoredMessage } from '../../sidecar/queues/store.ts';
+import type { TakeoverRecord } from '../../sidecar/queues/takeover.ts';
+import { startSidecar, waitHttp, type SidecarProc } from '../../test/harness/sidecars.ts';
+import { rssBytes } from '../lib/procfs.ts';
+import { QueueClient, requireQueues } from '../lib/queues.ts';
+import { valueResult, type BenchResult } from '../lib/result.ts';
+import { SkipScenario, type Ctx, type Scenario } from '../lib/scenario.ts';
+import { round } from '../lib/stats.ts';
+
+const LEASE_TTL_MS = 1_000;
+const Q = 'bqs';
+const SIZES = { smoke: 0, quick: 50_000, full: 1_000_000 } as const;
+
+export const queueScale: Scenario = {
+  name: 'queue-scale',
+  title: 'Replicated queue hosts with a large backlog: start-up, memory per copy, failover',
+  async run(ctx: Ctx) {
+    if (ctx.mode === 'smoke') throw new SkipScenario('seeds and loads a large backlog (minutes on a busy machine): run with --quick (50,000 messages) or full (1,000,000)');
+    const fx = await ctx.objects();
+    await requireQueues(fx.client.url);
+    const n = SIZES[ctx.mode];
+    const nc = await ctx.nc();
+    const target = { prefix: 'castellan', namespace: 'default' };
+    const spec: QueueSpec = { name: Q, hosts: 3, replicaCount: 2, visibilityTimeoutMs: 30_000, messageRetentionMs: 4 * 86_400_000, maxMessageBytes: 262_144, delayMs: 0 };
+    const names = queueNames(target.prefix, target.namespace, Q);
+    const procs: SidecarProc[] = [];
+    const env = {
+      CASTELLAN_QUEUE: Q,
+      CASTELLAN_ROLE: 'queue-host',
+      CASTELLAN_QUEUE_HOSTS: '3',
+      CASTELLAN_QUEUE_REPLICA_COUNT: '2',
+      CASTELLAN_LOG_LEVEL: 'warn',
+    };
+    const start = async (i: number): Promise<{ p: SidecarProc; ms: number }> => {
+      const t0 = performance.now();
+      const p = await startSidecar(`${Q}-${i}`, ctx.env.urls, env, { wait: false });
+      procs.push(p);
+      await waitHttp(`${p.url}/readyz`, 600_000);
+      return { p, ms: performance.now() - t0 };
+    };
+    try {
+      await deleteQueueAssets(nc, target, Q).catch(() => undefined);
+      await ensureQueueAssets(nc, target, spec, { metaReplicas: 3 });
+      const session = randomUUID();
+      const js = jetstream(nc, { timeout: 60_000 });
+      const birth: TakeoverRecord = { kind: 'birth', pod: `${Q}-0`, session, alive: { [`${Q}-0`]: session }, ts: Date.now() };
+      await js.publish(names.takeover(`${Q}-0`, session, 'birth'), JSON.stringify(birth));
+      ctx.log(`queue-scale: writing ${n} messages × 2 copies into the host streams`);
+      const t0 = performance.now();
+      const now = Date.now();
+      let next = 0;
+      const writer = async () => {
+        while (next < n) {
+          const i = next++;
+          const m: StoredMessage = {
+            id: randomUUID(),
+            body: `backlog message ${i} ${'x'.repeat(64)}`,
+            attributes: {},
+            enqueuedAt: now,
+            visibleAt: now,
+            primary: `${Q}-0`,
+            ps: session,
+            replicas: [`${Q}-0`, `${Q}-1`],
+          };
+          const data = JSON.stringify(m);
+          await Promise.all([js.publish(names.message(`${Q}-0`, m.id), data), js.publish(names.message(`${Q}-1`, m.id), data)]);
+        }
+      };
+      await Promise.all(Array.from({ length: 256 }, writer));
+      const seedMs = performance.now() - t0;
+      ctx.log(`queue-scale: seeded in ${Math.round(seedMs)} ms; starting hosts`);
+      const empty = await start(2);
+      const h1 = await start(1);
+      const h0 = await start(0);
+      await sleep(3_000); // let the takeover of the sending session and the first passes settle
+      const rss0 = rssBytes(h0.p.pid);
+      const rss1 = rssBytes(h1.p.pid);
+      const rssEmpty = rssBytes(empty.p.pid);
+      const perCopy = (Math.max(rss0, rss1) - rssEmpty) / n;
+      // V8 heap in use (prom-client default metric): what the index itself takes, without heap slack.
+      const heapUsed = async (p: SidecarProc) => {
+        const text = await (await fetch(`${p.url}/metrics`)).text();
+        const m = /^castellan_sidecar_nodejs_heap_size_used_bytes(?:\{[^}]*\})? ([0-9.e+]+)$/m.exec(text);
+        return m === null ? Number.NaN : Number(m[1]);
+      };
+      const heapPerCopy = (Math.max(await heapUsed(h0.p), await heapUsed(h1.p)) - (await heapUsed(empty.p))) / n;
+      ctx.log(`queue-scale: V8 heap in use per copy ${Math.round(heapPerCopy)} bytes`);
+      ctx.log(`queue-scale: ready after ${Math.round(h1.ms)} / ${Math.round(h0.ms)} ms; RSS ${Math.round(rss0 / 2 ** 20)} / ${Math.round(rss1 / 2 ** 20)} MiB (empty host ${Math.round(rssEmpty / 2 ** 20)} MiB)`);
+
+      // Failover: kill -9 the host that holds all of them; time until one is received again.
+      const q = new QueueClient(fx.client.url, Q);
+      await q.waitReady();
+      const probe = await q.receive(1, 5, 1);
+      if (probe.length === 0) throw new Error('queue-scale: no message receivable before the kill');
+      await terminate(h1.p.child, 'SIGKILL', 1_000);
+      const k0 = performance.now();
+      let failoverMs = Number.NaN;
+      while (performance.now() - k0 < 120_000) {
+        const got = await q.receive(1, 1, 30);
+        if (got.length > 0) {
+          failoverMs = performance.now() - k0;
+          break;
+        }
+      }
+      ctx.log(`queue-scale: messages receivable again ${Math.round(failoverMs)} ms after kill -9`);
+      const results: BenchResult[] = [
+        valueResult('queue-scale', `queue host start-up with ${n} stored copies (spawn → ready)`, 'ms', h0.ms, 'empty queue host start-up (spawn → ready)', empty.ms, {
+          // Only a run at the target size can meet the target.
+          target: { text: '≤ 30 s at 1,000,000 copies', met: () => n >= 1_000_000 && h0.ms <= 30_000 && h1.ms <= 30_000 },
+          extra: { copies: n, otherHostMs: Math.round(h1.ms), seedMs: Math.round(seedMs) },
+          samples: { subject: [h0.ms], baseline: [empty.ms] },
+        }),
+        valueResult('queue-scale', `queue host memory per stored copy (${n} copies, RSS minus an empty host)`, 'bytes/copy', perCopy, 'target', 200, {
+          target: { text: '≤ 200 bytes per copy and ≤ 512 MB RSS', met: () => perCopy <= 200 && Math.max(rss0, rss1) <= 512 * 2 ** 20 },
+          extra: { rssMiB: round(Math.max(rss0, rss1) / 2 ** 20, 1), emptyRssMiB: round(rssEmpty / 2 ** 20, 1), heapUsedBytesPerCopy: round(heapPerCopy, 1) },
+        }),
+        valueResult('queue-scale', `failover of a queue host holding ${n} copies (kill -9 → first message received again)`, 'ms', failoverMs, 'lease TTL + 5 s', LEASE_TTL_MS + 5_000, {
+          target: { text: '≤ lease TTL + 5 s (at 1,000,000 copies)', met: (x) => n >= 1_000_000 && Number.isFinite(x.value) && x.value <= LEASE_TTL_MS + 5_000 },
+          samples: { subject: [failoverMs], baseline: [LEASE_TTL_MS + 5_000] },
+          notes: 'one kill (n = 1)',
+        }),
+      ];
+      return results;
+    } finally {
+      await Promise.all(procs.map((p) => terminate(p.child, 'SIGKILL', 1_000)));
+      await deleteQueueAssets(nc, target, Q).catch(() => undefined);
+    }
+  },
+};
