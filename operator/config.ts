@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { loadConfig, zBool, zDuration, zList, zPort, type EnvMap } from '../common/config.ts';
+import { natsSecurityEnv, natsSecurityShape } from '../common/nats-security.ts';
 
 const natsUrl = z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s,]+$/, 'expected a nats:// URL');
 const k8sName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a Kubernetes name (DNS label)');
@@ -19,6 +20,13 @@ export const operatorConfigSchema = z
       .object({
         urls: zList.pipe(z.array(natsUrl).min(1, 'at least one NATS URL is required (CASTELLAN_NATS_URL)')),
         prefix: z.union([z.literal(''), z.string().regex(/^[A-Za-z0-9_-]{1,32}$/)]).optional(),
+        /**
+         * NATS URLs a resource's spec.nats.urls may name besides `urls` (docs/security.md);
+         * `*` allows any. Anything else is refused, so editing a resource cannot make the operator dial an address.
+         */
+        allowedUrls: zList.pipe(z.array(z.union([z.literal('*'), natsUrl]))).default([]),
+        /** Credentials and TLS (SPEC §1 CASTELLAN_NATS_CREDS … CASTELLAN_NATS_TLS_KEY). */
+        ...natsSecurityShape,
       })
       .prefault({ urls: [] }),
     /** Namespaces to watch; empty = all namespaces. */
@@ -66,6 +74,8 @@ export const operatorEnv: EnvMap = {
   KUBECONFIG: 'kubeconfig',
   CASTELLAN_NATS_URL: 'nats.urls',
   CASTELLAN_NATS_PREFIX: 'nats.prefix',
+  CASTELLAN_NATS_ALLOWED_URLS: 'nats.allowedUrls',
+  ...natsSecurityEnv,
   CASTELLAN_WATCH_NAMESPACES: 'namespaces',
   CASTELLAN_OPERATOR_HOST: 'http.host',
   CASTELLAN_OPERATOR_PORT: 'http.port',

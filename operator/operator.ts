@@ -18,6 +18,7 @@ import { describeError, type Logger } from '../common/logger.ts';
 import { healthRouter, Readiness } from '../sidecar/http/health.ts';
 import { kinds, type CustomResource, type KindName } from './api/resources.ts';
 import { NatsPool } from './assets/nats-pool.ts';
+import { refusedNatsUrls } from './security/nats-url-policy.ts';
 import type { OperatorConfig } from './config.ts';
 import { EventRecorder } from './controller/events.ts';
 import { Informer, type InformerEvent } from './controller/informer.ts';
@@ -105,7 +106,8 @@ class Controllers {
     };
     const events = new EventRecorder(kube, 'castellan-operator', config.identity, log);
     const children = Object.fromEntries(childKinds.map((k) => [k, this.union(this.childInformers.get(k) ?? [])])) as Record<ChildKind, Informer<k8s.KubernetesObject>>;
-    const deps = (kind: KindName) => ({ kube, crs: this.union(this.crInformers.get(kind) ?? []), children, defaults, nats, events, log: log.child({ kind }) });
+    const refuseNatsUrls = (urls: readonly string[] | undefined) => refusedNatsUrls(urls, config.nats.urls, config.nats.allowedUrls);
+    const deps = (kind: KindName) => ({ kube, crs: this.union(this.crInformers.get(kind) ?? []), children, defaults, nats, events, refuseNatsUrls, log: log.child({ kind }) });
     this.reconcilers = {
       DurableObject: new Reconciler(durableObjectHandler, deps('DurableObject')) as Reconciler<unknown>,
       ReplicatedQueue: new Reconciler(replicatedQueueHandler, deps('ReplicatedQueue')) as Reconciler<unknown>,
@@ -231,7 +233,7 @@ export class Operator {
     this.opts = opts;
     this.kube = new Kube(opts.kc);
     this.metrics = createOperatorMetrics();
-    this.nats = new NatsPool(`castellan-operator ${opts.config.identity}`, opts.log.child({ component: 'operator.nats' }));
+    this.nats = new NatsPool(`castellan-operator ${opts.config.identity}`, opts.log.child({ component: 'operator.nats' }), opts.config.nats);
     this.readiness.add('kubernetes', () => withTimeout(this.kube.ping(), 3_000, 'the API server did not answer within 3s').then((): true => true));
     this.readiness.add('controllers', () => (this.controllers === undefined || this.controllers.synced() ? true : 'informer caches are filling'));
   }
@@ -248,6 +250,7 @@ export class Operator {
 
   async start(): Promise<void> {
     const { config, log } = this.opts;
+    await this.nats.preflight(config.nats.urls);
     const app = express();
     app.disable('x-powered-by');
     app.use(healthRouter(this.readiness, this.metrics.registry));
