@@ -19,6 +19,7 @@ import { healthRouter, Readiness } from '../sidecar/http/health.ts';
 import { kinds, type CustomResource, type KindName } from './api/resources.ts';
 import { NatsPool } from './assets/nats-pool.ts';
 import { refusedNatsUrls } from './security/nats-url-policy.ts';
+import { startAuthCalloutFromConfig } from './authcallout/start.ts';
 import type { OperatorConfig } from './config.ts';
 import { EventRecorder } from './controller/events.ts';
 import { Informer, type InformerEvent } from './controller/informer.ts';
@@ -223,6 +224,7 @@ export class Operator {
   private readonly opts: OperatorOptions;
   private readonly kube: Kube;
   private readonly nats: NatsPool;
+  private authCallout: { close(): Promise<void> } | undefined;
   private controllers: Controllers | undefined;
   private elector: LeaderElector | undefined;
   private server: Server | undefined;
@@ -250,6 +252,7 @@ export class Operator {
 
   async start(): Promise<void> {
     const { config, log } = this.opts;
+    if (config.authCallout.enabled) this.authCallout = await startAuthCalloutFromConfig(config, this.opts.kc, log.child({ component: 'operator.authcallout' }));
     await this.nats.preflight(config.nats.urls);
     const app = express();
     app.disable('x-powered-by');
@@ -320,6 +323,7 @@ export class Operator {
     await c?.stop();
     await this.elector?.stop();
     await this.nats.close();
+    await this.authCallout?.close();
     const server = this.server;
     if (server !== undefined) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
