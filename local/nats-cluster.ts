@@ -34,9 +34,24 @@ export interface NatsClusterOptions {
    * the owner (castellan dev), which stops the servers last (default false).
    */
   detached?: boolean;
+  /**
+   * Client authentication and TLS (docs/security.md). `auth` writes a simple
+   * `authorization` block (one user+password, a token, or nkey users);
+   * `config` is written verbatim for anything else (accounts, operator mode,
+   * an auth callout). Cluster routes are not authenticated (loopback only).
+   */
+  security?: NatsServerSecurity;
   /** Called when a node exits without being asked to (kill -9 from outside, crash). */
   onUnexpectedExit?: (node: NatsNode, code: number | null, signal: NodeJS.Signals | null) => void;
   log?: Logger;
+}
+
+export interface NatsServerSecurity {
+  auth?: { user: string; password: string } | { token: string } | { nkeys: string[] };
+  /** Extra server configuration, written verbatim (e.g. `accounts {…}` and `authorization { auth_callout {…} }`). */
+  config?: string;
+  /** TLS on the client port: server certificate and key; with `ca` and `verify`, clients must show a certificate it signed. */
+  tls?: { cert: string; key: string; ca?: string; verify?: boolean };
 }
 
 export interface NatsNode {
@@ -101,7 +116,7 @@ export class NatsCluster {
       };
       nodes.push(node);
     }
-    for (const node of nodes) writeFileSync(node.configFile, serverConfig(node, nodes, name, opts.maxPayload));
+    for (const node of nodes) writeFileSync(node.configFile, serverConfig(node, nodes, name, opts.maxPayload, opts.security));
     const cluster = new NatsCluster(nodes, name, binary, opts);
     try {
       for (const node of nodes) cluster.spawnNode(node);
@@ -238,7 +253,29 @@ function lastLines(file: string, n = 5): string {
   }
 }
 
-function serverConfig(node: NatsNode, all: NatsNode[], clusterName: string, maxPayload?: number): string {
+/** The server configuration lines of a NatsServerSecurity. */
+export function securityConfig(sec: NatsServerSecurity | undefined): string[] {
+  if (sec === undefined) return [];
+  const lines: string[] = [];
+  const q = (v: string) => JSON.stringify(v);
+  const a = sec.auth;
+  if (a !== undefined) {
+    if ('token' in a) lines.push('authorization {', `  token: ${q(a.token)}`, '}');
+    else if ('nkeys' in a) lines.push('authorization {', `  users: [${a.nkeys.map((k) => `{nkey: ${q(k)}}`).join(', ')}]`, '}');
+    else lines.push('authorization {', `  user: ${q(a.user)}`, `  password: ${q(a.password)}`, '}');
+  }
+  if (sec.tls !== undefined) {
+    const t = sec.tls;
+    lines.push('tls {', `  cert_file: ${q(t.cert)}`, `  key_file: ${q(t.key)}`);
+    if (t.ca !== undefined) lines.push(`  ca_file: ${q(t.ca)}`);
+    if (t.verify === true) lines.push('  verify: true');
+    lines.push('  timeout: 5', '}');
+  }
+  if (sec.config !== undefined) lines.push(sec.config);
+  return lines;
+}
+
+function serverConfig(node: NatsNode, all: NatsNode[], clusterName: string, maxPayload?: number, security?: NatsServerSecurity): string {
   const lines = [
     `server_name: "${node.name}"`,
     `listen: "127.0.0.1:${node.clientPort}"`,
@@ -251,6 +288,7 @@ function serverConfig(node: NatsNode, all: NatsNode[], clusterName: string, maxP
     '  max_memory_store: 256MB',
     '  max_file_store: 8GB',
     '}',
+    ...securityConfig(security),
   ];
   if (all.length > 1) {
     lines.push(

@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { loadConfig, zBool, zDuration, zList, zPort, type EnvMap } from '../common/config.ts';
+import { natsAuthSchema, natsSecurityEnv, natsSecurityShape } from '../common/nats-security.ts';
 
 const natsUrl = z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s,]+$/, 'expected a nats:// URL');
 const k8sName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'expected a Kubernetes name (DNS label)');
@@ -19,6 +20,13 @@ export const operatorConfigSchema = z
       .object({
         urls: zList.pipe(z.array(natsUrl).min(1, 'at least one NATS URL is required (CASTELLAN_NATS_URL)')),
         prefix: z.union([z.literal(''), z.string().regex(/^[A-Za-z0-9_-]{1,32}$/)]).optional(),
+        /**
+         * NATS URLs a resource's spec.nats.urls may name besides `urls` (docs/security.md);
+         * `*` allows any. Anything else is refused, so editing a resource cannot make the operator dial an address.
+         */
+        allowedUrls: zList.pipe(z.array(z.union([z.literal('*'), natsUrl]))).default([]),
+        /** Credentials and TLS (SPEC §1 CASTELLAN_NATS_CREDS … CASTELLAN_NATS_TLS_KEY). */
+        ...natsSecurityShape,
       })
       .prefault({ urls: [] }),
     /** Namespaces to watch; empty = all namespaces. */
@@ -47,6 +55,32 @@ export const operatorConfigSchema = z
         retryPeriod: zDuration.pipe(z.number().min(100)).default(2_000),
       })
       .prefault({}),
+    /**
+     * The NATS auth callout service (operator/authcallout, docs/security.md): every replica
+     * answers `$SYS.REQ.USER.AUTH` for the NATS servers, giving each ServiceAccount token its
+     * namespace's account and subjects.
+     */
+    authCallout: z
+      .object({
+        enabled: zBool.default(false),
+        /** File with the issuer account's nkey seed (`SA…`); its public key is the server's `auth_callout.issuer`. */
+        issuerSeed: z.string().min(1).optional(),
+        /** Audience the projected ServiceAccount tokens must carry. */
+        audience: z.string().min(1).default('castellan'),
+        /** ServiceAccounts (`system:serviceaccount:<ns>:<name>`) that may act for any namespace: the operator's own. */
+        admins: zList.default([]),
+        /** NATS account of a namespace = accountPrefix + namespace. */
+        accountPrefix: z.string().regex(/^[A-Za-z0-9_-]*$/).default(''),
+        /** Longest life of one connection's grant (0 = the token's own expiry); revocations take effect within it. */
+        maxTtl: zDuration.default(0),
+        /** The callout's own connection: a user listed in the server's `auth_callout.auth_users`. */
+        nats: z.object({ auth: natsAuthSchema.prefault({}) }).strict().prefault({}),
+      })
+      .strict()
+      .prefault({})
+      .superRefine((a, ctx) => {
+        if (a.enabled && a.issuerSeed === undefined) ctx.addIssue({ code: 'custom', path: ['issuerSeed'], message: 'required with the auth callout (CASTELLAN_AUTH_CALLOUT_ISSUER_SEED)' });
+      }),
     /** Reconcile workers (keys processed in parallel; one key never twice at once). */
     workers: z.coerce.number().int().min(1).max(64).default(4),
     /** Every resource is reconciled at least this often, events or not. */
@@ -66,6 +100,8 @@ export const operatorEnv: EnvMap = {
   KUBECONFIG: 'kubeconfig',
   CASTELLAN_NATS_URL: 'nats.urls',
   CASTELLAN_NATS_PREFIX: 'nats.prefix',
+  CASTELLAN_NATS_ALLOWED_URLS: 'nats.allowedUrls',
+  ...natsSecurityEnv,
   CASTELLAN_WATCH_NAMESPACES: 'namespaces',
   CASTELLAN_OPERATOR_HOST: 'http.host',
   CASTELLAN_OPERATOR_PORT: 'http.port',
@@ -78,6 +114,17 @@ export const operatorEnv: EnvMap = {
   CASTELLAN_LEADER_ELECTION_LEASE_DURATION: 'leaderElection.leaseDuration',
   CASTELLAN_LEADER_ELECTION_RENEW_DEADLINE: 'leaderElection.renewDeadline',
   CASTELLAN_LEADER_ELECTION_RETRY_PERIOD: 'leaderElection.retryPeriod',
+  CASTELLAN_AUTH_CALLOUT: 'authCallout.enabled',
+  CASTELLAN_AUTH_CALLOUT_ISSUER_SEED: 'authCallout.issuerSeed',
+  CASTELLAN_AUTH_CALLOUT_AUDIENCE: 'authCallout.audience',
+  CASTELLAN_AUTH_CALLOUT_ADMINS: 'authCallout.admins',
+  CASTELLAN_AUTH_CALLOUT_ACCOUNT_PREFIX: 'authCallout.accountPrefix',
+  CASTELLAN_AUTH_CALLOUT_MAX_TTL: 'authCallout.maxTtl',
+  CASTELLAN_AUTH_CALLOUT_NATS_CREDS: 'authCallout.nats.auth.creds',
+  CASTELLAN_AUTH_CALLOUT_NATS_NKEY_SEED: 'authCallout.nats.auth.nkeySeed',
+  CASTELLAN_AUTH_CALLOUT_NATS_USER: 'authCallout.nats.auth.user',
+  CASTELLAN_AUTH_CALLOUT_NATS_PASSWORD: 'authCallout.nats.auth.password',
+  CASTELLAN_AUTH_CALLOUT_NATS_TOKEN: 'authCallout.nats.auth.token',
   CASTELLAN_OPERATOR_WORKERS: 'workers',
   CASTELLAN_OPERATOR_RESYNC: 'resyncPeriod',
 };

@@ -18,6 +18,8 @@ import { describeError, type Logger } from '../common/logger.ts';
 import { healthRouter, Readiness } from '../sidecar/http/health.ts';
 import { kinds, type CustomResource, type KindName } from './api/resources.ts';
 import { NatsPool } from './assets/nats-pool.ts';
+import { refusedNatsUrls } from './security/nats-url-policy.ts';
+import { startAuthCalloutFromConfig } from './authcallout/start.ts';
 import type { OperatorConfig } from './config.ts';
 import { EventRecorder } from './controller/events.ts';
 import { Informer, type InformerEvent } from './controller/informer.ts';
@@ -105,6 +107,7 @@ class Controllers {
     };
     const events = new EventRecorder(kube, 'castellan-operator', config.identity, log);
     const children = Object.fromEntries(childKinds.map((k) => [k, this.union(this.childInformers.get(k) ?? [])])) as Record<ChildKind, Informer<k8s.KubernetesObject>>;
+    const refuseNatsUrls = (urls: readonly string[] | undefined) => refusedNatsUrls(urls, config.nats.urls, config.nats.allowedUrls);
     const deps = (kind: KindName) => ({
       kube,
       crs: this.union(this.crInformers.get(kind) ?? []),
@@ -112,6 +115,7 @@ class Controllers {
       defaults,
       nats,
       events,
+      refuseNatsUrls,
       log: log.child({ kind }),
       onObserved: (namespace: string, name: string, observed: Record<string, number>) => {
         for (const [field, v] of Object.entries(observed)) this.metrics.observed.set({ kind, namespace, name, field }, v);
@@ -232,6 +236,7 @@ export class Operator {
   private readonly opts: OperatorOptions;
   private readonly kube: Kube;
   private readonly nats: NatsPool;
+  private authCallout: { close(): Promise<void> } | undefined;
   private controllers: Controllers | undefined;
   private elector: LeaderElector | undefined;
   private server: Server | undefined;
@@ -242,7 +247,7 @@ export class Operator {
     this.opts = opts;
     this.kube = new Kube(opts.kc);
     this.metrics = createOperatorMetrics();
-    this.nats = new NatsPool(`castellan-operator ${opts.config.identity}`, opts.log.child({ component: 'operator.nats' }));
+    this.nats = new NatsPool(`castellan-operator ${opts.config.identity}`, opts.log.child({ component: 'operator.nats' }), opts.config.nats);
     this.readiness.add('kubernetes', () => withTimeout(this.kube.ping(), 3_000, 'the API server did not answer within 3s').then((): true => true));
     this.readiness.add('controllers', () => (this.controllers === undefined || this.controllers.synced() ? true : 'informer caches are filling'));
   }
@@ -259,6 +264,8 @@ export class Operator {
 
   async start(): Promise<void> {
     const { config, log } = this.opts;
+    if (config.authCallout.enabled) this.authCallout = await startAuthCalloutFromConfig(config, this.opts.kc, log.child({ component: 'operator.authcallout' }));
+    await this.nats.preflight(config.nats.urls);
     const app = express();
     app.disable('x-powered-by');
     app.use(healthRouter(this.readiness, this.metrics.registry));
@@ -328,6 +335,7 @@ export class Operator {
     await c?.stop();
     await this.elector?.stop();
     await this.nats.close();
+    await this.authCallout?.close();
     const server = this.server;
     if (server !== undefined) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

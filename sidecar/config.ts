@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { loadConfig, zDuration, zList, zPort, type EnvMap } from '../common/config.ts';
+import { natsSecurityEnv, natsSecurityShape } from '../common/nats-security.ts';
 
 export const sidecarRoles = ['client', 'object-host', 'queue-host'] as const;
 export type SidecarRole = (typeof sidecarRoles)[number];
@@ -26,6 +27,8 @@ export const sidecarConfigSchema = z
         urls: zList.pipe(z.array(z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s]+$/, 'expected a nats:// URL')).min(1)),
         /** Prefix of every subject and JetStream asset this sidecar uses. */
         prefix: z.string().regex(/^[A-Za-z0-9_-]+$/).default('castellan'),
+        /** Credentials and TLS (SPEC §1 CASTELLAN_NATS_CREDS … CASTELLAN_NATS_TLS_KEY; docs/security.md). */
+        ...natsSecurityShape,
       }),
     /** Durable objects: caller settings (every role) and, for `object-host`, the class it hosts. */
     objects: z
@@ -109,6 +112,7 @@ export const sidecarEnv: EnvMap = {
   CASTELLAN_QUEUE_DELAY: 'queues.delay',
   CASTELLAN_DEAD_LETTER_QUEUE: 'queues.deadLetterQueue',
   CASTELLAN_MAX_RECEIVE_COUNT: 'queues.maxReceiveCount',
+  ...natsSecurityEnv,
 };
 
 export function loadSidecarConfig(overrides: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = process.env): SidecarConfig {

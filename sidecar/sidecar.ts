@@ -28,7 +28,7 @@ export interface Sidecar {
 
 export async function startSidecar(config: SidecarConfig, log: Logger = logger('sidecar', { role: config.role, pod: config.podName })): Promise<Sidecar> {
   const registry = createMetricsRegistry({ role: config.role, pod: config.podName });
-  const nats = await connectNats(config.nats.urls, `castellan-${config.role}-${config.podName}`, log.child({ component: 'sidecar.nats' }));
+  const nats = await connectNats(config.nats.urls, `castellan-${config.role}-${config.podName}`, log.child({ component: 'sidecar.nats' }), config.nats, config.namespace);
 
   // A start that fails half-way stops what it started, so a retry (cli/commands/sidecar.ts) starts clean.
   let objects: Objects | undefined;

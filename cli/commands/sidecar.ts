@@ -88,7 +88,8 @@ export async function run(argv: string[]): Promise<number> {
 /**
  * A start that fails on something transient (NATS or JetStream not answering
  * in time on a busy cluster) is tried again a few times, with backoff, before
- * the process gives up and leaves it to its supervisor. A port in use is not
+ * the process gives up and leaves it to its supervisor. A port in use, or
+ * NATS refusing our credentials or certificates (NatsStartupError), is not
  * transient.
  */
 async function startWithRetries<T>(start: () => Promise<T>, log: Logger, attempts = 5): Promise<T> {
@@ -97,7 +98,7 @@ async function startWithRetries<T>(start: () => Promise<T>, log: Logger, attempt
       return await start();
     } catch (err) {
       const code = (err as { code?: unknown }).code;
-      if (attempt >= attempts || code === 'EADDRINUSE' || code === 'EACCES') throw err;
+      if (attempt >= attempts || code === 'EADDRINUSE' || code === 'EACCES' || (err as { fatal?: unknown }).fatal === true) throw err;
       const waitMs = 500 * 2 ** (attempt - 1);
       log.warn('sidecar start failed; retrying', { error: describeError(err), attempt, waitMs });
       await sleep(waitMs);

@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { loadConfig, zDuration, zPort } from '../../common/config.ts';
+import { natsAuthSchema, natsTlsSchema } from '../../common/nats-security.ts';
 
 /** Kubernetes resource names, as the CRDs require for classes and queues. */
 const resourceName = z
@@ -83,8 +84,28 @@ export const devConfigSchema = z
   .object({
     nats: z
       .union([
-        z.object({ embedded: z.object({ servers: z.union([z.literal(1), z.literal(3)]).default(1) }).strict().prefault({}) }).strict(),
-        z.object({ url: z.string().regex(/^nats:\/\/\S+$/, 'expected nats://host:port[,nats://…]') }).strict(),
+        z
+          .object({
+            embedded: z.object({ servers: z.union([z.literal(1), z.literal(3)]).default(1) }).strict().prefault({}),
+            /** Extension: the embedded servers require this (token, user+password or nkeySeed) and the sidecars present it. */
+            auth: natsAuthSchema.optional(),
+          })
+          .strict()
+          .superRefine((n, ctx) => {
+            const a = n.auth;
+            if (a?.creds !== undefined || a?.serviceAccountToken !== undefined) {
+              ctx.addIssue({ code: 'custom', path: ['auth'], message: 'the embedded NATS takes token, user+password or nkeySeed; for creds use nats.url with a NATS in operator mode' });
+            }
+          }),
+        z
+          .object({
+            url: z.string().regex(/^(nats|tls):\/\/\S+$/, 'expected nats://host:port[,nats://…]'),
+            /** SPEC §4: creds | nkeySeed | user+password | token (files relative to the working directory). */
+            auth: natsAuthSchema.optional(),
+            /** SPEC §4: ca, and cert + key for mutual TLS (files). */
+            tls: natsTlsSchema.optional(),
+          })
+          .strict(),
       ])
       .default({ embedded: { servers: 1 } }),
     objects: byName(objectClassSchema).default({}),

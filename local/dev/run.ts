@@ -15,6 +15,7 @@ import { logger } from '../../common/logger.ts';
 import { projectRoot } from '../../common/paths.ts';
 import { NatsCluster } from '../nats-cluster.ts';
 import { processNames, type DevApp, type DevConfig, type DevQueue } from './config.ts';
+import { devNatsEnv, embeddedSecurity } from './nats-auth.ts';
 import { FdWriter, type TextSink } from './output.ts';
 import { Reaper } from './reaper.ts';
 import { Supervisor, type ChildSpec } from './supervisor.ts';
@@ -104,7 +105,7 @@ function ms(v: number): string {
 }
 
 /** Plans every child process of a configuration (no I/O but choosing free ports). */
-async function plan(config: DevConfig, urls: string[]): Promise<Planned[]> {
+async function plan(config: DevConfig, urls: string[], natsEnv: Record<string, string> = {}): Promise<Planned[]> {
   const planned: Planned[] = [];
   const sidecar = (name: string, role: ProcessRole, httpPort: number, env: NodeJS.ProcessEnv, extra: { class?: string; queue?: string } = {}) => {
     planned.push({
@@ -122,6 +123,7 @@ async function plan(config: DevConfig, urls: string[]): Promise<Planned[]> {
           CASTELLAN_NATS_URL: urls.join(','),
           POD_NAME: name,
           POD_NAMESPACE: 'default',
+          ...natsEnv,
           ...env,
         },
       },
@@ -221,6 +223,7 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
     nats = await NatsCluster.start({
       servers,
       dir,
+      ...(opts.config.nats.auth === undefined ? {} : { security: embeddedSecurity(opts.config.nats.auth) }),
       detached: true,
       onUnexpectedExit: (node) => {
         if (!opts.restart || stopping) return;
@@ -243,7 +246,7 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
     urls = opts.config.nats.url.split(',').map((u) => u.trim());
   }
 
-  const planned = await plan(opts.config, urls);
+  const planned = await plan(opts.config, urls, devNatsEnv(opts.config.nats));
   let ready = false;
   const state = (): DevState => ({
     ready: true,

@@ -44,6 +44,8 @@ export interface ReconcilerDeps {
   log: Logger;
   /** Called with what `observe` read (for the operator's per-resource gauges). */
   onObserved?: (namespace: string, name: string, observed: Record<string, number>) => void;
+  /** Why a resource's spec.nats.urls may not be dialled (operator/security/nats-url-policy.ts), or undefined. */
+  refuseNatsUrls?: (urls: readonly string[] | undefined) => string | undefined;
 }
 
 /** Thrown after a failed reconcile was recorded, so the work queue backs off. */
@@ -80,6 +82,12 @@ export class Reconciler<S> {
       return {}; // nothing to retry until the spec changes
     }
     const typed = { ...cr, spec: parsed.spec } as CustomResource<S>;
+    const refused = this.d.refuseNatsUrls?.(this.h.nats(parsed.spec)?.urls);
+    if (refused !== undefined) {
+      await this.writeStatus(cr, undefined, { reason: 'NatsUrlNotAllowed', message: refused });
+      this.d.events.record(cr, 'Warning', 'NatsUrlNotAllowed', refused);
+      return {}; // nothing is created or dialled until the spec or the operator's allow-list changes
+    }
 
     if (!(cr.metadata.finalizers ?? []).includes(finalizerName)) {
       await this.d.kube.setFinalizers(this.h.kind, cr, [...(cr.metadata.finalizers ?? []), finalizerName]);
@@ -113,7 +121,7 @@ export class Reconciler<S> {
     const view = viewStatefulSet(sts, this.h.desiredCount(typed.spec));
     let observed: Record<string, number> = {};
     try {
-      const nc = await this.d.nats.get(this.urls(typed.spec));
+      const nc = await this.d.nats.get(this.urls(typed.spec), namespace);
       // Assets are ensured on every new generation, and again when the last check is over a minute old
       // (so a deleted stream comes back at the latest with the next resync).
       const last = this.ensured.get(key);
@@ -154,7 +162,10 @@ export class Reconciler<S> {
     const prefix = this.prefix(spec);
     const assets = this.h.assetName(prefix, cr as CustomResource<S>);
 
-    if (policy === 'Delete') {
+    const refused = this.d.refuseNatsUrls?.(this.h.nats(spec)?.urls);
+    if (policy === 'Delete' && refused !== undefined) {
+      this.d.events.record(cr, 'Warning', 'NatsUrlNotAllowed', `${refused}; JetStream assets not deleted`);
+    } else if (policy === 'Delete') {
       // Stop the hosts first, so that none re-creates what is deleted next.
       if (this.d.children.StatefulSet.get(name, namespace) !== undefined) {
         await this.d.kube.deleteChild('StatefulSet', namespace, name, 'Foreground');
@@ -162,7 +173,7 @@ export class Reconciler<S> {
         return { requeueAfterMs: 1_000 };
       }
       try {
-        const nc = await this.d.nats.get(this.urls(spec));
+        const nc = await this.d.nats.get(this.urls(spec), namespace);
         await this.h.deleteAssets(nc, prefix, cr as CustomResource<S>, this.d.log);
       } catch (err) {
         const message = `could not delete ${assets}: ${describeError(err)}`;

@@ -14,7 +14,8 @@ import { encodedSize, pickTargets, shareOut } from './logic.ts';
 import { QueueView } from './membership.ts';
 import type { QueueMetrics } from './metrics.ts';
 import { isValidQueueName, queueNames, type QueueNames } from './names.ts';
-import { decodeReceipt, encodeReceipt, receiptKey, type Receipt } from './receipt.ts';
+import { decodeReceipt, encodeReceipt, type Receipt } from './receipt.ts';
+import { loadReceiptKey } from './receipt-key.ts';
 import { hostPods, LIMITS, type QueueSpec } from './spec.ts';
 import { QueueStore } from './store.ts';
 import { decodeJson, encodeJson, type HostReply, type HostRequest, type HostStats, type ReceivedMessage } from './wire.ts';
@@ -134,8 +135,11 @@ export class QueueClient {
       ctx.lastUsed = now;
       return ctx;
     }
+    const key = await loadReceiptKey(this.nc, names).catch((err: unknown) => {
+      throw Errors.unavailable(`Cannot read the receipt key of queue "${name}": ${describeError(err)}`, 'QUEUE_UNAVAILABLE', err);
+    });
     const view = new QueueView(store, this.opts.timing, this.log.child({ queue: name }));
-    const created: QueueCtx = { name, names, store, view, spec: rec.spec, specAt: now, key: receiptKey(this.opts.namespace, name), waiters: new Set(), hints: new Map(), lastUsed: now };
+    const created: QueueCtx = { name, names, store, view, spec: rec.spec, specAt: now, key, waiters: new Set(), hints: new Map(), lastUsed: now };
     this.ctxs.set(name, created);
     this.unknown.delete(name);
     await view.whenReady();

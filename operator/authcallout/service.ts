@@ -1,0 +1,102 @@
+/**
+ * The Castellan NATS auth callout service (docs/security.md): nats-server
+ * sends every connecting client's CONNECT to `$SYS.REQ.USER.AUTH` in the
+ * callout account; this answers with a user JWT for the namespace the
+ * client's Kubernetes ServiceAccount token proves, or with an error, which
+ * makes the server refuse the connection. Every operator replica serves it
+ * (one queue group), leader or not: connecting must not wait for an election.
+ *
+ * Correctness rests on: the token is checked by the API server (TokenReview,
+ * the adapter in token-review.ts); the namespace, account, permissions and
+ * expiry are decided by decision.ts alone; the response is signed with the
+ * issuer key the server trusts (auth_callout.issuer), and addressed to the
+ * one server and user nkey of the request, so it cannot be replayed for
+ * another connection.
+ */
+import { decode, encodeAuthorizationResponse, encodeUser, fromSeed, type AuthorizationRequest, type KeyPair } from '@nats-io/jwt';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { describeError, type Logger } from '../../common/logger.ts';
+import { decide, type CalloutPolicy } from './decision.ts';
+import type { TokenReviewer } from './token-review.ts';
+
+export const authRequestSubject = '$SYS.REQ.USER.AUTH';
+
+export interface AuthCalloutOptions {
+  /** A connection as one of the server's `auth_users`, in the callout account. */
+  nc: NatsConnection;
+  /** The issuer account's nkey seed (`SA…`): its public key is the server's `auth_callout.issuer`. */
+  issuerSeed: string;
+  review: TokenReviewer;
+  policy: CalloutPolicy;
+  log: Logger;
+  now?: () => number;
+}
+
+export interface AuthCallout {
+  /** Connections granted and refused so far (for metrics and tests). */
+  counts(): { granted: number; refused: number };
+  stop(): Promise<void>;
+}
+
+export function startAuthCallout(opts: AuthCalloutOptions): AuthCallout {
+  const issuer: KeyPair = fromSeed(new TextEncoder().encode(opts.issuerSeed.trim()));
+  const now = opts.now ?? Date.now;
+  let granted = 0;
+  let refused = 0;
+  const sub: Subscription = opts.nc.subscribe(authRequestSubject, {
+    queue: 'castellan-auth-callout',
+    callback: (err, msg) => {
+      if (err !== null) {
+        opts.log.error('auth callout subscription failed', { error: describeError(err) });
+        return;
+      }
+      void answer(msg).catch((e: unknown) => opts.log.error('auth callout could not answer', { error: describeError(e) }));
+    },
+  });
+
+  async function answer(msg: Msg): Promise<void> {
+    let req: AuthorizationRequest;
+    try {
+      req = decode<AuthorizationRequest>(msg.string()).nats as AuthorizationRequest;
+    } catch (err) {
+      opts.log.warn('auth callout request is not a JWT (is the callout configured with an xkey? not supported)', { error: describeError(err) });
+      return;
+    }
+    const userNkey = req.user_nkey;
+    const server = req.server_id?.id;
+    if (typeof userNkey !== 'string' || typeof server !== 'string') {
+      opts.log.warn('auth callout request without user nkey or server id');
+      return;
+    }
+    const token = req.connect_opts?.pass ?? req.connect_opts?.auth_token ?? '';
+    const requested = req.connect_opts?.user ?? '';
+    const client = { name: req.client_info?.name, host: req.client_info?.host };
+    let data: { jwt: string } | { error: string };
+    if (token === '') {
+      refused++;
+      data = { error: 'no Kubernetes ServiceAccount token presented (CASTELLAN_NATS_SA_TOKEN)' };
+      opts.log.info('NATS connection refused', { ...client, reason: data.error });
+    } else {
+      const decision = decide(await opts.review(token), token, requested, opts.policy, now());
+      if (decision.ok) {
+        granted++;
+        const jwt = await encodeUser(decision.user, userNkey, issuer, { pub: decision.permissions.pub, sub: decision.permissions.sub }, { aud: decision.account, exp: decision.exp });
+        data = { jwt };
+        opts.log.info('NATS connection granted', { ...client, user: decision.user, namespace: decision.namespace, account: decision.account, exp: decision.exp });
+      } else {
+        refused++;
+        data = { error: decision.reason };
+        opts.log.info('NATS connection refused', { ...client, reason: decision.reason });
+      }
+    }
+    msg.respond(await encodeAuthorizationResponse(userNkey, server, issuer, data, {}));
+  }
+
+  return {
+    counts: () => ({ granted, refused }),
+    async stop() {
+      sub.unsubscribe();
+      await sub.closed;
+    },
+  };
+}
