@@ -12,7 +12,7 @@
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import type { Logger } from '../../../common/logger.ts';
 import { desiredBundle, liveCas, planCertificates, type CaEntry, type CertAction, type CertState, type CertWants } from './plan.ts';
-import type { CertStore, SecretData, StoredSecret } from './store.ts';
+import type { CertBackend, SecretData, StoredSecret } from './store.ts';
 import { createCa, issueServing, signedBy, splitPem, summarize, type KeyPairPem } from './x509.ts';
 
 export interface RotationResult {
@@ -28,11 +28,11 @@ interface Working {
 }
 
 export class CertRotator {
-  private readonly store: CertStore;
+  private readonly store: CertBackend;
   private readonly wants: CertWants;
   private readonly log: Logger;
 
-  constructor(store: CertStore, wants: CertWants, log: Logger) {
+  constructor(store: CertBackend, wants: CertWants, log: Logger) {
     this.store = store;
     this.wants = wants;
     this.log = log;

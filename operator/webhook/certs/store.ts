@@ -26,7 +26,16 @@ export interface StoredSecret {
 const decode = (v: string | undefined): string | undefined => (v === undefined ? undefined : Buffer.from(v, 'base64').toString('utf8'));
 const encode = (v: string | undefined): string | undefined => (v === undefined ? undefined : Buffer.from(v, 'utf8').toString('base64'));
 
-export class CertStore {
+/** What the rotator needs from where certificates live (the real one below; an in-memory fake beside it for unit tests). */
+export interface CertBackend {
+  readonly configurationName: string;
+  read(): Promise<StoredSecret | undefined>;
+  write(data: SecretData, previous: StoredSecret | undefined): Promise<void>;
+  published(): Promise<{ bundle: string; consistent: boolean } | undefined>;
+  publish(bundle: string): Promise<'updated' | 'unchanged' | 'absent'>;
+}
+
+export class CertStore implements CertBackend {
   private readonly core: k8s.CoreV1Api;
   private readonly admission: k8s.AdmissionregistrationV1Api;
   readonly namespace: string;
