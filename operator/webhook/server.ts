@@ -53,13 +53,16 @@ export class AdmissionServer {
     if (this.server !== undefined) {
       this.server.setSecureContext({ cert: pem.cert, key: pem.key });
       this.current = pem;
-      // Idle keep-alive connections were made with the old certificate: let clients reconnect with the new one.
-      this.server.closeIdleConnections();
+      // Open connections are not closed: a client may be sending on an idle keep-alive connection at
+      // that very moment (the API server does not retry a POST cut that way); they keep the old
+      // certificate, which the caBundle still trusts.
       return;
     }
     const server = createServer({ cert: pem.cert, key: pem.key, minVersion: 'TLSv1.2' }, this.app());
-    // The API server keeps connections to webhooks open; make sure idle ones do not pile up.
-    server.keepAliveTimeout = 30_000;
+    // Idle keep-alive connections must be closed by the client first: the API server's Go client
+    // drops them after 90 s; a server closing earlier races a request sent on them (connection reset).
+    server.keepAliveTimeout = 120_000;
+    server.headersTimeout = 125_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.opts.port, this.opts.host, () => {

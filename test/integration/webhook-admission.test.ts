@@ -64,7 +64,8 @@ describe('admission webhook on a real API server', () => {
         identity,
         nats: { urls: ['nats://127.0.0.1:1'] },
         http: { port: 0 },
-        leaderElection: { enabled: true, namespace: system, lease: 'castellan', leaseDuration: '4s', renewDeadline: '3s', retryPeriod: '500ms' },
+        // Generous: a loaded machine must not move the leadership in the middle of the test.
+        leaderElection: { enabled: true, namespace: system, lease: 'castellan', leaseDuration: '20s', renewDeadline: '15s', retryPeriod: '2s' },
         sidecar: { image, imagePullPolicy: 'IfNotPresent', logLevel: 'info' },
         webhook: {
           enabled: true,
@@ -357,8 +358,9 @@ describe('admission webhook on a real API server', () => {
       // Whatever b serves right now is trusted by the caBundle the API server has.
       servedByB.add(await handshakeB());
     }
-    expect(failures).toEqual([]);
     const rot = await core.listNamespacedPod({ namespace: apps, labelSelector: 'rot=yes' });
+    await deleteAllPods();
+    expect(failures).toEqual([]);
     expect(rot.items).toHaveLength(created);
     for (const p of rot.items) expect(p.spec?.initContainers?.[0]?.name).toBe('castellan-sidecar');
     expect(created).toBeGreaterThan(20);
@@ -368,7 +370,6 @@ describe('admission webhook on a real API server', () => {
     expect(await rotations(b)).toBe(0);
     const admissions = await b.metrics.registry.getSingleMetric('castellan_operator_webhook_admissions_total')?.get();
     expect(admissions?.values.find((v) => v.labels.decision === 'patch')?.value).toBeGreaterThanOrEqual(created);
-    await deleteAllPods();
   }, 300_000);
 
   it('with the webhook down: unrelated and annotated pods are created unchanged, labeled pods are refused', async () => {
@@ -384,11 +385,12 @@ describe('admission webhook on a real API server', () => {
 
     // Back up: labeled pods get their sidecar again.
     await startOperator('b', portB);
-    const labeled = pod('up-labeled', { labels: { [annotations.inject]: 'true' } });
-    const stored = await waitFor('a labeled pod to be admitted again', async () => create(labeled).catch(() => undefined), { timeoutMs: 30_000, intervalMs: 500 });
-    expectInjected(stored, expectedSidecar(labeled));
+    let attempt = 0;
+    const labeled = (n: number) => pod(`up-labeled-${n}`, { labels: { [annotations.inject]: 'true' } });
+    const stored = await waitFor('a labeled pod to be admitted again', async () => create(labeled(attempt++)).catch(() => undefined), { timeoutMs: 60_000, intervalMs: 500 });
+    expectInjected(stored, expectedSidecar(labeled(0)));
     await deleteAllPods();
-  }, 120_000);
+  }, 240_000);
 
   it('helm install creates the webhook with its Service, Secret and RBAC; helm uninstall leaves no webhook behind', async () => {
     await helm('install', 'wh', chart, '--namespace', system, '--set', 'nats.url=nats://127.0.0.1:1', '--set', 'replicaCount=1', '--set', 'leaderElection.leaseName=wh');
