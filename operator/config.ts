@@ -81,6 +81,54 @@ export const operatorConfigSchema = z
       .superRefine((a, ctx) => {
         if (a.enabled && a.issuerSeed === undefined) ctx.addIssue({ code: 'custom', path: ['issuerSeed'], message: 'required with the auth callout (CASTELLAN_AUTH_CALLOUT_ISSUER_SEED)' });
       }),
+    /** The admission webhook that injects the client sidecar into annotated pods (operator/webhook/, docs/webhook.md). */
+    webhook: z
+      .object({
+        enabled: zBool.default(false),
+        /** HTTPS address; every replica serves admission, leader or not. */
+        host: z.string().min(1).default('127.0.0.1'),
+        port: zPort.default(9443),
+        /** `operator`: self-signed CA and serving certificate kept by the leader; `cert-manager`: only read the Secret. */
+        certificates: z.enum(['operator', 'cert-manager']).default('operator'),
+        secretName: k8sName.default('castellan-webhook-tls'),
+        /** Namespace of the Secret; default: the leader-election namespace (the operator's own). */
+        namespace: k8sName.optional(),
+        /** The MutatingWebhookConfiguration whose caBundle the leader keeps (never created by the operator). */
+        configurationName: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'expected a Kubernetes object name').default('castellan-webhook'),
+        /** Names the serving certificate is valid for (the Service's DNS names). */
+        dnsNames: zList.pipe(z.array(z.string().regex(/^[A-Za-z0-9*]([-A-Za-z0-9.]*[A-Za-z0-9])?$/, 'expected a DNS name'))).default([]),
+        ipAddresses: zList.pipe(z.array(z.union([z.ipv4(), z.ipv6()]))).default([]),
+        caValidity: zDuration.pipe(z.number().min(30_000)).default(5 * 365 * 86_400_000),
+        certValidity: zDuration.pipe(z.number().min(10_000)).default(90 * 86_400_000),
+        /** A new CA signs serving certificates only after it has been in the caBundle this long. */
+        caPropagation: zDuration.pipe(z.number().min(0)).default(60_000),
+        /** How often certificates are checked (leader) and reloaded from the Secret (every replica). */
+        checkInterval: zDuration.pipe(z.number().min(200)).default(30_000),
+        /** Whether pods may set castellan.dev/nats-url and castellan.dev/nats-prefix. */
+        allowNatsOverride: zBool.default(false),
+        /** Resources of every injected sidecar, as JSON {"requests":{...},"limits":{...}} in the environment. */
+        sidecarResources: z
+          .union([z.string(), z.record(z.string(), z.unknown())])
+          .transform((v, ctx) => {
+            if (typeof v !== 'string') return v;
+            try {
+              return JSON.parse(v === '' ? '{}' : v) as unknown;
+            } catch {
+              ctx.addIssue({ code: 'custom', message: 'expected JSON such as {"requests":{"cpu":"50m"}}' });
+              return z.NEVER;
+            }
+          })
+          .pipe(
+            z
+              .object({
+                requests: z.record(z.string(), z.coerce.string()).optional(),
+                limits: z.record(z.string(), z.coerce.string()).optional(),
+              })
+              .strict(),
+          )
+          .default({}),
+      })
+      .prefault({}),
     /** Reconcile workers (keys processed in parallel; one key never twice at once). */
     workers: z.coerce.number().int().min(1).max(64).default(4),
     /** Every resource is reconciled at least this often, events or not. */
@@ -90,6 +138,11 @@ export const operatorConfigSchema = z
   .superRefine((c, ctx) => {
     const le = c.leaderElection;
     if (le.renewDeadline >= le.leaseDuration) ctx.addIssue({ code: 'custom', path: ['leaderElection', 'renewDeadline'], message: 'must be shorter than leaseDuration' });
+    const wh = c.webhook;
+    if (wh.enabled && wh.certificates === 'operator' && wh.dnsNames.length === 0 && wh.ipAddresses.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['webhook', 'dnsNames'], message: 'the webhook needs at least one DNS name or IP address for its certificate' });
+    }
+    if (wh.certValidity > wh.caValidity / 3) ctx.addIssue({ code: 'custom', path: ['webhook', 'certValidity'], message: 'must be at most a third of caValidity' });
     if (le.retryPeriod >= le.renewDeadline) ctx.addIssue({ code: 'custom', path: ['leaderElection', 'retryPeriod'], message: 'must be shorter than renewDeadline' });
   });
 
@@ -125,6 +178,21 @@ export const operatorEnv: EnvMap = {
   CASTELLAN_AUTH_CALLOUT_NATS_USER: 'authCallout.nats.auth.user',
   CASTELLAN_AUTH_CALLOUT_NATS_PASSWORD: 'authCallout.nats.auth.password',
   CASTELLAN_AUTH_CALLOUT_NATS_TOKEN: 'authCallout.nats.auth.token',
+  CASTELLAN_WEBHOOK_ENABLED: 'webhook.enabled',
+  CASTELLAN_WEBHOOK_HOST: 'webhook.host',
+  CASTELLAN_WEBHOOK_PORT: 'webhook.port',
+  CASTELLAN_WEBHOOK_CERTIFICATES: 'webhook.certificates',
+  CASTELLAN_WEBHOOK_SECRET: 'webhook.secretName',
+  CASTELLAN_WEBHOOK_NAMESPACE: 'webhook.namespace',
+  CASTELLAN_WEBHOOK_CONFIGURATION: 'webhook.configurationName',
+  CASTELLAN_WEBHOOK_DNS_NAMES: 'webhook.dnsNames',
+  CASTELLAN_WEBHOOK_IP_ADDRESSES: 'webhook.ipAddresses',
+  CASTELLAN_WEBHOOK_CA_VALIDITY: 'webhook.caValidity',
+  CASTELLAN_WEBHOOK_CERT_VALIDITY: 'webhook.certValidity',
+  CASTELLAN_WEBHOOK_CA_PROPAGATION: 'webhook.caPropagation',
+  CASTELLAN_WEBHOOK_CHECK_INTERVAL: 'webhook.checkInterval',
+  CASTELLAN_WEBHOOK_ALLOW_NATS_OVERRIDE: 'webhook.allowNatsOverride',
+  CASTELLAN_WEBHOOK_SIDECAR_RESOURCES: 'webhook.sidecarResources',
   CASTELLAN_OPERATOR_WORKERS: 'workers',
   CASTELLAN_OPERATOR_RESYNC: 'resyncPeriod',
 };

@@ -30,6 +30,7 @@ import { durableObjectHandler, replicatedQueueHandler } from './reconcile/kinds.
 import { ReconcileError, Reconciler } from './reconcile/reconciler.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { WorkQueue } from './runtime/workqueue.ts';
+import { Webhook } from './webhook/webhook.ts';
 
 export interface OperatorOptions {
   config: OperatorConfig;
@@ -98,13 +99,7 @@ class Controllers {
       this.informers.push(...list);
     }
 
-    const defaults: OperatorDefaults = {
-      natsUrls: config.nats.urls,
-      natsPrefix: config.nats.prefix === '' ? undefined : config.nats.prefix,
-      sidecarImage: config.sidecar.image,
-      sidecarImagePullPolicy: config.sidecar.imagePullPolicy,
-      sidecarLogLevel: config.sidecar.logLevel,
-    };
+    const defaults = operatorDefaults(config);
     const events = new EventRecorder(kube, 'castellan-operator', config.identity, log);
     const children = Object.fromEntries(childKinds.map((k) => [k, this.union(this.childInformers.get(k) ?? [])])) as Record<ChildKind, Informer<k8s.KubernetesObject>>;
     const refuseNatsUrls = (urls: readonly string[] | undefined) => refusedNatsUrls(urls, config.nats.urls, config.nats.allowedUrls);
@@ -227,6 +222,17 @@ class Controllers {
   }
 }
 
+/** What the operator's configuration gives every sidecar it adds (StatefulSet pods and injected pods alike). */
+export function operatorDefaults(config: OperatorConfig): OperatorDefaults {
+  return {
+    natsUrls: config.nats.urls,
+    natsPrefix: config.nats.prefix === '' ? undefined : config.nats.prefix,
+    sidecarImage: config.sidecar.image,
+    sidecarImagePullPolicy: config.sidecar.imagePullPolicy,
+    sidecarLogLevel: config.sidecar.logLevel,
+  };
+}
+
 function keyOf(kind: KindName, obj: k8s.KubernetesObject): string {
   return `${kind}/${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
 }
@@ -240,6 +246,8 @@ export class Operator {
   private controllers: Controllers | undefined;
   private elector: LeaderElector | undefined;
   private server: Server | undefined;
+  /** The admission webhook (when enabled): served by every replica, certificates kept by the leader. */
+  webhook: Webhook | undefined;
   private readonly readiness = new Readiness();
   private stopping = false;
 
@@ -286,6 +294,12 @@ export class Operator {
       this.server = await listen(0);
     }
     log.info('operator HTTP server listening', { host: config.http.host, port: this.port });
+    if (config.webhook.enabled) {
+      const webhook = new Webhook({ config, defaults: operatorDefaults(config), kc: this.opts.kc, log: log.child({ component: 'operator.webhook' }), registry: this.metrics.registry });
+      this.webhook = webhook;
+      this.readiness.add('webhook', () => webhook.ready());
+      webhook.start();
+    }
 
     if (!config.leaderElection.enabled) {
       this.startLeading();
@@ -313,12 +327,14 @@ export class Operator {
     this.opts.log.info('starting controllers', { namespaces: this.opts.config.namespaces.length === 0 ? 'all' : this.opts.config.namespaces });
     this.controllers = new Controllers(this.opts, this.kube, this.nats, this.metrics);
     this.controllers.start();
+    this.webhook?.startLeading();
     this.metrics.leader.set(1);
   }
 
   private async lostLeadership(): Promise<void> {
     const c = this.controllers;
     this.controllers = undefined;
+    this.webhook?.stopLeading();
     this.metrics.leader.set(0);
     await c?.stop();
     this.opts.log.error('stopped acting: leadership lost');
@@ -333,6 +349,7 @@ export class Operator {
     this.controllers = undefined;
     this.metrics.leader.set(0);
     await c?.stop();
+    await this.webhook?.stop();
     await this.elector?.stop();
     await this.nats.close();
     await this.authCallout?.close();

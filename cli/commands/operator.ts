@@ -34,6 +34,12 @@ Options:
   --renew-deadline D       a leader that cannot renew this long stops (CASTELLAN_LEADER_ELECTION_RENEW_DEADLINE, default 10s)
   --retry-period D         election retry period                  (CASTELLAN_LEADER_ELECTION_RETRY_PERIOD, default 2s)
   --identity ID            leader-election identity               (POD_NAME, default hostname-pid)
+  --webhook                serve the sidecar-injection admission webhook (CASTELLAN_WEBHOOK_ENABLED; docs/webhook.md)
+  --webhook-host HOST      HTTPS address of the webhook           (CASTELLAN_WEBHOOK_HOST, default 127.0.0.1)
+  --webhook-port PORT      HTTPS port of the webhook              (CASTELLAN_WEBHOOK_PORT, default 9443)
+                           certificates: CASTELLAN_WEBHOOK_CERTIFICATES (operator|cert-manager), _SECRET, _CONFIGURATION,
+                           _DNS_NAMES, _IP_ADDRESSES, _CA_VALIDITY, _CERT_VALIDITY, _CHECK_INTERVAL; injected sidecars:
+                           CASTELLAN_WEBHOOK_SIDECAR_RESOURCES (JSON), CASTELLAN_WEBHOOK_ALLOW_NATS_OVERRIDE
   --workers N              parallel reconciles                    (CASTELLAN_OPERATOR_WORKERS, default 4)
   --resync D               reconcile everything at least this often (CASTELLAN_OPERATOR_RESYNC, default 5m)
   -h, --help               show this help`;
@@ -59,6 +65,9 @@ export async function run(argv: string[]): Promise<number> {
       identity: { type: 'string' },
       workers: { type: 'string' },
       resync: { type: 'string' },
+      webhook: { type: 'boolean' },
+      'webhook-host': { type: 'string' },
+      'webhook-port': { type: 'string' },
     },
     help,
   );
@@ -81,6 +90,7 @@ export async function run(argv: string[]): Promise<number> {
     },
     workers: v.workers,
     resyncPeriod: v.resync,
+    webhook: { enabled: v.webhook, host: v['webhook-host'], port: v['webhook-port'] },
   }));
   const kc = new k8s.KubeConfig();
   try {

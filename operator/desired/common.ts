@@ -79,7 +79,8 @@ export function mergeEnv(...lists: (readonly (V1EnvVar | EnvVar)[] | undefined)[
 const reservedSidecarEnv = new Set(['POD_NAME', 'POD_NAMESPACE', 'CASTELLAN_ROLE', 'CASTELLAN_CLASS', 'CASTELLAN_QUEUE', 'CASTELLAN_HTTP_PORT', 'CASTELLAN_HTTP_HOST']);
 
 export interface SidecarInput {
-  component: Component;
+  /** 'client': the sidecar the admission webhook adds to caller pods (operator/webhook/inject.ts). */
+  component: Component | 'client';
   /** Settings given as plain env values (also stored in the ConfigMap and hashed). */
   settings: Record<string, string>;
   overrides: SidecarOverrides | undefined;

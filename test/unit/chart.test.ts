@@ -116,7 +116,7 @@ describe('Helm chart charts/castellan', () => {
     );
     for (const d of docs) {
       expect(d.metadata.labels?.['app.kubernetes.io/part-of']).toBe('castellan');
-      if (!d.kind.startsWith('Cluster')) expect(d.metadata.namespace).toBe('castellan-system');
+      if (!d.kind.startsWith('Cluster') && d.kind !== 'MutatingWebhookConfiguration') expect(d.metadata.namespace).toBe('castellan-system');
     }
   });
 
@@ -161,7 +161,8 @@ describe('Helm chart charts/castellan', () => {
         for (const list of [rule.apiGroups, rule.resources, rule.verbs, rule.resourceNames, rule.nonResourceURLs]) {
           for (const item of list ?? []) expect(item).not.toContain('*');
         }
-        expect(rule.resources ?? []).not.toContain('secrets');
+        // The one exception: the webhook's own certificate Secret, by name (test/unit/webhook-chart.test.ts).
+        if ((rule.resources ?? []).includes('secrets')) expect(rule.resourceNames).toEqual(['castellan-webhook-tls']);
         expect(rule.nonResourceURLs).toBeUndefined();
         if (role.metadata.name.endsWith('-view') || role.metadata.name.endsWith('-edit')) continue; // for users, not the operator
         for (const g of rule.apiGroups ?? []) for (const r of rule.resources ?? []) for (const v of rule.verbs) granted.add(`${g}/${r}:${v}`);
@@ -179,6 +180,9 @@ describe('Helm chart charts/castellan', () => {
       'policy/poddisruptionbudgets:list', 'policy/poddisruptionbudgets:watch', 'policy/poddisruptionbudgets:create', 'policy/poddisruptionbudgets:patch',
       '/events:create',
       'coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:get', 'coordination.k8s.io/leases:update',
+      // The admission webhook (by resource name): its caBundle and its certificate Secret.
+      'admissionregistration.k8s.io/mutatingwebhookconfigurations:get', 'admissionregistration.k8s.io/mutatingwebhookconfigurations:update',
+      '/secrets:get', '/secrets:update',
     ];
     expect([...granted].sort()).toEqual(expected.sort());
     // It never touches pods (the StatefulSet controller does).
