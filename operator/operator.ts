@@ -102,6 +102,7 @@ class Controllers {
       sidecarImage: config.sidecar.image,
       sidecarImagePullPolicy: config.sidecar.imagePullPolicy,
       sidecarLogLevel: config.sidecar.logLevel,
+      ...(config.sidecar.resources !== undefined ? { sidecarResources: config.sidecar.resources } : {}),
     };
     const events = new EventRecorder(kube, 'castellan-operator', config.identity, log);
     const children = Object.fromEntries(childKinds.map((k) => [k, this.union(this.childInformers.get(k) ?? [])])) as Record<ChildKind, Informer<k8s.KubernetesObject>>;
