@@ -80,3 +80,27 @@ describe('operator configuration', () => {
     expect(() => loadOperatorConfig({}, { CASTELLAN_NATS_URL: 'nats://a:4222', CASTELLAN_SIDECAR_RESOURCES: '{cpu' })).toThrow(/JSON/);
   });
 });
+
+describe('ReplicatedQueue podTemplate', () => {
+  it('puts the pod settings on the queue-host pods; Castellan labels and the config hash win', () => {
+    const podTemplate = {
+      metadata: { labels: { team: 'q', 'castellan.dev/queue': 'other' }, annotations: { 'example.com/a': 'b' } },
+      nodeSelector: { pool: 'queues' },
+      tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'queues', effect: 'NoSchedule' }],
+      affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'pool', operator: 'In', values: ['queues'] }] }] } } },
+      priorityClassName: 'high',
+      imagePullSecrets: [{ name: 'regcred' }],
+    };
+    const sts = desiredReplicatedQueue(rq({ podTemplate }), defaults).statefulSet.spec!.template;
+    expect(sts.metadata!.labels).toMatchObject({ team: 'q', 'castellan.dev/queue': 'jobs' });
+    expect(sts.metadata!.annotations).toMatchObject({ 'example.com/a': 'b', 'castellan.dev/config-hash': expect.any(String) });
+    expect(sts.spec).toMatchObject({
+      nodeSelector: podTemplate.nodeSelector,
+      tolerations: podTemplate.tolerations,
+      affinity: podTemplate.affinity,
+      priorityClassName: 'high',
+      imagePullSecrets: [{ name: 'regcred' }],
+    });
+    expect(sts.spec!.containers.map((c) => c.name)).toEqual(['castellan-sidecar']);
+  });
+});
