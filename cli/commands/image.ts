@@ -15,9 +15,10 @@ Builds the Castellan image (castellan:dev: Node 24, the sources compiled to
 JavaScript, production dependencies only, user 65532, no shell, npm or compiler)
 and the examples image (castellan-examples:dev: "node examples/counter/app.js",
 examples/chat/app.js, examples/jobs/worker.js) as image archives in
-.castellan/images, without Docker. Prints each image's tag, archive and size.
+.castellan/images, without Docker, plus castellan-nats:dev (the pinned nats-server,
+for charts/castellan/examples/nats-local.yaml). Prints each tag, archive and size.
 
-  --load      also import both into every real node of the local cluster
+  --load      also import all three into every real node of the local cluster
               (castellan cluster up); the chart then takes them with
               --set image.repository=castellan,image.tag=dev
   -h, --help  show this help

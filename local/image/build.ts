@@ -11,6 +11,8 @@
  *   only — the packages package-lock.json does not mark `dev` — copied from
  *   node_modules; `castellan` on PATH.
  * - examples layer: examples/ (`node examples/counter/app.js` runs in /app).
+ * - castellan-nats:dev: the pinned nats-server alone, for NATS pods in a local
+ *   cluster, which has no registry to pull one from.
  *
  * The Dockerfile builds an equivalent Castellan image where Docker exists.
  */
@@ -22,6 +24,8 @@ import { type Layer, layerFromDir, writeImageArchive } from './archive.ts';
 
 export const castellanImage = 'castellan:dev';
 export const examplesImage = 'castellan-examples:dev';
+/** The pinned nats-server (scripts/tools.sh) for NATS pods in a local cluster (charts/castellan/examples/nats-local.yaml). */
+export const natsImage = 'castellan-nats:dev';
 export const nonRootUser = '65532:65532';
 
 export interface BuiltImage {
@@ -114,7 +118,7 @@ async function examplesLayer(work: string): Promise<Layer> {
 
 const runtimeEnv = ['PATH=/usr/local/bin:/usr/bin:/bin', 'NODE_ENV=production', 'HOME=/home/nonroot'];
 
-/** Builds castellan:dev and castellan-examples:dev into `outDir`. */
+/** Builds castellan:dev, castellan-examples:dev and castellan-nats:dev into `outDir`. */
 export async function buildImages(outDir: string): Promise<BuiltImage[]> {
   const work = join(outDir, 'work');
   mkdirSync(work, { recursive: true });
@@ -147,6 +151,12 @@ export async function buildImages(outDir: string): Promise<BuiltImage[]> {
       labels: { 'org.opencontainers.image.title': 'castellan-examples' },
     }),
   });
+  const natsRoot = join(work, 'nats');
+  copyInto(natsRoot, toolPath('nats-server'), '/nats-server', 0o755);
+  mkdirSync(join(natsRoot, 'data'), { recursive: true });
+  const nats = await layerFromDir(natsRoot, join(work, 'layers', 'nats.tar'));
+  const n = join(outDir, 'castellan-nats.tar');
+  images.push({ tag: natsImage, archive: n, ...writeImageArchive(n, natsImage, [nats], { user: nonRootUser, env: [], workingDir: '/', entrypoint: ['/nats-server'] }) });
   rmSync(work, { recursive: true, force: true });
   return images;
 }

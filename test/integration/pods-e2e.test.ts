@@ -161,7 +161,7 @@ describe('Castellan on real pods: two real nodes, images built here, the chart, 
     numbers.images = await loadImages(kube, dir);
     numbers.imageBuildAndLoadMs = Date.now() - t0;
     await installCrds(kube);
-    await apply(kube, natsManifest('nats'));
+    await apply(kube, natsManifest());
     const natsPods = await waitPodsReady(kube, 'nats', 'app=nats', 3);
     numbers.natsNodes = [...new Set(natsPods.map((p) => p.node))].length;
     const values = join(dir, 'values.yaml');
