@@ -102,7 +102,7 @@ export class KubeCluster {
     try {
       if (realCount > 0) {
         const config = join(opts.workdir, 'kwokctl-real-nodes.yaml');
-        writeFileSync(config, realNodesKwokConfig());
+        writeFileSync(config, realNodesKwokConfig(join(opts.workdir, 'clusters', opts.name, 'pki')));
         args.push('--config', config);
       }
       await cluster.kwokctl(args, 180_000);
@@ -125,7 +125,13 @@ export class KubeCluster {
    */
   async delete(): Promise<void> {
     if (!existsSync(this.workdir)) return;
-    this.real.stopSync();
+    // Real nodes first (their kubelets use the API server); the control plane goes even if they left something.
+    let leftover: unknown;
+    try {
+      this.real.stopSync();
+    } catch (err) {
+      leftover = err;
+    }
     const pids = this.pids();
     await this.kwokctl(['delete', 'cluster', '--name', this.name, '--kubeconfig', this.kubeconfig], 60_000);
     const deadline = Date.now() + 20_000;
@@ -137,6 +143,7 @@ export class KubeCluster {
       }
       await sleep(100);
     }
+    if (leftover !== undefined) throw leftover;
   }
 
   /** Process ids of the cluster's components, from kwokctl's pid files. */
@@ -152,7 +159,14 @@ export class KubeCluster {
   /** Synchronous delete, for process-exit hooks. */
   deleteSync(): void {
     if (!existsSync(this.workdir)) return;
-    this.real.stopSync();
+    try {
+      this.real.stopSync();
+    } finally {
+      this.deleteControlPlaneSync();
+    }
+  }
+
+  private deleteControlPlaneSync(): void {
     execFileSync(toolPath('kwokctl'), ['delete', 'cluster', '--name', this.name, '--kubeconfig', this.kubeconfig], {
       env: this.env(),
       stdio: 'ignore',
@@ -190,10 +204,11 @@ export class KubeCluster {
 /**
  * kwokctl settings for a cluster with real nodes: the API server advertises the
  * nodes' host address (the `kubernetes` Service's endpoint, reachable from pods)
- * with Service addresses from 10.96.0.0/16 and both in its certificate, and the
+ * with Service addresses from 10.96.0.0/16 and both in its certificate, talks to
+ * the kubelets with the admin client certificate (logs, exec), and the
  * kwok controller manages only nodes annotated as fake (kwokctl scale node).
  */
-function realNodesKwokConfig(): string {
+function realNodesKwokConfig(pki: string): string {
   return `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
@@ -203,6 +218,8 @@ componentsPatches:
     extraArgs:
       - {key: advertise-address, value: "${hostAddress}"}
       - {key: service-cluster-ip-range, value: "${serviceCidr}"}
+      - {key: kubelet-client-certificate, value: "${pki}/admin.crt"}
+      - {key: kubelet-client-key, value: "${pki}/admin.key"}
   - name: kube-controller-manager
     extraArgs:
       - {key: service-cluster-ip-range, value: "${serviceCidr}"}
