@@ -220,6 +220,7 @@ componentsPatches:
       - {key: service-cluster-ip-range, value: "${serviceCidr}"}
       - {key: kubelet-client-certificate, value: "${pki}/admin.crt"}
       - {key: kubelet-client-key, value: "${pki}/admin.key"}
+      - {key: kubelet-preferred-address-types, value: "InternalIP"}
   - name: kube-controller-manager
     extraArgs:
       - {key: service-cluster-ip-range, value: "${serviceCidr}"}
