@@ -1,38 +1,54 @@
 # syntax=docker/dockerfile:1
 # One image for both halves of Castellan: `castellan operator` (the Helm chart's Deployment)
 # and `castellan sidecar` (the container the operator adds to every object-host and
-# queue-host pod). Node 24 runs the TypeScript sources directly (type stripping), so
-# there is no compile step: stage 1 installs the production dependencies, stage 2 is
-# the runtime with only what the two commands load. Runs as a non-root user; nothing
-# writes to the root filesystem (the chart and the operator mount /tmp as an emptyDir).
+# queue-host pod). It is the image `castellan image build` assembles without Docker
+# (local/image/build.ts), built here where Docker exists: the sources compiled by tsc
+# to JavaScript (tsconfig.image.json), production dependencies only, Node 24, user
+# 65532, and no npm or compiler in the final stage. Nothing writes to the root
+# filesystem (the chart and the operator mount /tmp as an emptyDir).
 #
-#   docker build -t ghcr.io/castellan-dev/castellan:0.1.0 .
+#   docker build -t <registry>/castellan:0.1.0 . && docker push <registry>/castellan:0.1.0
+#
+# (Without Docker: `castellan image build`, then `docker load -i .castellan/images/castellan.tar`
+# on a machine that has it, or `skopeo copy docker-archive:.castellan/images/castellan.tar
+# docker://<registry>/castellan:0.1.0`.)
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-FROM ${NODE_IMAGE} AS deps
-WORKDIR /app
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
- && npm cache clean --force
-
-FROM ${NODE_IMAGE} AS runtime
-ENV NODE_ENV=production \
-    CASTELLAN_LOG_LEVEL=info
-WORKDIR /app
-COPY --from=deps /app/node_modules ./node_modules
-COPY package.json ./
-COPY bin ./bin
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.image.json ./
 COPY cli ./cli
 COPY common ./common
 COPY sidecar ./sidecar
 COPY operator ./operator
 COPY local ./local
-RUN chmod 0755 /app/bin/castellan.js \
+RUN node node_modules/typescript/bin/tsc -p tsconfig.image.json --outDir /out/app \
+ && printf '#!/usr/bin/env node\n// The `castellan` command (compiled JavaScript).\nimport "../cli/main.js";\n' > /out/app/bin-castellan.js
+
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+ && npm cache clean --force \
+ && find node_modules \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.md' \) -type f -delete
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    CASTELLAN_LOG_LEVEL=info
+WORKDIR /app
+# npm, npx and corepack are not needed at run time
+RUN rm -rf /usr/local/lib/node_modules /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY --from=build /out/app/ ./
+RUN mkdir -p bin && mv bin-castellan.js bin/castellan.js && chmod 0755 bin/castellan.js \
  && ln -s /app/bin/castellan.js /usr/local/bin/castellan \
  && castellan --help >/dev/null
 # 65532: the conventional "nonroot" uid/gid; the chart's runAsUser matches.
 USER 65532:65532
-EXPOSE 3600 8080
+EXPOSE 3600 3601 8080
 ENTRYPOINT ["castellan"]
 CMD ["--help"]

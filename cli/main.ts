@@ -9,7 +9,8 @@ import { UsageError } from './usage.ts';
 const commands: Record<string, { summary: string; load: () => Promise<{ run(argv: string[]): Promise<number | void> }> }> = {
   dev: { summary: 'run Castellan on this machine with an embedded NATS (castellan dev [-f FILE])', load: () => import('./commands/dev.ts') },
   sidecar: { summary: 'run the sidecar (configured by CASTELLAN_* environment variables or flags)', load: () => import('./commands/sidecar.ts') },
-  cluster: { summary: 'start or stop a local Kubernetes control plane (castellan cluster up|down)', load: () => import('./commands/cluster.ts') },
+  cluster: { summary: 'start or stop a local Kubernetes with real nodes (castellan cluster up [--nodes N]|down)', load: () => import('./commands/cluster.ts') },
+  image: { summary: 'build the Castellan and examples images without Docker (castellan image build [--load])', load: () => import('./commands/image.ts') },
   operator: { summary: 'run the operator that reconciles DurableObject and ReplicatedQueue resources', load: () => import('./commands/operator.ts') },
   call: { summary: 'call a durable object through a running sidecar (castellan call <class>/<id>[/path])', load: () => import('./commands/call.ts') },
   queue: { summary: 'send, receive, delete, stats or purge on a replicated queue through a running sidecar', load: () => import('./commands/queue.ts') },

@@ -4,17 +4,24 @@
  * scripts/tools.sh built, with authorization and admission on, and kwok
  * simulating the nodes (and the kubelet's pod lifecycle) without containers.
  *
+ * With `realNodes` > 0 it also starts real nodes (local/nodes/: kubelet,
+ * containerd, runc, CNI bridge, kube-proxy) on which pods really run; the API
+ * server then advertises the host address of those nodes, so pods reach it
+ * through the `kubernetes` Service, and kwok manages only its own fake nodes.
+ *
  * Used by `castellan cluster up|down` and by the operator's integration tests.
- * Pods get fake 10.x addresses from kwok: nothing here ever dials them.
+ * Pods on fake nodes get fake 10.x addresses from kwok: nothing ever dials them.
  */
 import { execFile } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { sleep, waitFor } from '../common/net.ts';
 import { toolPath } from '../common/paths.ts';
 import { logger, type Logger } from '../common/logger.ts';
+import { hostAddress, kubernetesServiceIp, serviceCidr } from './nodes/layout.ts';
+import { RealNodes } from './nodes/real-nodes.ts';
 
 const run = promisify(execFile);
 
@@ -25,8 +32,10 @@ export interface KubeClusterOptions {
   workdir: string;
   /** Where the admin kubeconfig is written. */
   kubeconfig: string;
-  /** Fake nodes to create (default 3). */
+  /** Fake (kwok) nodes to create (default 3, or 0 when realNodes is set). */
   nodes?: number;
+  /** Real nodes to start (default 0): pods run on them. Needs root and containerd. */
+  realNodes?: number;
   log?: Logger;
 }
 
@@ -35,12 +44,26 @@ export class KubeCluster {
   readonly workdir: string;
   readonly kubeconfig: string;
   private readonly log: Logger;
+  /** The real nodes (empty when the cluster has only fake ones). */
+  readonly real: RealNodes;
 
   private constructor(opts: KubeClusterOptions) {
     this.name = opts.name;
     this.workdir = opts.workdir;
     this.kubeconfig = opts.kubeconfig;
     this.log = opts.log ?? logger('kube-cluster', { cluster: opts.name });
+    this.real = RealNodes.attach(this.realNodesOptions(0));
+  }
+
+  private realNodesOptions(count: number) {
+    return {
+      cluster: this.name,
+      workdir: this.workdir,
+      kubeconfig: this.kubeconfig,
+      caFile: join(this.workdir, 'clusters', this.name, 'pki', 'ca.crt'),
+      count,
+      log: this.log,
+    };
   }
 
   /** An already created cluster (for `down`, or a second process). */
@@ -53,10 +76,13 @@ export class KubeCluster {
    * be Ready. A stale cluster of the same name in the same workdir is removed first.
    */
   static async create(opts: KubeClusterOptions): Promise<KubeCluster> {
-    const cluster = new KubeCluster(opts);
+    const realCount = opts.realNodes ?? 0;
+    const fakeCount = opts.nodes ?? (realCount > 0 ? 0 : 3);
+    let cluster = new KubeCluster(opts);
     mkdirSync(opts.workdir, { recursive: true });
     mkdirSync(dirname(opts.kubeconfig), { recursive: true });
     await cluster.delete();
+    cluster = new KubeCluster(opts);
     const t0 = Date.now();
     const args = [
       'create', 'cluster',
@@ -72,15 +98,24 @@ export class KubeCluster {
       '--kwok-controller-binary', toolPath('kwok'),
       '--wait', '120s',
     ];
+    let real: RealNodes | undefined;
     try {
+      if (realCount > 0) {
+        const config = join(opts.workdir, 'kwokctl-real-nodes.yaml');
+        writeFileSync(config, realNodesKwokConfig(join(opts.workdir, 'clusters', opts.name, 'pki')));
+        args.push('--config', config);
+      }
       await cluster.kwokctl(args, 180_000);
       await cluster.waitServing();
-      await cluster.kwokctl(['scale', 'node', '--replicas', String(opts.nodes ?? 3), '--name', opts.name], 60_000);
+      if (realCount > 0) real = await RealNodes.start(cluster.realNodesOptions(realCount));
+      if (fakeCount > 0) await cluster.kwokctl(['scale', 'node', '--replicas', String(fakeCount), '--name', opts.name], 60_000);
       await cluster.kubectl(['wait', '--for=condition=Ready', 'nodes', '--all', '--timeout=180s'], 190_000);
     } catch (err) {
+      real?.stopSync();
       await cluster.delete().catch(() => undefined);
       throw err;
     }
+    if (real !== undefined) cluster = new KubeCluster(opts);
     cluster.log.info('kubernetes control plane ready', { kubeconfig: opts.kubeconfig, ms: Date.now() - t0 });
     return cluster;
   }
@@ -91,6 +126,13 @@ export class KubeCluster {
    */
   async delete(): Promise<void> {
     if (!existsSync(this.workdir)) return;
+    // Real nodes first (their kubelets use the API server); the control plane goes even if they left something.
+    let leftover: unknown;
+    try {
+      this.real.stopSync();
+    } catch (err) {
+      leftover = err;
+    }
     const pids = this.pids();
     await this.kwokctl(['delete', 'cluster', '--name', this.name, '--kubeconfig', this.kubeconfig], 60_000);
     const deadline = Date.now() + 20_000;
@@ -102,6 +144,7 @@ export class KubeCluster {
       }
       await sleep(100);
     }
+    if (leftover !== undefined) throw leftover;
   }
 
   /**
@@ -176,6 +219,14 @@ export class KubeCluster {
   /** Synchronous delete, for process-exit hooks. */
   deleteSync(): void {
     if (!existsSync(this.workdir)) return;
+    try {
+      this.real.stopSync();
+    } finally {
+      this.deleteControlPlaneSync();
+    }
+  }
+
+  private deleteControlPlaneSync(): void {
     execFileSync(toolPath('kwokctl'), ['delete', 'cluster', '--name', this.name, '--kubeconfig', this.kubeconfig], {
       env: this.env(),
       stdio: 'ignore',
@@ -208,6 +259,36 @@ export class KubeCluster {
   private env(): NodeJS.ProcessEnv {
     return { ...process.env, KWOK_WORKDIR: this.workdir, KUBECONFIG: this.kubeconfig };
   }
+}
+
+/**
+ * kwokctl settings for a cluster with real nodes: the API server advertises the
+ * nodes' host address (the `kubernetes` Service's endpoint, reachable from pods)
+ * with Service addresses from 10.96.0.0/16 and both in its certificate, talks to
+ * the kubelets with the admin client certificate (logs, exec), and the
+ * kwok controller manages only nodes annotated as fake (kwokctl scale node).
+ */
+function realNodesKwokConfig(pki: string): string {
+  return `apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  kubeApiserverCertSANs: ["${hostAddress}", "${kubernetesServiceIp}"]
+componentsPatches:
+  - name: kube-apiserver
+    extraArgs:
+      - {key: advertise-address, value: "${hostAddress}"}
+      - {key: service-cluster-ip-range, value: "${serviceCidr}"}
+      - {key: kubelet-client-certificate, value: "${pki}/admin.crt"}
+      - {key: kubelet-client-key, value: "${pki}/admin.key"}
+      - {key: kubelet-preferred-address-types, value: "InternalIP"}
+  - name: kube-controller-manager
+    extraArgs:
+      - {key: service-cluster-ip-range, value: "${serviceCidr}"}
+  - name: kwok-controller
+    extraArgs:
+      - {key: manage-all-nodes, value: "false", override: true}
+      - {key: manage-nodes-with-annotation-selector, value: "kwok.x-k8s.io/node=fake"}
+`;
 }
 
 /** Alive and not a zombie (a reaped-late child still answers kill 0). */

@@ -43,6 +43,19 @@ export const operatorConfigSchema = z
         image: z.string().min(1).default('ghcr.io/castellan-dev/castellan:0.1.0'),
         imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
         logLevel: z.enum(['debug', 'info', 'warn', 'error']).optional(),
+        /** Default sidecar resources as JSON ({"requests":{...},"limits":{...}}), for resources that set none. */
+        resources: z
+          .string()
+          .transform((text, ctx) => {
+            try {
+              return JSON.parse(text) as unknown;
+            } catch {
+              ctx.addIssue({ code: 'custom', message: 'expected JSON' });
+              return z.NEVER;
+            }
+          })
+          .pipe(z.object({ requests: z.record(z.string(), z.string()).optional(), limits: z.record(z.string(), z.string()).optional() }).strict())
+          .optional(),
       })
       .prefault({}),
     leaderElection: z
@@ -161,6 +174,7 @@ export const operatorEnv: EnvMap = {
   CASTELLAN_SIDECAR_IMAGE: 'sidecar.image',
   CASTELLAN_SIDECAR_IMAGE_PULL_POLICY: 'sidecar.imagePullPolicy',
   CASTELLAN_SIDECAR_LOG_LEVEL: 'sidecar.logLevel',
+  CASTELLAN_SIDECAR_RESOURCES: 'sidecar.resources',
   CASTELLAN_LEADER_ELECT: 'leaderElection.enabled',
   CASTELLAN_LEADER_ELECTION_NAMESPACE: 'leaderElection.namespace',
   CASTELLAN_LEADER_ELECTION_LEASE: 'leaderElection.lease',

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds Castellan's external tools from source, pinned by scripts/versions.env.
 #
-#   scripts/tools.sh [all|nats|etcd|kube|kwok|helm|versions]
+#   scripts/tools.sh [all|nats|etcd|kube|kubenode|kwok|helm|node-runtime|versions]
 #
 # Each tool is built once per version into a cache outside the work tree
 # ($CASTELLAN_TOOLS_CACHE, default ~/.cache/castellan/tools) and linked into
@@ -88,7 +88,12 @@ kube() {
   link "$dir" kube-apiserver kube-controller-manager kube-scheduler kubectl
 }
 _kube() {
-  local out=$1; local mod="$out/src"
+  _kube_build "$1" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+}
+# _kube_build OUT PKG...: builds commands of k8s.io/kubernetes@$KUBE_VERSION into OUT
+_kube_build() {
+  local out=$1; shift; local mod="$out/src"
   mkdir -p "$mod"
   # k8s.io/kubernetes replaces its staging modules with ./staging paths that do
   # not exist in the module download; replace each with its published version.
@@ -100,28 +105,98 @@ _kube() {
     sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"$KUBE_STAGING_VERSION"'#p' "$gomod"
     printf ')\n'
   } >"$mod/go.mod"
-  cat >"$mod/tools.go" <<'GO'
-//go:build tools
-
-// Pins the commands built from k8s.io/kubernetes.
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  {
+    printf '//go:build tools\n\n// Pins the commands built from k8s.io/kubernetes.\npackage tools\n\nimport (\n'
+    for p in "$@"; do printf '\t_ "%s"\n' "$p"; done
+    printf ')\n'
+  } >"$mod/tools.go"
   local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
   local ld="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld="$ld -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
   ( cd "$mod" && go mod tidy \
-      && go build -tags tools -ldflags "$ld" -o "$out/" \
-        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl )
+      && go build -tags tools -ldflags "$ld" -o "$out/" "$@" )
+}
+
+# kubelet and kube-proxy for real local nodes (`castellan cluster up --nodes N`),
+# from the same pinned k8s.io/kubernetes source as the control plane. Their own
+# cache directory, so adding them never rebuilds the control plane; the Go build
+# cache shares every package the two builds have in common.
+kubenode() {
+  local dir="$cache/kubernetes-node-$KUBE_VERSION"
+  [ -x "$dir/kubelet" ] && [ -x "$dir/kube-proxy" ] || build "kubernetes $KUBE_VERSION node (kubelet, kube-proxy)" "$dir" _kubenode
+  link "$dir" kubelet kube-proxy
+  pause
+}
+_kubenode() { _kube_build "$1" k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy; }
+
+# The pod sandbox process (what registry.k8s.io/pause does: sleep, reap zombies,
+# exit on SIGINT/SIGTERM), static, for the locally built sandbox image.
+pause() {
+  local dir="$cache/pause-$PAUSE_VERSION"
+  [ -x "$dir/pause" ] || build "pause $PAUSE_VERSION" "$dir" _pause
+  link "$dir" pause
+}
+_pause() {
+  local out=$1; local mod="$out/src"
+  mkdir -p "$mod"
+  printf 'module castellan.dev/tools/pause\n\ngo 1.26\n' >"$mod/go.mod"
+  cat >"$mod/main.go" <<'GO'
+// pause: the pod sandbox process. Holds the pod's namespaces, reaps orphaned
+// children (it is PID 1 of the pod), exits 0 on SIGINT or SIGTERM.
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	for s := range sigs {
+		if s != syscall.SIGCHLD {
+			os.Exit(0)
+		}
+		for {
+			var ws syscall.WaitStatus
+			pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+GO
+  ( cd "$mod" && go build -ldflags "-s -w" -o "$out/pause" . )
+}
+
+# The container runtime of real nodes comes from the distribution: containerd
+# (CRI v1, which kubelet 1.34 requires; Debian bookworm ships 1.6.20), runc, the
+# CNI plugins (bridge, host-local, loopback, portmap), and iptables/conntrack for
+# kube-proxy. Installed with apt-get where missing (needs root, like the nodes).
+node_runtime() {
+  local missing=()
+  command -v containerd >/dev/null || missing+=(containerd)
+  command -v runc >/dev/null || missing+=(runc)
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  command -v iptables >/dev/null || missing+=(iptables)
+  command -v conntrack >/dev/null || missing+=(conntrack)
+  if [ ${#missing[@]} -gt 0 ]; then
+    command -v apt-get >/dev/null || die "real nodes need ${missing[*]}; install them with your package manager"
+    log "installing ${missing[*]} (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  log "containerd: $(containerd --version 2>&1)"
+}
+
+# `all` installs the node runtime only as root (CI, the dev VM); elsewhere it says how.
+runtime_if_root() {
+  if [ "$(id -u)" = 0 ]; then node_runtime
+  else log "real nodes (castellan cluster up --nodes N) need root and containerd, runc, CNI plugins: sudo scripts/tools.sh node-runtime"; fi
 }
 
 kwok() {
@@ -152,11 +227,14 @@ versions() {
   log "kubectl: $("$bin/kubectl" version --client 2>&1 | head -1)"
   log "kwokctl: $("$bin/kwokctl" --version 2>&1)"
   log "helm: $("$bin/helm" version --short 2>&1)"
+  [ -x "$bin/kubelet" ] && log "kubelet: $("$bin/kubelet" --version 2>&1)"
+  true
 }
 
 cmd=${1:-all}
 case "$cmd" in
-  all) t0=$SECONDS; nats; etcd; kwok; helm; kube; versions; log "tools ready in $((SECONDS - t0))s" ;;
-  nats|etcd|kube|kwok|helm|versions) "$cmd" ;;
-  *) die "unknown tool '$cmd' (all|nats|etcd|kube|kwok|helm|versions)" ;;
+  all) t0=$SECONDS; nats; etcd; kwok; helm; kube; kubenode; runtime_if_root; versions; log "tools ready in $((SECONDS - t0))s" ;;
+  nats|etcd|kube|kubenode|pause|kwok|helm|versions) "$cmd" ;;
+  node-runtime) node_runtime ;;
+  *) die "unknown tool '$cmd' (all|nats|etcd|kube|kubenode|pause|kwok|helm|node-runtime|versions)" ;;
 esac

@@ -22,6 +22,13 @@ export const sidecarConfigSchema = z
         port: zPort.default(3600),
       })
       .prefault({}),
+    /** Admin listener on the pod IP (probes, metrics, preStop drain); off unless a port is given. */
+    admin: z
+      .object({
+        host: z.string().default('0.0.0.0'),
+        port: zPort.optional(),
+      })
+      .prefault({}),
     nats: z
       .object({
         urls: zList.pipe(z.array(z.string().regex(/^(nats|tls|ws|wss):\/\/[^\s]+$/, 'expected a nats:// URL')).min(1)),
@@ -90,6 +97,8 @@ export const sidecarEnv: EnvMap = {
   CASTELLAN_HTTP_PORT: 'http.port',
   CASTELLAN_NATS_URL: 'nats.urls',
   CASTELLAN_HTTP_HOST: 'http.host',
+  CASTELLAN_ADMIN_PORT: 'admin.port',
+  CASTELLAN_ADMIN_HOST: 'admin.host',
   CASTELLAN_ROLE: 'role',
   CASTELLAN_NATS_PREFIX: 'nats.prefix',
   POD_NAME: 'podName',

@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import { logger, type Logger } from '../common/logger.ts';
 import type { SidecarConfig } from './config.ts';
 import { errorHandler, notFoundHandler } from './http/errors.ts';
+import { startAdminServer } from './http/admin.ts';
 import { healthRouter, Readiness } from './http/health.ts';
 import { createMetricsRegistry } from './metrics.ts';
 import { connectNats, type NatsLink } from './nats-connection.ts';
@@ -21,6 +22,8 @@ export interface Sidecar {
   /** `http://127.0.0.1:<port>` — the address the app calls. */
   url: string;
   port: number;
+  /** Port of the admin listener (probes, metrics, drain), when enabled. */
+  adminPort?: number;
   nats: NatsLink;
   registry: Registry;
   stop(): Promise<void>;
@@ -125,23 +128,47 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
   // Narrowed copies for the stop closure.
   const [o2, q2, srv] = [objects, queues, server];
 
+  // First half of stopping, also what the preStop hook asks for: objects move away.
+  let draining: Promise<void> | undefined;
+  const drain = (): Promise<void> => {
+    draining ??= (async () => {
+      readiness.drain();
+      await o2.stop();
+    })();
+    return draining;
+  };
+  let admin: Server | undefined;
+  if (config.admin.port !== undefined) {
+    try {
+      admin = await startAdminServer({ host: config.admin.host, port: config.admin.port, readiness, registry, drain, log: log.child({ component: 'sidecar.admin' }) });
+    } catch (err) {
+      await o2.stop().catch(() => undefined);
+      await q2.stop().catch(() => undefined);
+      srv.close();
+      await nats.nc.close().catch(() => undefined);
+      throw err;
+    }
+    log.info('admin listening', { host: config.admin.host, port: config.admin.port });
+  }
+
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      readiness.drain();
-      await o2.stop();
+      await drain();
       await q2.stop();
       await new Promise<void>((resolve) => {
         srv.close(() => resolve());
         srv.closeIdleConnections();
       });
+      admin?.close();
+      admin?.closeIdleConnections();
       await nats.nc.drain().catch(() => nats.nc.close());
       log.info('sidecar stopped');
     })();
     return stopping;
   };
 
-  return { config, url, port, nats, registry, stop };
+  return { config, url, port, ...(config.admin.port !== undefined ? { adminPort: config.admin.port } : {}), nats, registry, stop };
 }
 
 function listen(app: express.Express, host: string, port: number): Promise<Server> {

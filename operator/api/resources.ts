@@ -87,6 +87,18 @@ export const replicatedQueueSpecSchema = z
     deletionPolicy,
     nats: zNats,
     sidecar: zSidecar,
+    /** Queue-host pod settings (labels, annotations, scheduling, pull secrets); the CRD schema checks the Kubernetes shapes. */
+    podTemplate: z
+      .object({
+        metadata: z.object({ labels: z.record(z.string(), z.string()).optional(), annotations: z.record(z.string(), z.string()).optional() }).optional(),
+        nodeSelector: z.record(z.string(), z.string()).optional(),
+        tolerations: z.array(z.record(z.string(), z.unknown())).optional(),
+        affinity: z.record(z.string(), z.unknown()).optional(),
+        topologySpreadConstraints: z.array(z.record(z.string(), z.unknown())).optional(),
+        priorityClassName: z.string().optional(),
+        imagePullSecrets: z.array(z.object({ name: z.string() })).optional(),
+      })
+      .optional(),
   })
   .superRefine((s, ctx) => {
     if (s.replicaCount > s.hosts) ctx.addIssue({ code: 'custom', path: ['replicaCount'], message: 'replicaCount must be less than or equal to hosts' });

@@ -4,7 +4,7 @@
  * PodDisruptionBudget and the ConfigMap. Pure functions, no I/O.
  */
 import { createHash } from 'node:crypto';
-import type { V1ConfigMap, V1Container, V1EnvVar, V1OwnerReference, V1PodDisruptionBudget, V1Probe, V1Service } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Container, V1EnvVar, V1OwnerReference, V1PodDisruptionBudget, V1PodSpec, V1Probe, V1Service } from '@kubernetes/client-node';
 import { apiVersion, type CustomResource, type EnvVar, type SidecarOverrides } from '../api/resources.ts';
 
 export const managedBy = 'castellan-operator';
@@ -12,6 +12,9 @@ export const fieldManager = 'castellan-operator';
 export const configHashAnnotation = 'castellan.dev/config-hash';
 export const sidecarContainerName = 'castellan-sidecar';
 export const defaultSidecarPort = 3600;
+/** The sidecar's admin listener on the pod IP: httpGet probes, /metrics, the app's preStop /drain. */
+export const sidecarAdminPort = 3601;
+export const sidecarAdminPortName = 'castellan-admin';
 /** Labels selecting the pods of a DurableObject / ReplicatedQueue. */
 export const classLabel = 'castellan.dev/class';
 export const queueLabel = 'castellan.dev/queue';
@@ -23,6 +26,8 @@ export interface OperatorDefaults {
   sidecarImage: string;
   sidecarImagePullPolicy?: string;
   sidecarLogLevel?: string;
+  /** Resources of a sidecar whose resource's spec.sidecar.resources is unset (chart value sidecar.resources). */
+  sidecarResources?: { requests?: Record<string, string>; limits?: Record<string, string> };
 }
 
 export type Component = 'object-host' | 'queue-host';
@@ -76,7 +81,7 @@ export function mergeEnv(...lists: (readonly (V1EnvVar | EnvVar)[] | undefined)[
 }
 
 /** Env names the operator owns in the sidecar: a user's spec.sidecar.env cannot replace them. */
-const reservedSidecarEnv = new Set(['POD_NAME', 'POD_NAMESPACE', 'CASTELLAN_ROLE', 'CASTELLAN_CLASS', 'CASTELLAN_QUEUE', 'CASTELLAN_HTTP_PORT', 'CASTELLAN_HTTP_HOST']);
+const reservedSidecarEnv = new Set(['POD_NAME', 'POD_NAMESPACE', 'CASTELLAN_ROLE', 'CASTELLAN_CLASS', 'CASTELLAN_QUEUE', 'CASTELLAN_HTTP_PORT', 'CASTELLAN_HTTP_HOST', 'CASTELLAN_ADMIN_PORT', 'CASTELLAN_ADMIN_HOST']);
 
 export interface SidecarInput {
   /** 'client': the sidecar the admission webhook adds to caller pods (operator/webhook/inject.ts). */
@@ -94,14 +99,27 @@ export function sidecarPort(overrides: SidecarOverrides | undefined): number {
 }
 
 /**
- * An exec probe that GETs a sidecar endpoint on 127.0.0.1. The sidecar API
- * listens on loopback only (SPEC §1), which the kubelet's httpGet probes
- * (they dial the pod IP) cannot reach; the image has Node, so the probe asks
- * the same /healthz or /readyz from inside the container.
+ * An httpGet probe on the sidecar's admin port (pod IP). The object and queue
+ * API stays on loopback (SPEC §1); the admin listener serves only health,
+ * metrics and drain, so the kubelet probes it without starting a process.
  */
-export function loopbackProbe(port: number, path: '/healthz' | '/readyz', periodSeconds: number, failureThreshold: number): V1Probe {
-  const script = `fetch('http://127.0.0.1:${port}${path}',{signal:AbortSignal.timeout(3000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`;
-  return { exec: { command: ['node', '-e', script] }, periodSeconds, timeoutSeconds: 5, failureThreshold };
+export function adminProbe(path: '/healthz' | '/readyz', periodSeconds: number, failureThreshold: number): V1Probe {
+  return { httpGet: { path, port: sidecarAdminPortName, scheme: 'HTTP' }, periodSeconds, timeoutSeconds: 3, failureThreshold };
+}
+
+/**
+ * The app container's preStop hook: asks the sidecar to hand this pod's
+ * objects over and answers when it has, so the app gets SIGTERM only once no
+ * call can reach it (otherwise the app stops first and calls in flight fail).
+ * A user's own preStop hook is kept.
+ */
+export function drainHook(): NonNullable<V1Container['lifecycle']> {
+  return { preStop: { httpGet: { path: '/drain', port: sidecarAdminPort, scheme: 'HTTP' } } };
+}
+
+/** Spread a StatefulSet's hosts over nodes (soft), unless the user's template says how. */
+export function hostSpread(component: Component, name: string): NonNullable<V1PodSpec['topologySpreadConstraints']> {
+  return [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: selectorLabels(component, name) } }];
 }
 
 /** The Castellan sidecar container with its environment, probes and a hardened security context. */
@@ -112,6 +130,7 @@ export function sidecarContainer(input: SidecarInput): V1Container {
     { name: 'POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } } },
     { name: 'CASTELLAN_HTTP_PORT', value: String(port) },
+    { name: 'CASTELLAN_ADMIN_PORT', value: String(sidecarAdminPort) },
   ];
   const settings = Object.entries(input.settings).map(([name, value]) => ({ name, value }));
   const user = (overrides?.env ?? []).filter((e) => !reservedSidecarEnv.has(e.name));
@@ -120,10 +139,13 @@ export function sidecarContainer(input: SidecarInput): V1Container {
     image: overrides?.image ?? defaults.sidecarImage,
     command: ['castellan', 'sidecar'],
     env: mergeEnv(fixed, settings, user),
-    ports: [{ name: 'castellan', containerPort: port, protocol: 'TCP' }],
-    startupProbe: loopbackProbe(port, '/healthz', 2, 30),
-    livenessProbe: loopbackProbe(port, '/healthz', 10, 3),
-    readinessProbe: loopbackProbe(port, '/readyz', 5, 3),
+    ports: [
+      { name: 'castellan', containerPort: port, protocol: 'TCP' },
+      { name: sidecarAdminPortName, containerPort: sidecarAdminPort, protocol: 'TCP' },
+    ],
+    startupProbe: adminProbe('/healthz', 1, 60),
+    livenessProbe: adminProbe('/healthz', 10, 3),
+    readinessProbe: adminProbe('/readyz', 2, 2),
     securityContext: {
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,
@@ -135,7 +157,8 @@ export function sidecarContainer(input: SidecarInput): V1Container {
   };
   const pull = overrides?.imagePullPolicy ?? defaults.sidecarImagePullPolicy;
   if (pull !== undefined) container.imagePullPolicy = pull;
-  if (overrides?.resources !== undefined) container.resources = overrides.resources as V1Container['resources'];
+  const resources = overrides?.resources ?? defaults.sidecarResources;
+  if (resources !== undefined) container.resources = resources as V1Container['resources'];
   if (input.native) container.restartPolicy = 'Always';
   return container;
 }

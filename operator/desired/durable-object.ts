@@ -12,7 +12,9 @@ import {
   configHash,
   configHashAnnotation,
   disruptionBudget,
+  drainHook,
   headlessService,
+  hostSpread,
   mergeEnv,
   natsSettings,
   ownerReference,
@@ -61,7 +63,12 @@ export function desiredDurableObject(cr: CustomResource<DurableObjectSpec>, defa
     { name: 'PORT', value: String(s.appPort) },
     { name: 'CASTELLAN_SIDECAR_URL', value: `http://127.0.0.1:${port}` },
   ];
-  const containers: V1Container[] = userSpec.containers.map((c) => ({ ...c, env: mergeEnv(c.env, appEnv) }));
+  // The app's preStop hook drains the sidecar first (a user's own preStop hook is kept).
+  const containers: V1Container[] = userSpec.containers.map((c) => ({
+    ...c,
+    env: mergeEnv(c.env, appEnv),
+    ...(c.lifecycle?.preStop === undefined ? { lifecycle: { ...(c.lifecycle ?? {}), ...drainHook() } } : {}),
+  }));
   const sidecar = sidecarContainer({ component: 'object-host', settings, overrides: s.sidecar, defaults, native: true });
   // First, so that the user's own init containers and the app start once the sidecar is up (its startup probe).
   const initContainers = [sidecar, ...(userSpec.initContainers ?? []).filter((c) => c.name !== sidecarContainerName)];
@@ -84,7 +91,13 @@ export function desiredDurableObject(cr: CustomResource<DurableObjectSpec>, defa
           labels,
           annotations: { ...(s.template.metadata?.annotations ?? {}), [configHashAnnotation]: hash },
         },
-        spec: { ...userSpec, containers, initContainers, volumes },
+        spec: {
+          ...userSpec,
+          containers,
+          initContainers,
+          volumes,
+          topologySpreadConstraints: userSpec.topologySpreadConstraints ?? hostSpread('object-host', name),
+        },
       },
     },
   };

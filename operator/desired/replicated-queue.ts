@@ -4,7 +4,7 @@
  * queue-host role), a headless Service, a PodDisruptionBudget and a ConfigMap
  * with the queue's settings, all owned by the ReplicatedQueue.
  */
-import type { V1ConfigMap, V1PodDisruptionBudget, V1Service, V1StatefulSet } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1PodDisruptionBudget, V1PodSpec, V1Service, V1StatefulSet } from '@kubernetes/client-node';
 import type { CustomResource, ReplicatedQueueSpec } from '../api/resources.ts';
 import {
   commonLabels,
@@ -12,6 +12,7 @@ import {
   configHashAnnotation,
   disruptionBudget,
   headlessService,
+  hostSpread,
   natsSettings,
   ownerReference,
   selectorLabels,
@@ -58,6 +59,13 @@ export function desiredReplicatedQueue(cr: CustomResource<ReplicatedQueueSpec>, 
   const configMap = settingsConfigMap(cr, 'queue-host', settings);
   const hash = configHash(configMap.data);
   const labels = commonLabels('queue-host', name);
+  const pt = s.podTemplate ?? {};
+  const scheduling: Partial<V1PodSpec> = {};
+  if (pt.nodeSelector !== undefined) scheduling.nodeSelector = pt.nodeSelector;
+  if (pt.tolerations !== undefined) scheduling.tolerations = pt.tolerations as V1PodSpec['tolerations'];
+  if (pt.affinity !== undefined) scheduling.affinity = pt.affinity as V1PodSpec['affinity'];
+  if (pt.priorityClassName !== undefined) scheduling.priorityClassName = pt.priorityClassName;
+  if (pt.imagePullSecrets !== undefined) scheduling.imagePullSecrets = pt.imagePullSecrets;
   const statefulSet: V1StatefulSet = {
     apiVersion: 'apps/v1',
     kind: 'StatefulSet',
@@ -69,13 +77,18 @@ export function desiredReplicatedQueue(cr: CustomResource<ReplicatedQueueSpec>, 
       selector: { matchLabels: selectorLabels('queue-host', name) },
       updateStrategy: { type: 'RollingUpdate', rollingUpdate: { partition: 0 } },
       template: {
-        metadata: { labels, annotations: { [configHashAnnotation]: hash } },
+        metadata: {
+          labels: { ...(pt.metadata?.labels ?? {}), ...labels },
+          annotations: { ...(pt.metadata?.annotations ?? {}), [configHashAnnotation]: hash },
+        },
         spec: {
+          ...scheduling,
           automountServiceAccountToken: false,
           enableServiceLinks: false,
           terminationGracePeriodSeconds: 30,
           securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } },
           containers: [sidecarContainer({ component: 'queue-host', settings, overrides: s.sidecar, defaults, native: false })],
+          topologySpreadConstraints: (pt.topologySpreadConstraints as V1PodSpec['topologySpreadConstraints']) ?? hostSpread('queue-host', name),
           volumes: [{ name: 'castellan-tmp', emptyDir: { sizeLimit: '64Mi' } }],
         },
       },

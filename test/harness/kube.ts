@@ -22,10 +22,11 @@ export interface TestKube {
   dispose(): Promise<void>;
 }
 
-export async function startKube(nodes = 3): Promise<TestKube> {
+/** A control plane with `nodes` kwok nodes and `realNodes` real ones (local/nodes/; needs root and containerd). */
+export async function startKube(nodes = 3, realNodes = 0): Promise<TestKube> {
   const dir = mkdtempSync(join(tmpdir(), 'castellan-kube-'));
   const name = `t${process.pid}`;
-  const cluster = await KubeCluster.create({ name, workdir: join(dir, 'kwok'), kubeconfig: join(dir, 'kubeconfig'), nodes });
+  const cluster = await KubeCluster.create({ name, workdir: join(dir, 'kwok'), kubeconfig: join(dir, 'kubeconfig'), nodes, realNodes });
   const onExit = () => cluster.deleteSync();
   process.once('exit', onExit);
   const kc = new k8s.KubeConfig();
@@ -151,10 +152,17 @@ export class KubeletStandIn {
       }
       return out;
     };
-    const [sidecarPort, appPort] = await freePorts(2);
+    const [sidecarPort, appPort, adminPort] = await freePorts(3);
     const children: ChildProcess[] = [];
     const sidecarUrl = `http://127.0.0.1:${sidecarPort}`;
-    const env: Record<string, string> = { ...resolve(sidecar.env), CASTELLAN_HTTP_PORT: String(sidecarPort), ...(this.opts.sidecarEnv ?? {}) };
+    const env: Record<string, string> = {
+      ...resolve(sidecar.env),
+      CASTELLAN_HTTP_PORT: String(sidecarPort),
+      // the admin listener is on the pod IP in a real pod; here on loopback, on a port of its own
+      CASTELLAN_ADMIN_PORT: String(adminPort),
+      CASTELLAN_ADMIN_HOST: '127.0.0.1',
+      ...(this.opts.sidecarEnv ?? {}),
+    };
     if (env.CASTELLAN_ROLE === 'object-host') {
       env.CASTELLAN_APP_PORT = String(appPort);
       for (const c of spec.containers) {

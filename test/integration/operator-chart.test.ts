@@ -61,7 +61,7 @@ describe('Helm chart on a real API server', () => {
   }, 120_000);
 
   it('renders manifests the API server accepts (server-side dry run)', async () => {
-    const rendered = await helm('template', release, chart, '--namespace', ns);
+    const rendered = await helm('template', release, chart, '--namespace', ns, '--kube-version', '1.34.4');
     const file = join(dir, 'rendered.yaml');
     writeFileSync(file, rendered);
     const out = await kube.cluster.kubectl(['apply', '--dry-run=server', '-f', file]);

@@ -26,8 +26,10 @@ interface Helm {
 }
 
 async function helm(...args: string[]): Promise<Helm> {
+  // Without a cluster helm assumes Kubernetes 1.20; the chart needs >= 1.29 (kubeVersion).
+  const full = args[0] === 'template' ? [...args, '--kube-version', '1.34.4'] : args;
   try {
-    const { stdout, stderr } = await run(toolPath('helm'), args, {
+    const { stdout, stderr } = await run(toolPath('helm'), full, {
       timeout: 60_000,
       maxBuffer: 16 * 1024 * 1024,
       // Keep helm away from the user's config, cache and kube contexts.

@@ -82,6 +82,7 @@ describe('DurableObject → children', () => {
     expect(env.POD_NAMESPACE!.valueFrom!.fieldRef!.fieldPath).toBe('metadata.namespace');
     expect(Object.fromEntries(Object.entries(env).filter(([, e]) => e.value !== undefined).map(([k, e]) => [k, e.value]))).toEqual({
       CASTELLAN_HTTP_PORT: '3600',
+      CASTELLAN_ADMIN_PORT: '3601',
       CASTELLAN_ROLE: 'object-host',
       CASTELLAN_CLASS: 'counter',
       CASTELLAN_APP_PORT: '8080',
