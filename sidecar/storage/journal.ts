@@ -21,7 +21,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { jetstreamManager, type JetStreamManager, type MsgRequest } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
-import { Errors } from '../../common/errors.ts';
+import { Errors, type CastellanError } from '../../common/errors.ts';
 import { describeError } from '../../common/logger.ts';
 import type { ClassNames } from '../objects/subjects.ts';
 import type { Entry } from './key-index.ts';
@@ -101,16 +101,21 @@ export class Journal {
    * Commits `msgs` atomically if the owner record of the object is still at
    * `token`. Returns the stream sequence of each message (its version).
    */
+  /** 413 when the NATS server cannot take this message (its max_payload), else undefined. */
+  tooLarge(m: OutMessage): CastellanError | undefined {
+    const maxPayload = this.nc.info?.max_payload;
+    const size = m.data.length + m.subject.length + HEADER_ALLOWANCE;
+    if (maxPayload === undefined || size <= maxPayload) return undefined;
+    return Errors.payloadTooLarge(
+      `A storage message of ${size} bytes exceeds the NATS server's max_payload (${maxPayload}); values up to 1 MiB need max_payload ≥ ${1024 * 1024 + HEADER_ALLOWANCE + 4096} (docs/storage.md).`,
+    );
+  }
+
   async commit(names: ClassNames, encId: string, token: number, msgs: readonly OutMessage[]): Promise<number[]> {
     if (msgs.length === 0) return [];
-    const maxPayload = this.nc.info?.max_payload;
     for (const m of msgs) {
-      const size = m.data.length + m.subject.length + HEADER_ALLOWANCE;
-      if (maxPayload !== undefined && size > maxPayload) {
-        throw Errors.payloadTooLarge(
-          `A storage message of ${size} bytes exceeds the NATS server's max_payload (${maxPayload}); values up to 1 MiB need max_payload ≥ ${1024 * 1024 + HEADER_ALLOWANCE + 4096} (docs/storage.md).`,
-        );
-      }
+      const e = this.tooLarge(m);
+      if (e !== undefined) throw e;
     }
     const batchId = randomUUID();
     const owner = names.owner(encId);

@@ -6,14 +6,23 @@
  * flight, newly arrived writes wait; the next batch takes all of them
  * (coalescing), planned in arrival order, each seeing the ones before it
  * (transaction.ts), so the result is the same as committing them one by one.
- * A write whose checks fail is answered 409 CONFLICT at planning and takes no
- * part in the batch. A batch is all-or-nothing, so a failure fails every write
- * in it; the index changes only after the batch's acknowledgement.
+ * A write whose checks fail against the committed state is answered 409
+ * CONFLICT at planning and takes no part in the batch. A write whose checks
+ * name a key an earlier write of the pending batch touches is not decided
+ * against that pending state: it waits for the batch's outcome and is planned
+ * in the next batch (its answer is never definite before the write it depends
+ * on is). A write with a value the NATS server cannot take fails alone (413).
+ * A batch is all-or-nothing, so a failure fails every write in it; the index
+ * changes only after the batch's acknowledgement.
  *
  * Failures: fenced (ownership moved) → this state is dead, every later call is
  * 409 NOT_OWNER; refused → 503, index unchanged; no acknowledgement → 503 "may
- * or may not have been applied" and the index is reloaded from the stream
- * before the next call.
+ * or may not have been applied", and the index is not trusted again (no read,
+ * no check) until it is provably current: the activation re-fences (writes
+ * its owner record again, `StateContext.refence`), which orders after the
+ * unknown write in the stream — that write is now either in the stream before
+ * the new record or can never land (its fence names the old record) — and the
+ * index is reloaded at the new token from a replica that has the new record.
  */
 import { CastellanError, Errors } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
@@ -48,16 +57,25 @@ export interface StateContext {
   journal: Journal;
   metrics: StorageMetrics;
   log: Logger;
+  /**
+   * Re-fences the activation at `token` (object host): resolves with its new
+   * token, calling `adopt` with it first (synchronously with the host's own
+   * switch), or 'moved' when the object is no longer this activation's.
+   */
+  refence?: (encId: string, token: number, adopt: (token: number) => void) => Promise<number | 'moved'>;
 }
 
 export class ObjectState {
   readonly encId: string;
   readonly id: string;
-  readonly token: number;
+  private tokenNow: number;
   private readonly ctx: StateContext;
   private index: KeyIndex | undefined;
   private loading: Promise<KeyIndex> | undefined;
   private dead: CastellanError | undefined;
+  /** A commit's outcome is unknown: nothing is served from memory until recovered. */
+  private suspect = false;
+  private recovering: Promise<void> | undefined;
   private readonly queue: Item[] = [];
   private running = false;
 
@@ -65,7 +83,12 @@ export class ObjectState {
     this.ctx = ctx;
     this.encId = encId;
     this.id = id;
-    this.token = token;
+    this.tokenNow = token;
+  }
+
+  /** Fencing token of the activation (the owner record's sequence); changes when it re-fences. */
+  get token(): number {
+    return this.tokenNow;
   }
 
   get isDead(): boolean {
@@ -75,11 +98,13 @@ export class ObjectState {
   /** The index, loading it if needed (activation, or after an unacknowledged commit). */
   async read(): Promise<KeyIndex> {
     if (this.dead !== undefined) throw this.dead;
+    if (this.suspect) await this.recover();
+    if (this.dead !== undefined) throw this.dead;
     if (this.index !== undefined) return this.index;
     this.loading ??= (async () => {
       const started = performance.now();
       try {
-        const loaded = await this.ctx.journal.load(this.ctx.names, this.encId, this.token);
+        const loaded = await this.ctx.journal.load(this.ctx.names, this.encId, this.tokenNow);
         const idx = KeyIndex.from(loaded.entries);
         this.index = idx;
         this.ctx.metrics.loads.inc({ class: this.ctx.cls, outcome: 'ok' });
@@ -93,6 +118,37 @@ export class ObjectState {
       }
     })();
     return this.loading;
+  }
+
+  /** After an unknown commit outcome: re-fence (a barrier after that write in the stream), then reload. */
+  private recover(): Promise<void> {
+    this.recovering ??= (async () => {
+      try {
+        const refence = this.ctx.refence;
+        if (refence !== undefined) {
+          const r = await refence(this.encId, this.tokenNow, (t) => {
+            this.tokenNow = t;
+          });
+          if (r === 'moved') {
+            this.dead = Errors.notOwner(`This sidecar no longer owns object ${this.ctx.cls}/${this.id}.`);
+            return;
+          }
+          this.ctx.log.info('storage re-fenced after an unacknowledged commit; reloading', { id: this.id, token: r });
+        }
+        this.index = undefined;
+        this.suspect = false;
+        this.ctx.metrics.loads.inc({ class: this.ctx.cls, outcome: 'refenced' });
+      } catch (err) {
+        throw Errors.unavailable(
+          `Storage of ${this.ctx.cls}/${this.id} is unavailable: an earlier write was not acknowledged and the object cannot be re-synchronised yet (${describeError(err)}).`,
+          'STORAGE_UNAVAILABLE',
+          err,
+        );
+      } finally {
+        this.recovering = undefined;
+      }
+    })();
+    return this.recovering;
   }
 
   write(write: Write): Promise<WriteResult> {
@@ -153,12 +209,20 @@ export class ObjectState {
       if (it.kind === 'deleteAll') break;
       const size = it.kind === 'raw' ? 1 : it.write.ops.length;
       const itBytes = it.kind === 'raw' ? it.msg.data.length : it.write.ops.reduce((n, o) => n + (o.op === 'put' ? o.value.length : 0), 0);
+      // A check on a key this batch already writes waits for the batch's outcome (next batch).
+      if (it.kind === 'write' && planned.length > 0 && it.write.checks.some((c) => pending.has(c.key))) break;
       if (planned.length > 0 && (msgs.length + size > MAX_BATCH_MESSAGES || bytes + itBytes > MAX_BATCH_BYTES)) break;
       this.queue.shift();
       if (it.kind === 'raw') {
         planned.push({ item: it, first: msgs.length, count: 1, deleted: new Map(), keys: [] });
         msgs.push(it.msg);
         bytes += itBytes;
+        continue;
+      }
+      // A value the NATS server cannot take fails its own write only.
+      const tooBig = it.write.ops.map((o) => (o.op === 'put' ? this.ctx.journal.tooLarge(putMessage(this.ctx.names, this.encId, o.key, o.value)) : undefined)).find((e) => e !== undefined);
+      if (tooBig !== undefined) {
+        it.reject(tooBig);
         continue;
       }
       const check = evaluateChecks(it.write.checks, lookup, pending);
@@ -245,7 +309,8 @@ export class ObjectState {
     }
     if (err instanceof IndeterminateError) {
       this.index = undefined;
-      this.ctx.log.warn('storage commit unacknowledged; reloading before the next call', { id: this.id, error: err.message });
+      this.suspect = true;
+      this.ctx.log.warn('storage commit unacknowledged; re-fencing and reloading before the next call', { id: this.id, error: err.message });
       return Errors.unavailable(`Storage write of ${this.ctx.cls}/${this.id} was not acknowledged; it may or may not have been applied.`, 'STORAGE_UNAVAILABLE', err);
     }
     this.ctx.log.warn(writing ? 'storage commit failed' : 'storage load failed', { id: this.id, error: describeError(err) });
