@@ -28,7 +28,7 @@ import { CastellanError, Errors } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { describeError } from '../../common/logger.ts';
 import type { ClassNames } from '../objects/subjects.ts';
-import { deleteMessage, FencedError, IndeterminateError, type Journal, type OutMessage, putMessage } from './journal.ts';
+import { CheckFailedError, checkMessage, deleteMessage, FencedError, IndeterminateError, type Journal, keyToken, type OutMessage, putMessage } from './journal.ts';
 import { KeyIndex } from './key-index.ts';
 import type { StorageMetrics } from './metrics.ts';
 import { evaluateChecks, presentIn, reduceOps, type Pending, type Write } from './transaction.ts';
@@ -46,10 +46,14 @@ export interface WriteResult {
   deleted: Map<string, boolean>;
 }
 
-type Item =
+type Item = (
   | { kind: 'write'; write: Write; resolve: (r: WriteResult) => void; reject: (e: unknown) => void; at: number }
   | { kind: 'deleteAll'; resolve: (r: { deleted: number }) => void; reject: (e: unknown) => void; at: number }
-  | { kind: 'raw'; msg: OutMessage; resolve: (seq: number) => void; reject: (e: unknown) => void; at: number };
+  | { kind: 'raw'; msg: OutMessage; resolve: (seq: number) => void; reject: (e: unknown) => void; at: number }
+) & { /** Batches it took part in that JetStream refused on a key check (then re-planned). */ replans?: number };
+
+/** Re-plans of one write after JetStream refused a key check before it is answered 503. */
+const MAX_REPLANS = 3;
 
 export interface StateContext {
   cls: string;
@@ -207,7 +211,7 @@ export class ObjectState {
     while (this.queue.length > 0) {
       const it = this.queue[0]!;
       if (it.kind === 'deleteAll') break;
-      const size = it.kind === 'raw' ? 1 : it.write.ops.length;
+      const size = it.kind === 'raw' ? 1 : it.write.ops.length + it.write.checks.length;
       const itBytes = it.kind === 'raw' ? it.msg.data.length : it.write.ops.reduce((n, o) => n + (o.op === 'put' ? o.value.length : 0), 0);
       // A check on a key this batch already writes waits for the batch's outcome (next batch).
       if (it.kind === 'write' && planned.length > 0 && it.write.checks.some((c) => pending.has(c.key))) break;
@@ -237,6 +241,14 @@ export class ObjectState {
       const existedBefore = new Map(it.write.ops.map((o) => [o.key, presentIn(o.key, lookup, pending)] as const));
       // A delete of a key absent before and after needs no tombstone.
       const reduced = reduceOps(it.write.ops, pending).filter((o) => o.op === 'put' || existedBefore.get(o.key) === true);
+      // Version checks (and `if-match: *`, at the version the index has) are enforced by JetStream too:
+      // one check message per key, ahead of the write's own messages, in the same atomic batch.
+      const checked = new Map<string, number>();
+      for (const c of it.write.checks) {
+        const v = 'version' in c ? c.version : 'exists' in c ? lookup(c.key)?.version : undefined;
+        if (v !== undefined) checked.set(c.key, v);
+      }
+      for (const [key, v] of checked) msgs.push(checkMessage(this.ctx.names, this.encId, this.ctx.names.kv(this.encId, keyToken(key)), v));
       const first = msgs.length;
       for (const o of reduced) msgs.push(o.op === 'put' ? putMessage(this.ctx.names, this.encId, o.key, o.value) : deleteMessage(this.ctx.names, this.encId, o.key));
       planned.push({ item: it, first, count: reduced.length, deleted, keys: reduced.map((o) => o.key) });
@@ -253,6 +265,10 @@ export class ObjectState {
         this.ctx.metrics.batchWrites.observe({ class: this.ctx.cls }, planned.length);
       }
     } catch (err) {
+      if (err instanceof CheckFailedError) {
+        await this.checkFailed(err, planned.map((p) => p.item));
+        return;
+      }
       const e = this.failure(err, true);
       this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: e.code });
       for (const p of planned) p.item.reject(e);
@@ -280,6 +296,40 @@ export class ObjectState {
       this.ctx.metrics.ops.inc({ class: this.ctx.cls, kind: 'write', outcome: 'ok' });
       p.item.resolve({ versions, deleted: p.deleted });
     }
+  }
+
+  /**
+   * JetStream refused a batch on a key check or on the fence; nothing was
+   * written. Fence (the owner record moved) → dead, 409 NOT_OWNER. Key check
+   * → the index was not current: re-synchronise it (re-fence + reload) and
+   * plan the same writes again, first in the queue (their checks are then
+   * decided against the current state). Unknown which → 503, not applied.
+   */
+  private async checkFailed(err: CheckFailedError, items: Item[]): Promise<void> {
+    let ownerSeq: number | undefined;
+    try {
+      ownerSeq = await this.ctx.journal.ownerSeq(this.ctx.names, this.encId);
+    } catch (readErr) {
+      this.ctx.log.warn('reading the owner record after a refused batch failed', { id: this.id, error: describeError(readErr) });
+    }
+    if (ownerSeq !== undefined && ownerSeq !== this.tokenNow) {
+      const e = this.failure(new FencedError(err.message), true);
+      this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: e.code });
+      for (const it of items) it.reject(e);
+      return;
+    }
+    this.suspect = true;
+    this.index = undefined;
+    this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: 'CHECK_REFUSED' });
+    this.ctx.log.warn('JetStream refused a key check the index passed; re-synchronising and planning again', { id: this.id, error: err.message });
+    const notApplied = Errors.unavailable(`Storage write of ${this.ctx.cls}/${this.id} was not applied (its check could not be decided); retry.`, 'STORAGE_UNAVAILABLE', err);
+    const again: Item[] = [];
+    for (const it of items) {
+      it.replans = (it.replans ?? 0) + 1;
+      if (ownerSeq === undefined || it.replans > MAX_REPLANS) it.reject(notApplied);
+      else again.push(it);
+    }
+    this.queue.unshift(...again);
   }
 
   private async runDeleteAll(idx: KeyIndex, item: Extract<Item, { kind: 'deleteAll' }>): Promise<void> {
