@@ -105,6 +105,8 @@ class Activation {
 }
 
 const retry = (reason: string): Reply => ({ meta: { t: 'retry', reason } });
+/** How often a host tries to raise an under-replicated class stream to its requested replicas. */
+const REPLICA_CHECK_MS = 10_000;
 const errorReply = (e: CastellanError): Reply => ({ meta: { t: 'error', status: e.status, code: e.code, message: e.message, retryable: e.retryable } });
 /** Error codes that say the request never reached the app: a retry of its id may run. */
 const NEVER_RAN = new Set(['OBJECT_STUCK', 'OBJECT_OVERLOADED']);
@@ -143,6 +145,15 @@ export class ObjectHost {
   /** App calls in flight per object (encId), across activations. */
   private readonly handlers = new Map<string, number>();
   private turnSeq = 0;
+  /** Replicas the class stream has (it may have been created with fewer than asked). */
+  private streamReplicas = 0;
+  private replicaTimer: NodeJS.Timeout | undefined;
+  private raising = false;
+  /** App health: down after failing its probe for a lease TTL; then not placeable, objects handed over. */
+  private appDown = false;
+  private appFailingSince: number | undefined;
+  private appTimer: NodeJS.Timeout | undefined;
+  private probing = false;
   private sub: Subscription | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
@@ -169,7 +180,8 @@ export class ObjectHost {
   async start(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.store.ensureStream(this.opts.cls, this.opts.streamReplicas);
+        this.streamReplicas = await this.store.ensureStream(this.opts.cls, this.opts.streamReplicas);
+        this.reportReplicas();
         break;
       } catch (err) {
         if (attempt >= 5) throw err;
@@ -196,12 +208,87 @@ export class ObjectHost {
     const every = Math.max(100, Math.min(1_000, this.opts.idleTimeoutMs / 4));
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref();
+    this.replicaTimer = setInterval(() => void this.raiseReplicas(), REPLICA_CHECK_MS);
+    this.replicaTimer.unref();
+    this.appTimer = setInterval(() => void this.probeApp(), Math.max(100, Math.min(500, this.opts.timing.ttl / 2)));
+    this.appTimer.unref();
     this.log.info('object host started', { cls: this.opts.cls, subject, session: this.heartbeat.sessionId });
+  }
+
+  /**
+   * App health gates hosting (issue 12, item 6): an app that fails its probe
+   * (TCP connect) for a lease TTL makes this host unplaceable (`draining`
+   * heartbeat) and releases its objects so other hosts take them; requests
+   * that still reach it are refused unexecuted (`retry`). When the app
+   * answers again the host is placeable again.
+   */
+  private async probeApp(): Promise<void> {
+    if (this.probing || this.draining) return;
+    this.probing = true;
+    try {
+      const ok = await this.app.reachable(Math.max(1_000, this.opts.timing.ttl));
+      const now = performance.now();
+      if (ok === true) {
+        this.appFailingSince = undefined;
+        if (this.appDown) {
+          this.appDown = false;
+          this.log.warn('app reachable again; taking placements again');
+          await this.heartbeat.setPlaceable(true);
+        }
+        return;
+      }
+      this.appFailingSince ??= now;
+      // Refused: nothing listens (the app is gone) — a lease TTL. Slow (a busy machine): give it longer.
+      const after = /ECONNREFUSED/.test(ok) ? this.opts.timing.ttl : Math.max(5_000, 5 * this.opts.timing.ttl);
+      if (this.appDown || now - this.appFailingSince < after) return;
+      this.appDown = true;
+      this.log.error('app not reachable; handing this host\'s objects over to other hosts until it is back', { reason: ok, objects: this.acts.size });
+      await this.heartbeat.setPlaceable(false);
+      for (const a of [...this.acts.values()]) if (a.state === 'active' && a.turns.size === 0) void this.release(a);
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  private reportReplicas(): void {
+    const { cls, streamReplicas: want } = this.opts;
+    this.metrics.streamReplicas.set({ class: cls }, this.streamReplicas);
+    this.metrics.streamReplicasRequested.set({ class: cls }, want);
+    if (this.streamReplicas < want) {
+      this.log.error('the class stream has fewer replicas than requested: acknowledged writes survive fewer server losses until it is raised (retried every 10 s)', {
+        replicas: this.streamReplicas,
+        requested: want,
+      });
+    }
+  }
+
+  /** Raises an under-replicated class stream once the cluster can place the replicas (a server came back). */
+  private async raiseReplicas(): Promise<void> {
+    if (this.raising || this.draining || this.streamReplicas >= this.opts.streamReplicas) return;
+    this.raising = true;
+    try {
+      const have = await this.store.raiseReplicas(this.opts.cls, this.opts.streamReplicas);
+      if (have !== this.streamReplicas) {
+        this.streamReplicas = have;
+        this.metrics.streamReplicas.set({ class: this.opts.cls }, have);
+        this.log.warn('class stream replicas raised', { replicas: have, requested: this.opts.streamReplicas });
+      }
+    } catch (err) {
+      this.log.warn('checking the class stream replicas failed', { error: describeError(err) });
+    } finally {
+      this.raising = false;
+    }
+  }
+
+  /** Replicas of the class stream as this host last saw them, and how many were asked for. */
+  replicas(): { have: number; requested: number } {
+    return { have: this.streamReplicas, requested: this.opts.streamReplicas };
   }
 
   /** Whether this host can take requests (for /readyz); stuck objects are named. */
   ready(): true | string {
     if (this.draining) return 'draining';
+    if (this.appDown) return 'app down: objects handed over to other hosts';
     if (!this.heartbeat.leaseValid()) return 'host lease not held';
     const stuck = this.stuckObjects();
     if (stuck.length > 0) {
@@ -304,7 +391,8 @@ export class ObjectHost {
   }
 
   private handle(meta: RequestMeta, body: Uint8Array): Promise<Reply> {
-    if (this.draining) return Promise.resolve(retry('draining'));
+    // While the app is down the host is "draining": callers avoid it and go to another host.
+    if (this.draining || this.appDown) return Promise.resolve(retry('draining'));
     this.pruneDedupe();
     // Scoped to the object: the same request id on another object is another request.
     const key = `${meta.cls}\0${meta.id}\0${meta.rid}`;
@@ -613,7 +701,7 @@ export class ObjectHost {
     for (const a of this.acts.values()) {
       depth += a.queue.depth;
       max = Math.max(max, a.queue.depth);
-      if (a.state === 'active' && a.queue.isIdle() && now - a.lastUsed >= this.opts.idleTimeoutMs && !this.draining) {
+      if (a.state === 'active' && a.queue.isIdle() && (this.appDown || now - a.lastUsed >= this.opts.idleTimeoutMs) && !this.draining) {
         this.log.debug('deactivating idle object', { id: a.id });
         void this.release(a);
       }
@@ -642,6 +730,8 @@ export class ObjectHost {
     if (this.draining) return;
     this.draining = true;
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
+    if (this.replicaTimer !== undefined) clearInterval(this.replicaTimer);
+    if (this.appTimer !== undefined) clearInterval(this.appTimer);
     await this.heartbeat.drain();
     // A handler still running keeps its object here (never released under a running handler) up to turnTimeout.
     const idle = Promise.all([...this.acts.values()].map((a) => Promise.all([a.ready, a.queue.whenIdle()])));
@@ -658,6 +748,8 @@ export class ObjectHost {
   stop(): void {
     this.heartbeat.stop();
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
+    if (this.replicaTimer !== undefined) clearInterval(this.replicaTimer);
+    if (this.appTimer !== undefined) clearInterval(this.appTimer);
     this.sub?.unsubscribe();
   }
 }

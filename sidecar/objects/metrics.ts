@@ -14,6 +14,8 @@ export interface ObjectMetrics {
   queueDepthMax: Gauge<'class'>;
   stuck: Counter<'class'>;
   stuckObjects: Gauge<'class'>;
+  streamReplicas: Gauge<'class'>;
+  streamReplicasRequested: Gauge<'class'>;
 }
 
 export function createObjectMetrics(registry: Registry): ObjectMetrics {
@@ -71,6 +73,18 @@ export function createObjectMetrics(registry: Registry): ObjectMetrics {
     stuck: new Counter({
       name: 'castellan_object_stuck_total',
       help: 'Requests that ran in the app past turnTimeout, marking their object stuck.',
+      labelNames: ['class'],
+      registers,
+    }),
+    streamReplicas: new Gauge({
+      name: 'castellan_object_stream_replicas',
+      help: 'Replicas the class stream has (fewer than requested while the cluster could not place them; raised when it can).',
+      labelNames: ['class'],
+      registers,
+    }),
+    streamReplicasRequested: new Gauge({
+      name: 'castellan_object_stream_replicas_requested',
+      help: 'Replicas requested for the class stream (storage.replicas).',
       labelNames: ['class'],
       registers,
     }),

@@ -11,13 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { join } from 'node:path';
 import { projectRoot } from '../../common/paths.ts';
 import { waitFor } from '../../common/net.ts';
-import { restartApp, startStorageHost } from '../harness/apps/storage-host.ts';
+import { restartApp, startPatientClient, startStorageHost } from '../harness/apps/storage-host.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
-import { logDir, signal, startClient, stopProc, type SidecarProc } from '../harness/sidecars.ts';
+import { logDir, signal, stopProc, type SidecarProc } from '../harness/sidecars.ts';
 
 const serialApp = join(projectRoot, 'test', 'harness', 'apps', 'serial-app.ts');
 const CLS = 'serial';
-const env = { CASTELLAN_LEASE_TTL: '1s', CASTELLAN_REQUEST_TIMEOUT: '3s', CASTELLAN_UNAVAILABLE_WAIT: '2s' };
+const env = { CASTELLAN_LEASE_TTL: '3s', CASTELLAN_REQUEST_TIMEOUT: '5s', CASTELLAN_UNAVAILABLE_WAIT: '3s' };
 
 interface Stats {
   maxConcurrent: Record<string, number>;
@@ -32,10 +32,10 @@ describe('durable objects: turns', () => {
 
   beforeAll(async () => {
     nats = await startNats(3);
-    host = await startStorageHost('t-h0', CLS, nats.urls, { ...env, CASTELLAN_TURN_TIMEOUT: '6s' }, serialApp);
-    client = await startClient('t-c0', nats.urls, env);
+    host = await startStorageHost('t-h0', CLS, nats.urls, { ...env, CASTELLAN_TURN_TIMEOUT: '12s' }, serialApp);
+    client = await startPatientClient('t-c0', nats.urls, env);
     console.log(`sidecar logs in ${logDir}`);
-  }, 90_000);
+  }, 300_000);
 
   afterAll(async () => {
     await Promise.all([host, client].map((p) => stopProc(p, 'SIGKILL')));
@@ -65,7 +65,7 @@ describe('durable objects: turns', () => {
   }, 120_000);
 
   it('a handler that outlives its caller keeps the object busy: the next call waits for it', async () => {
-    const first = answer('outlive', '/work?ms=4000&write=first');
+    const first = answer('outlive', '/work?ms=7000&write=first');
     // Start the second call once the first is running in the app.
     await waitFor('first handler running', async () => ((await stats()).seen.outlive === 1 ? true : undefined), { timeoutMs: 10_000, intervalMs: 50 });
     const f = await first;
@@ -80,16 +80,16 @@ describe('durable objects: turns', () => {
   }, 60_000);
 
   it('a handler past turnTimeout marks the object stuck; its late write is refused; the object is served again after it answers', async () => {
-    const stuck = answer('stuck', '/work?ms=10000&write=late');
+    const stuck = answer('stuck', '/work?ms=20000&write=late');
     await waitFor('stuck handler running', async () => ((await stats()).seen.stuck === 1 ? true : undefined), { timeoutMs: 10_000, intervalMs: 50 });
-    // Past turnTimeout (6 s): new callers get 503 OBJECT_STUCK, retryable; the host says so.
+    // Past turnTimeout (12 s): new callers get 503 OBJECT_STUCK, retryable; the host says so.
     const refused = await waitFor(
       'OBJECT_STUCK',
       async () => {
         const r = await answer('stuck', '/work?ms=0&write=intruder');
         return r.status === 503 ? r : undefined;
       },
-      { timeoutMs: 15_000, intervalMs: 200 },
+      { timeoutMs: 30_000, intervalMs: 200 },
     );
     expect(refused.json()).toMatchObject({ error: { code: 'OBJECT_STUCK', retryable: true } });
     const ready = await (await fetch(`${host.url}/readyz`)).json();
@@ -97,7 +97,7 @@ describe('durable objects: turns', () => {
     expect(await (await fetch(`${host.url}/metrics`)).text()).toMatch(/castellan_object_stuck_total\{class="serial"[^}]*\} [1-9]/);
     expect((await stuck).status).toBe(504);
     // The late write was refused with 410 and wrote nothing.
-    const late = await waitFor('late write attempted', async () => (await stats()).writes.find((w) => w.id === 'stuck' && w.key === 'late'), { timeoutMs: 15_000, intervalMs: 100 });
+    const late = await waitFor('late write attempted', async () => (await stats()).writes.find((w) => w.id === 'stuck' && w.key === 'late'), { timeoutMs: 30_000, intervalMs: 100 });
     expect(late).toMatchObject({ status: 410, code: 'TURN_NOT_RUNNING' });
     const after = await waitFor(
       'object served again',
@@ -112,7 +112,7 @@ describe('durable objects: turns', () => {
     expect(s.maxConcurrent.stuck).toBe(1);
     expect(s.writes.filter((w) => w.id === 'stuck' && w.key === 'intruder')).toEqual([]);
     expect(JSON.stringify(await (await fetch(`${host.url}/readyz`)).json())).not.toMatch(/stuck/);
-  }, 60_000);
+  }, 120_000);
 
   it('refuses storage calls from outside a running turn with 410, and 409 NOT_OWNER elsewhere', async () => {
     expect((await answer('outside', '/work?ms=0&write=x')).status).toBe(200);

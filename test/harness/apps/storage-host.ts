@@ -30,8 +30,10 @@ export async function startStorageHost(name: string, cls: string, natsUrls: stri
   const [sidecarPort, appPort] = [await freePort(), await freePort()];
   const child = spawnApp(name, appPath, appPort, sidecarPort);
   const appUrl = `http://127.0.0.1:${appPort}`;
-  await waitHttp(appPath === storageApp ? `${appUrl}/pid` : `${appUrl}/healthz`);
-  const sc = await startSidecar(name, natsUrls, { CASTELLAN_ROLE: 'object-host', CASTELLAN_CLASS: cls, CASTELLAN_APP_PORT: String(appPort), ...env }, { port: sidecarPort });
+  await waitHttp(appPath === storageApp ? `${appUrl}/pid` : `${appUrl}/healthz`, 120_000);
+  const sc = await startSidecar(name, natsUrls, { CASTELLAN_ROLE: 'object-host', CASTELLAN_CLASS: cls, CASTELLAN_APP_PORT: String(appPort), ...env }, { port: sidecarPort, wait: false });
+  // Generous: on a loaded 2-core machine a Node process can take long to start.
+  await waitHttp(`${sc.url}/readyz`, 120_000);
   sc.app = { name: `${name}-app`, child, pid: child.pid as number, port: appPort, url: appUrl };
   return sc;
 }
@@ -40,6 +42,13 @@ export async function startStorageHost(name: string, cls: string, natsUrls: stri
 export async function restartApp(sc: SidecarProc, appPath: string, healthPath = '/healthz'): Promise<void> {
   const app = sc.app!;
   const child = spawnApp(sc.name, appPath, app.port, sc.port);
-  await waitHttp(`${app.url}${healthPath}`);
+  await waitHttp(`${app.url}${healthPath}`, 120_000);
   sc.app = { ...app, child, pid: child.pid as number };
+}
+
+/** A client sidecar, waited for generously (a loaded machine starts Node processes slowly). */
+export async function startPatientClient(name: string, natsUrls: string[], env: NodeJS.ProcessEnv = {}): Promise<SidecarProc> {
+  const sc = await startSidecar(name, natsUrls, { CASTELLAN_ROLE: 'client', ...env }, { wait: false });
+  await waitHttp(`${sc.url}/readyz`, 120_000);
+  return sc;
 }
