@@ -26,6 +26,14 @@ export { CONFLICT, type CasResult };
 const JS_STREAM_NOT_FOUND = 10059;
 const JS_INSUFFICIENT_RESOURCES = 10023;
 const JS_REPLICAS_NOT_SUPPORTED = 10074;
+/** "No suitable peers for placement" (fewer servers than replicas). */
+const JS_NO_SUITABLE_PEERS = 10005;
+
+/** Whether JetStream refused a stream config because it cannot place that many replicas now. */
+function cannotPlace(err: unknown): boolean {
+  const code = err instanceof JetStreamApiError ? err.code : 0;
+  return code === JS_INSUFFICIENT_RESOURCES || code === JS_REPLICAS_NOT_SUPPORTED || code === JS_NO_SUITABLE_PEERS || /no suitable peers/i.test(describeError(err));
+}
 
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
@@ -113,7 +121,7 @@ export class ObjectStore {
         break;
       } catch (err) {
         const code = err instanceof JetStreamApiError ? err.code : 0;
-        if (r > 1 && (code === JS_INSUFFICIENT_RESOURCES || code === JS_REPLICAS_NOT_SUPPORTED)) {
+        if (r > 1 && cannotPlace(err)) {
           const next = code === JS_REPLICAS_NOT_SUPPORTED ? 1 : r - 1;
           this.opts.log.warn('the cluster cannot place the stream with this many replicas now; trying fewer', { stream: n.stream, tried: r, next });
           r = next;
@@ -148,8 +156,7 @@ export class ObjectStore {
       await jsm.streams.update(n.stream, { ...info.config, num_replicas: replicas });
       return replicas;
     } catch (err) {
-      const code = err instanceof JetStreamApiError ? err.code : 0;
-      if (code === JS_INSUFFICIENT_RESOURCES || code === JS_REPLICAS_NOT_SUPPORTED) return have;
+      if (cannotPlace(err)) return have;
       throw err;
     }
   }
