@@ -52,11 +52,6 @@ const server = createServer((req, res) => {
       return json(200, { host, n });
     }
     if (url.startsWith('/whoami')) return json(200, { host, pid: process.pid });
-    if (url.startsWith('/hold')) {
-      const held = new Promise<void>((resolve) => holds.set(id, resolve));
-      void held.then(() => json(200, { host, held: id }));
-      return;
-    }
     if (url.startsWith('/holding') || url.startsWith('/release')) {
       const which = new URL(url, 'http://x').searchParams.get('id') ?? '';
       const release = holds.get(which);
@@ -64,6 +59,11 @@ const server = createServer((req, res) => {
       holds.delete(which);
       release?.();
       return json(200, { released: release !== undefined });
+    }
+    if (url.startsWith('/hold')) {
+      const held = new Promise<void>((resolve) => holds.set(id, resolve));
+      void held.then(() => json(200, { host, held: id }));
+      return;
     }
     if (url.startsWith('/storage-probe')) {
       const key = new URL(url, 'http://x').searchParams.get('key') ?? 'k0';
