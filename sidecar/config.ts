@@ -48,6 +48,8 @@ export const sidecarConfigSchema = z
         /** Requests that may wait per object behind the running one (Serial); beyond → 429. */
         maxQueue: z.coerce.number().int().min(0).max(100_000).default(128),
         idleTimeout: zDuration.default(5 * 60_000),
+        /** How long one request may run in the app before the object is marked stuck (SPEC §3). */
+        turnTimeout: zDuration.pipe(z.number().min(100)).default(60_000),
         /** Host lease TTL: a kill -9'd host's objects move after about this long. */
         leaseTtl: zDuration.pipe(z.number().min(200).max(60_000)).default(1_000),
         /** How long a caller waits for an object's answer. */
@@ -108,6 +110,7 @@ export const sidecarEnv: EnvMap = {
   CASTELLAN_CONCURRENCY: 'objects.concurrency',
   CASTELLAN_MAX_QUEUE: 'objects.maxQueue',
   CASTELLAN_IDLE_TIMEOUT: 'objects.idleTimeout',
+  CASTELLAN_TURN_TIMEOUT: 'objects.turnTimeout',
   CASTELLAN_LEASE_TTL: 'objects.leaseTtl',
   CASTELLAN_REQUEST_TIMEOUT: 'objects.requestTimeout',
   CASTELLAN_UNAVAILABLE_WAIT: 'objects.unavailableWait',

@@ -67,6 +67,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
                 concurrency: o.concurrency,
                 maxQueue: o.maxQueue,
                 idleTimeoutMs: o.idleTimeout,
+                turnTimeoutMs: o.turnTimeout,
                 streamReplicas: o.streamReplicas,
               },
             }

@@ -5,6 +5,9 @@
  *   GET /whoami                   → {"host","pid"} (which host serves the object)
  *   GET /storage-probe?key=K      → reads key K of this object through the sidecar
  *                                   storage API (SPEC §2.2): {"host","status","bytes"}
+ *   POST /hold                    → holds the object's turn open (storage is served only
+ *                                   during a turn) until `POST /release?id=ID` is sent
+ *                                   straight to the app port; `GET /holding?id=ID` → {held}
  * Env: PORT, BENCH_HOST (the sidecar's pod name), CASTELLAN_SIDECAR_URL.
  */
 import { Agent, createServer, request } from 'node:http';
@@ -13,6 +16,7 @@ const host = process.env.BENCH_HOST ?? 'unknown';
 const sidecar = process.env.CASTELLAN_SIDECAR_URL ?? 'http://127.0.0.1:3600';
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 const counters = new Map<string, number>();
+const holds = new Map<string, () => void>();
 
 function sidecarGet(path: string): Promise<{ status: number; bytes: number; error?: string }> {
   return new Promise((resolve, reject) => {
@@ -48,6 +52,19 @@ const server = createServer((req, res) => {
       return json(200, { host, n });
     }
     if (url.startsWith('/whoami')) return json(200, { host, pid: process.pid });
+    if (url.startsWith('/holding') || url.startsWith('/release')) {
+      const which = new URL(url, 'http://x').searchParams.get('id') ?? '';
+      const release = holds.get(which);
+      if (url.startsWith('/holding')) return json(200, { held: release !== undefined });
+      holds.delete(which);
+      release?.();
+      return json(200, { released: release !== undefined });
+    }
+    if (url.startsWith('/hold')) {
+      const held = new Promise<void>((resolve) => holds.set(id, resolve));
+      void held.then(() => json(200, { host, held: id }));
+      return;
+    }
     if (url.startsWith('/storage-probe')) {
       const key = new URL(url, 'http://x').searchParams.get('key') ?? 'k0';
       sidecarGet(`/v1/storage/${encodeURIComponent(cls)}/${encodeURIComponent(id)}/keys/${encodeURIComponent(key)}`).then(

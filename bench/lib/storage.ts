@@ -3,7 +3,9 @@
  * the only sidecar that serves an object's storage — plus the probe that
  * tells a scenario whether this build serves the storage API at all.
  */
+import type { Host } from './env.ts';
 import { http, httpJson } from './http.ts';
+import { call } from './objects.ts';
 import { SkipScenario } from './scenario.ts';
 
 export function storageBase(sidecarUrl: string, cls: string, id: string): string {
@@ -18,6 +20,27 @@ export async function requireStorage(sidecarUrl: string, cls: string, id: string
     throw new SkipScenario('the storage API (SPEC §2.2) is not served by this sidecar build (404 ROUTE_NOT_FOUND)');
   }
   if (r.status !== 200) throw new Error(`storage probe PUT → ${r.status} ${text.slice(0, 200)}`);
+}
+
+/**
+ * Holds a turn of the object open on its host (bench/apps/mem-app.ts `/hold`):
+ * the sidecar serves an object's storage only while one of its turns runs.
+ * Resolves once the turn runs; the returned function ends it.
+ */
+export async function holdTurn(host: Host, id: string): Promise<() => Promise<void>> {
+  const appUrl = `http://127.0.0.1:${host.app.port}`;
+  const turn = call(host.sidecar.url, host.cls, id, '/hold', 'POST', 600_000);
+  turn.catch(() => undefined);
+  for (let i = 0; ; i++) {
+    const r = await httpJson<{ held: boolean }>(`${appUrl}/holding?id=${encodeURIComponent(id)}`);
+    if (r.held) break;
+    if (i > 500) throw new Error(`the hold turn of ${id} did not start`);
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  return async () => {
+    await http(`${appUrl}/release?id=${encodeURIComponent(id)}`, { method: 'POST' });
+    await turn;
+  };
 }
 
 export async function put(base: string, key: string, value: Uint8Array): Promise<void> {

@@ -9,10 +9,10 @@
 import { sleep, waitFor } from '../../common/net.ts';
 import { http } from '../lib/http.ts';
 import { metricSum } from '../lib/metrics.ts';
-import { call, objectUrl } from '../lib/objects.ts';
+import { objectUrl } from '../lib/objects.ts';
 import { latencyResult } from '../lib/result.ts';
 import type { Ctx, Scenario } from '../lib/scenario.ts';
-import { fill, requireStorage, storageBase } from '../lib/storage.ts';
+import { fill, holdTurn, requireStorage, storageBase } from '../lib/storage.ts';
 
 const CLS = 'bench-idle';
 
@@ -25,13 +25,22 @@ export const activation: Scenario = {
     const host = await ctx.env.startHost(CLS, { CASTELLAN_IDLE_TIMEOUT: '1s' });
     try {
       const url = host.sidecar.url;
-      await call(url, CLS, 'probe', '/whoami', 'GET');
-      await requireStorage(url, CLS, 'probe');
+      // Storage is served only during a turn of the object: hold one open while writing from here.
+      const probeTurn = await holdTurn(host, 'probe');
+      try {
+        await requireStorage(url, CLS, 'probe');
+      } finally {
+        await probeTurn();
+      }
       let sizes = [0, ...ctx.p.activationKeys];
       for (const n of sizes) {
         ctx.log(`writing ${n} keys`);
-        await call(url, CLS, `act-${n}`, '/whoami', 'GET');
-        await fill(storageBase(url, CLS, `act-${n}`), n);
+        const end = await holdTurn(host, `act-${n}`);
+        try {
+          await fill(storageBase(url, CLS, `act-${n}`), n);
+        } finally {
+          await end();
+        }
       }
       const times = new Map<number, number[]>(sizes.map((n) => [n, []]));
       for (let it = 0; it < ctx.p.activationIters; it++) {

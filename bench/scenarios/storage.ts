@@ -1,6 +1,6 @@
 /**
  * Scenario 4 — object storage writes, driven against the owning host's
- * sidecar storage API (SPEC §2.2) after activating the object there:
+ * sidecar storage API (SPEC §2.2) while a turn of the object is held open there:
  * PUT latency (1 in flight) vs a raw JetStream R3 publish from the same Node
  * client with the same server sync settings (`sync_interval: always`), and
  * committed transactions per second for one object vs raw R3 publishes per
@@ -12,7 +12,7 @@ import { rawStream } from '../lib/jetstream.ts';
 import { idsOwnedBy } from '../lib/objects.ts';
 import { assertHealthy, latencyResult, throughputResult } from '../lib/result.ts';
 import type { Ctx, Scenario } from '../lib/scenario.ts';
-import { put, requireStorage, storageBase, transaction } from '../lib/storage.ts';
+import { holdTurn, put, requireStorage, storageBase, transaction } from '../lib/storage.ts';
 
 export const storage: Scenario = {
   name: 'storage',
@@ -21,10 +21,12 @@ export const storage: Scenario = {
     const fx = await ctx.objects();
     const host = fx.hosts[1]!;
     const [id] = await idsOwnedBy(host, 'store', 1);
-    await requireStorage(host.sidecar.url, fx.cls, id!);
+    // Storage is served only during a turn of the object: hold one open while driving it from here.
+    let endTurn = await holdTurn(host, id!);
     const base = storageBase(host.sidecar.url, fx.cls, id!);
     const stream = await rawStream(await ctx.nc(), 'BENCH_KV');
     try {
+      await requireStorage(host.sidecar.url, fx.cls, id!);
       const value = randomBytes(128);
       const b64 = value.toString('base64');
       const { p } = ctx;
@@ -36,6 +38,9 @@ export const storage: Scenario = {
         { concurrency: 1, count, rounds: p.rounds, warmup: 10 },
       );
       assertHealthy('storage PUT', lat.subject);
+      // A fresh turn per phase keeps each well within turnTimeout (60 s).
+      await endTurn();
+      endTurn = await holdTurn(host, id!);
       ctx.log(`transactions: ${p.concurrency} in flight for ${p.throughputMs} ms each`);
       const tx = await compare(
         (i) =>
@@ -59,6 +64,7 @@ export const storage: Scenario = {
       ];
     } finally {
       await stream.remove();
+      await endTurn();
     }
   },
 };

@@ -25,6 +25,7 @@ Durable objects (object-host role):
   --concurrency C    Serial | Concurrent                     (CASTELLAN_CONCURRENCY, default Serial)
   --max-queue N      requests waiting per object, then 429   (CASTELLAN_MAX_QUEUE, default 128)
   --idle-timeout D   deactivate objects idle this long       (CASTELLAN_IDLE_TIMEOUT, default 5m)
+  --turn-timeout D   a request running longer marks its object stuck (CASTELLAN_TURN_TIMEOUT, default 60s)
   --lease-ttl D      host lease TTL (failover time)          (CASTELLAN_LEASE_TTL, default 1s)
   --storage-replicas N  JetStream replicas of class streams  (CASTELLAN_STORAGE_REPLICAS, default 3)
 
@@ -51,6 +52,7 @@ export async function run(argv: string[]): Promise<number> {
       concurrency: { type: 'string' },
       'max-queue': { type: 'string' },
       'idle-timeout': { type: 'string' },
+      'turn-timeout': { type: 'string' },
       'lease-ttl': { type: 'string' },
       'storage-replicas': { type: 'string' },
       'request-timeout': { type: 'string' },
@@ -72,6 +74,7 @@ export async function run(argv: string[]): Promise<number> {
       concurrency: v.concurrency,
       maxQueue: v['max-queue'],
       idleTimeout: v['idle-timeout'],
+      turnTimeout: v['turn-timeout'],
       leaseTtl: v['lease-ttl'],
       streamReplicas: v['storage-replicas'],
       requestTimeout: v['request-timeout'],

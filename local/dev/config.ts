@@ -33,6 +33,8 @@ const objectClassSchema = z
     app: appSchema,
     concurrency: z.enum(['Serial', 'Concurrent']).default('Serial'),
     idleTimeout: zDuration.optional(),
+    /** How long one request may run in the app before the object is marked stuck (default 60s). */
+    turnTimeout: zDuration.optional(),
     /** Host lease TTL: how fast objects of a killed host move (default 1s). */
     leaseTtl: zDuration.optional(),
     /** Extension: calls the ready banner suggests, as `METHOD /path [body]`, e.g. `POST /increment`. */

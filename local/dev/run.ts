@@ -150,6 +150,7 @@ async function plan(config: DevConfig, urls: string[], natsEnv: Record<string, s
           CASTELLAN_APP_PORT: String(appPort),
           CASTELLAN_CONCURRENCY: def.concurrency,
           ...(def.idleTimeout === undefined ? {} : { CASTELLAN_IDLE_TIMEOUT: ms(def.idleTimeout) }),
+          ...(def.turnTimeout === undefined ? {} : { CASTELLAN_TURN_TIMEOUT: ms(def.turnTimeout) }),
           ...(def.leaseTtl === undefined ? {} : { CASTELLAN_LEASE_TTL: ms(def.leaseTtl) }),
         },
         { class: cls },

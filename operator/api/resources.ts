@@ -64,6 +64,7 @@ export const durableObjectSpecSchema = z
     appPort: z.number().int().min(1).max(65535),
     concurrency: z.enum(['Serial', 'Concurrent']).default('Serial'),
     idleTimeout: zDurationText.default('5m'),
+    turnTimeout: zDurationText.default('60s'),
     storage: z.object({ replicas: z.number().int().min(1).max(5).default(3) }).prefault({}),
     deletionPolicy,
     nats: zNats,

@@ -46,6 +46,7 @@ export function objectHostSettings(cr: CustomResource<DurableObjectSpec>, defaul
     ...natsSettings(s.nats, s.sidecar, defaults),
     CASTELLAN_CONCURRENCY: s.concurrency,
     CASTELLAN_IDLE_TIMEOUT: s.idleTimeout,
+    CASTELLAN_TURN_TIMEOUT: s.turnTimeout,
     CASTELLAN_STORAGE_REPLICAS: String(s.storage.replicas),
   };
 }

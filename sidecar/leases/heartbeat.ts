@@ -49,6 +49,7 @@ export class HostHeartbeat {
   private started = false;
   private lastSentAt: number | undefined;
   private kind: 'alive' | 'draining' = 'alive';
+  private drainingForGood = false;
   private stopped = false;
   private loopDone: Promise<void> = Promise.resolve();
   private wake: (() => void) | undefined;
@@ -152,8 +153,22 @@ export class HostHeartbeat {
     this.events.onWritten(r, record);
   }
 
+  /**
+   * Whether the host takes new placements (`alive`) or not (`draining`:
+   * still reachable for what it owns), published at once. Object hosts use
+   * it while their app is down. No effect once draining for good.
+   */
+  async setPlaceable(placeable: boolean): Promise<void> {
+    if (this.stopped || this.drainingForGood) return;
+    const kind = placeable ? 'alive' : 'draining';
+    if (this.kind === kind) return;
+    this.kind = kind;
+    await this.beat().catch((err: unknown) => this.log.warn('heartbeat after a placement change failed', { error: describeError(err) }));
+  }
+
   /** Marks the host draining (no new placements) and publishes it at once. */
   async drain(): Promise<void> {
+    this.drainingForGood = true;
     this.kind = 'draining';
     await this.beat().catch((err: unknown) => this.log.warn('draining heartbeat failed', { error: describeError(err) }));
   }

@@ -15,9 +15,11 @@ import { indexNames, OP_HEADER, TOMBSTONE_TTL } from './layout.ts';
 export function ownerDelete(storage: Storage, cls: string, names: ClassNames): (obj: ActiveObject) => Promise<{ status: number }> {
   const idx = indexNames(names);
   return async (obj) => {
-    await storage.deleteAll(cls, obj.id);
-    await storage.deleteAlarm(cls, obj.id);
-    await storage.state(cls, obj.id).raw({ subject: idx.subject(obj.encId), data: new Uint8Array(0), headers: { [OP_HEADER]: 'del', 'Nats-TTL': TOMBSTONE_TTL } });
+    // Runs as a turn of the object (ObjectHost.handleInternally), so the storage calls pass its turn gate.
+    const ref = { cls, id: obj.id };
+    await storage.deleteAll(ref);
+    await storage.deleteAlarm(ref);
+    await storage.state(ref).raw({ subject: idx.subject(obj.encId), data: new Uint8Array(0), headers: { [OP_HEADER]: 'del', 'Nats-TTL': TOMBSTONE_TTL } });
     return { status: 204 };
   };
 }

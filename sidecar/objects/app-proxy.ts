@@ -1,7 +1,10 @@
 /**
  * HTTP from the object host's sidecar to its app at 127.0.0.1:{appPort}:
- * one request per turn, with a deadline, a response size limit and
- * keep-alive connections; plus the readiness probe (TCP connect).
+ * one request per turn, a response size limit and keep-alive connections;
+ * plus the readiness probe (TCP connect). A turn's call has no deadline: it
+ * ends when the app answers or when its connection drops (the app process
+ * died or closed it), so a turn never ends while its handler may still run
+ * (host.ts). Callers that want a deadline pass `timeoutMs`.
  */
 import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
@@ -20,7 +23,8 @@ export interface AppCall {
   target: string;
   headers: HeaderList;
   body: Uint8Array;
-  timeoutMs: number;
+  /** Gives up (and closes the connection) after this long; without it, waits until the app answers or the connection drops. */
+  timeoutMs?: number;
 }
 
 export class AppProxy {
@@ -52,10 +56,9 @@ export class AppProxy {
         headers: headers.flat(),
         agent: this.agent,
       });
-      const timer = setTimeout(
-        () => fail(Errors.timeout(`The object did not answer within ${c.timeoutMs} ms.`, 'OBJECT_TIMEOUT')),
-        Math.max(1, c.timeoutMs),
-      );
+      const limit = c.timeoutMs;
+      const timer =
+        limit === undefined ? undefined : setTimeout(() => fail(Errors.timeout(`The object did not answer within ${limit} ms.`, 'OBJECT_TIMEOUT')), Math.max(1, limit));
       req.on('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
         const refused = err.code === 'ECONNREFUSED';

@@ -12,11 +12,29 @@
  * Serving rule (lease.ts, invariant rule 1): a turn calls the app only if the
  * activation is `active`, was claimed by the current session, and the host
  * lease is valid at that moment. Anything else is answered `retry` (not
- * executed). A per-host cache of request ids → replies makes a retried id
- * return the first reply instead of running again.
+ * executed). A per-host cache of (class, object id, request id) → reply makes
+ * a retried request return the first reply instead of running again; the
+ * same request id on another object is another request.
+ *
+ * Turns (SPEC §3 `turnTimeout`): a turn ends when the app has answered (or its
+ * connection dropped: the app process is gone), never when the caller stopped
+ * waiting: a caller past its deadline gets its 504 from the router while the
+ * object stays busy until the handler is over, so a Serial object never has
+ * two handlers at once. A turn still running after `turnTimeout` marks the
+ * object stuck: its caller gets 504, waiting and new callers 503 OBJECT_STUCK
+ * (retryable, never run), storage refuses the object's calls (410), the stuck
+ * gauge, a log line and the readiness detail say so; when the app finally
+ * answers the object is served again. App calls in flight are counted per
+ * object across activations: an object is never activated again on this host
+ * while a handler of an earlier activation still runs in the app.
+ *
+ * Storage belongs to the running turn: `turnGate` (used by sidecar/storage)
+ * admits a storage call only while a turn of the object runs here and the
+ * object is not stuck; a call naming a turn (`castellan-turn`) or activation
+ * (`castellan-activation`), as the app received them, must name the running ones.
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { asCastellanError, CastellanError } from '../../common/errors.ts';
+import { asCastellanError, CastellanError, Errors } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
 import type { AppProxy } from './app-proxy.ts';
 import { decideClaim, type LeaseTiming, type OwnerRecord } from './lease.ts';
@@ -38,12 +56,25 @@ export interface HostOptions {
   streamReplicas: number;
   /** Longest a drain waits for in-flight turns (ms). */
   drainTimeoutMs: number;
-  dedupe: { max: number; ttlMs: number };
+  /** How long one request may run in the app before the object is marked stuck (ms). */
+  turnTimeoutMs: number;
+  /** Request bodies that may wait per object (bytes); beyond → 429. */
+  maxQueueBytes: number;
+  /** Replay cache bounds: entries, bytes of remembered replies, age. */
+  dedupe: { max: number; maxBytes: number; ttlMs: number };
 }
 
 interface Reply {
   meta: ReplyMeta;
   body?: Uint8Array;
+}
+
+/** One request running in the app. */
+interface Turn {
+  readonly id: string;
+  readonly rid: string;
+  readonly started: number;
+  stuck: boolean;
 }
 
 type ClaimOutcome = { ok: true } | { ok: false; reply: ReplyMeta };
@@ -52,12 +83,19 @@ class Activation {
   readonly encId: string;
   readonly id: string;
   state: 'claiming' | 'active' | 'releasing' | 'gone' = 'claiming';
+  /** Fencing token: the sequence of the owner record this activation wrote last (re-fences move it). */
   token = 0;
+  /** The token it was claimed with: names the activation (`castellan-activation`). */
+  claimToken = 0;
   session = '';
   readonly queue: TurnQueue;
   ready: Promise<ClaimOutcome> = Promise.resolve({ ok: true });
   released: Promise<void> = Promise.resolve();
   lastUsed = performance.now();
+  /** Turns running in the app right now, by turn id. */
+  readonly turns = new Map<string, Turn>();
+  /** Of those, the ones past turnTimeout. */
+  stuck = 0;
 
   constructor(encId: string, id: string, queue: TurnQueue) {
     this.encId = encId;
@@ -67,6 +105,22 @@ class Activation {
 }
 
 const retry = (reason: string): Reply => ({ meta: { t: 'retry', reason } });
+/** How often a host tries to raise an under-replicated class stream to its requested replicas. */
+const REPLICA_CHECK_MS = 10_000;
+const errorReply = (e: CastellanError): Reply => ({ meta: { t: 'error', status: e.status, code: e.code, message: e.message, retryable: e.retryable } });
+/** Error codes that say the request never reached the app: a retry of its id may run. */
+const NEVER_RAN = new Set(['OBJECT_STUCK', 'OBJECT_OVERLOADED']);
+
+/** Why a storage call is refused although this host owns the object (410: the turn it belongs to is not running). */
+export function turnNotRunning(message: string): CastellanError {
+  return new CastellanError(410, 'TURN_NOT_RUNNING', message);
+}
+
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
 
 /** An object this host serves right now (for storage, sidecar/storage). */
 export interface ActiveObject {
@@ -86,7 +140,20 @@ export class ObjectHost {
   private readonly log: Logger;
   readonly heartbeat: HostHeartbeat;
   private readonly acts = new Map<string, Activation>();
-  private readonly dedupe = new Map<string, { reply: Promise<Reply>; at: number }>();
+  private readonly dedupe = new Map<string, { reply: Promise<Reply>; at: number; bytes: number }>();
+  private dedupeBytes = 0;
+  /** App calls in flight per object (encId), across activations. */
+  private readonly handlers = new Map<string, number>();
+  private turnSeq = 0;
+  /** Replicas the class stream has (it may have been created with fewer than asked). */
+  private streamReplicas = 0;
+  private replicaTimer: NodeJS.Timeout | undefined;
+  private raising = false;
+  /** App health: down after failing its probe for a lease TTL; then not placeable, objects handed over. */
+  private appDown = false;
+  private appFailingSince: number | undefined;
+  private appTimer: NodeJS.Timeout | undefined;
+  private probing = false;
   private sub: Subscription | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
@@ -115,7 +182,8 @@ export class ObjectHost {
   async start(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.store.ensureStream(this.opts.cls, this.opts.streamReplicas);
+        this.streamReplicas = await this.store.ensureStream(this.opts.cls, this.opts.streamReplicas);
+        this.reportReplicas();
         break;
       } catch (err) {
         if (attempt >= 5) throw err;
@@ -142,13 +210,105 @@ export class ObjectHost {
     const every = Math.max(100, Math.min(1_000, this.opts.idleTimeoutMs / 4));
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref();
+    this.replicaTimer = setInterval(() => void this.raiseReplicas(), REPLICA_CHECK_MS);
+    this.replicaTimer.unref();
+    this.appTimer = setInterval(() => void this.probeApp(), Math.max(100, Math.min(500, this.opts.timing.ttl / 2)));
+    this.appTimer.unref();
     this.log.info('object host started', { cls: this.opts.cls, subject, session: this.heartbeat.sessionId });
   }
 
-  /** Whether this host can take requests (for /readyz). */
+  /**
+   * App health gates hosting (issue 12, item 6): an app that fails its probe
+   * (TCP connect) for a lease TTL makes this host unplaceable (`draining`
+   * heartbeat) and releases its objects so other hosts take them; requests
+   * that still reach it are refused unexecuted (`retry`). When the app
+   * answers again the host is placeable again.
+   */
+  private async probeApp(): Promise<void> {
+    if (this.probing || this.draining) return;
+    this.probing = true;
+    try {
+      const ok = await this.app.reachable(Math.max(1_000, this.opts.timing.ttl));
+      const now = performance.now();
+      if (ok === true) {
+        this.appFailingSince = undefined;
+        if (this.appDown) {
+          this.appDown = false;
+          this.log.warn('app reachable again; taking placements again');
+          await this.heartbeat.setPlaceable(true);
+        }
+        return;
+      }
+      this.appFailingSince ??= now;
+      // Refused: nothing listens (the app is gone) — a lease TTL. Slow (a busy machine): give it longer.
+      const after = /ECONNREFUSED/.test(ok) ? this.opts.timing.ttl : Math.max(5_000, 5 * this.opts.timing.ttl);
+      if (this.appDown || now - this.appFailingSince < after) return;
+      this.appDown = true;
+      this.log.error('app not reachable; handing this host\'s objects over to other hosts until it is back', { reason: ok, objects: this.acts.size });
+      await this.heartbeat.setPlaceable(false);
+      for (const a of [...this.acts.values()]) if (a.state === 'active' && a.turns.size === 0) void this.release(a);
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  private reportReplicas(): void {
+    const { cls, streamReplicas: want } = this.opts;
+    this.metrics.streamReplicas.set({ class: cls }, this.streamReplicas);
+    this.metrics.streamReplicasRequested.set({ class: cls }, want);
+    if (this.streamReplicas < want) {
+      this.log.error('the class stream has fewer replicas than requested: acknowledged writes survive fewer server losses until it is raised (retried every 10 s)', {
+        replicas: this.streamReplicas,
+        requested: want,
+      });
+    }
+  }
+
+  /** Raises an under-replicated class stream once the cluster can place the replicas (a server came back). */
+  private async raiseReplicas(): Promise<void> {
+    if (this.raising || this.draining || this.streamReplicas >= this.opts.streamReplicas) return;
+    this.raising = true;
+    try {
+      const have = await this.store.raiseReplicas(this.opts.cls, this.opts.streamReplicas);
+      if (have !== this.streamReplicas) {
+        this.streamReplicas = have;
+        this.metrics.streamReplicas.set({ class: this.opts.cls }, have);
+        this.log.warn('class stream replicas raised', { replicas: have, requested: this.opts.streamReplicas });
+      }
+    } catch (err) {
+      this.log.warn('checking the class stream replicas failed', { error: describeError(err) });
+    } finally {
+      this.raising = false;
+    }
+  }
+
+  /** Replicas of the class stream as this host last saw them, and how many were asked for. */
+  replicas(): { have: number; requested: number } {
+    return { have: this.streamReplicas, requested: this.opts.streamReplicas };
+  }
+
+  /** Whether this host can take requests (for /readyz); stuck objects are named. */
   ready(): true | string {
     if (this.draining) return 'draining';
-    return this.heartbeat.leaseValid() ? true : 'host lease not held';
+    if (this.appDown) return 'app down: objects handed over to other hosts';
+    if (!this.heartbeat.leaseValid()) return 'host lease not held';
+    const stuck = this.stuckObjects();
+    if (stuck.length > 0) {
+      const shown = stuck.slice(0, 5).map((s) => `${this.opts.cls}/${s.id} (request ${s.rid} running ${Math.round(s.ms / 1000)} s)`);
+      return `${stuck.length} object(s) stuck past turnTimeout ${this.opts.turnTimeoutMs} ms: ${shown.join(', ')}${stuck.length > 5 ? ', …' : ''}`;
+    }
+    return true;
+  }
+
+  /** Objects with a request running past turnTimeout. */
+  stuckObjects(): { id: string; rid: string; ms: number }[] {
+    const now = performance.now();
+    const out: { id: string; rid: string; ms: number }[] = [];
+    for (const a of this.acts.values()) {
+      if (a.stuck === 0) continue;
+      for (const t of a.turns.values()) if (t.stuck) out.push({ id: a.id, rid: t.rid, ms: now - t.started });
+    }
+    return out;
   }
 
   get activeCount(): number {
@@ -168,6 +328,36 @@ export class ObjectHost {
     if (a === undefined || a.state !== 'active' || a.session !== this.heartbeat.sessionId || !this.heartbeat.leaseValid()) return undefined;
     a.lastUsed = performance.now();
     return { id: a.id, encId: a.encId, token: a.token };
+  }
+
+  /**
+   * Admits a storage call for `id` (sidecar/storage): the object is active
+   * here (else 409 NOT_OWNER), one of its turns is running in the app and
+   * none is stuck (else 410 TURN_NOT_RUNNING); a given turn or activation id
+   * must be the running one. Counts as use for idleness.
+   */
+  turnGate(id: string, claimed: { turn?: string; activation?: string }): ActiveObject {
+    const obj = this.activeObject(id);
+    if (obj === undefined) {
+      throw Errors.notOwner(`This sidecar does not own object ${this.opts.cls}/${id} right now; storage is served only by the owning pod's sidecar, while the object is active.`);
+    }
+    const a = this.acts.get(obj.encId)!;
+    if (claimed.activation !== undefined && claimed.activation !== String(a.claimToken)) {
+      throw turnNotRunning(`Activation ${claimed.activation} of object ${this.opts.cls}/${id} is over (the object is now at activation ${a.claimToken}); its storage calls are refused.`);
+    }
+    if (a.stuck > 0) {
+      throw turnNotRunning(
+        `Object ${this.opts.cls}/${id} is stuck: a request ran past turnTimeout (${this.opts.turnTimeoutMs} ms); its turn is over and storage calls are refused until the app answers it.`,
+      );
+    }
+    if (claimed.turn !== undefined) {
+      if (!a.turns.has(claimed.turn)) throw turnNotRunning(`Turn ${claimed.turn} of object ${this.opts.cls}/${id} is not running any more; its storage calls are refused.`);
+    } else if (a.turns.size === 0) {
+      throw turnNotRunning(
+        `No request of object ${this.opts.cls}/${id} is running on this host; storage is available to the app only while it handles a request (or alarm) of the object.`,
+      );
+    }
+    return obj;
   }
 
   /** Called when an activation starts (claimed; storage preloads its state). */
@@ -208,25 +398,42 @@ export class ObjectHost {
   }
 
   private handle(meta: RequestMeta, body: Uint8Array): Promise<Reply> {
-    if (this.draining) return Promise.resolve(retry('draining'));
+    // While the app is down the host is "draining": callers avoid it and go to another host.
+    if (this.draining || this.appDown) return Promise.resolve(retry('draining'));
     this.pruneDedupe();
-    const seen = this.dedupe.get(meta.rid);
+    // Scoped to the object: the same request id on another object is another request.
+    const key = `${meta.cls}\0${meta.id}\0${meta.rid}`;
+    const seen = this.dedupe.get(key);
     if (seen !== undefined) return seen.reply;
     const reply = this.process(meta, body);
-    this.dedupe.set(meta.rid, { reply, at: performance.now() });
+    const entry = { reply, at: performance.now(), bytes: key.length };
+    this.dedupe.set(key, entry);
+    this.dedupeBytes += entry.bytes;
     // Only replies after which the app may have run are remembered; a retry
     // of a never-executed request must be free to run.
     void reply.then((r) => {
-      if (r.meta.t === 'retry' || r.meta.t === 'redirect') this.dedupe.delete(meta.rid);
+      if (this.dedupe.get(key) !== entry) return;
+      if (r.meta.t === 'retry' || r.meta.t === 'redirect' || (r.meta.t === 'error' && NEVER_RAN.has(r.meta.code))) {
+        this.dedupe.delete(key);
+        this.dedupeBytes -= entry.bytes;
+        return;
+      }
+      const more = (r.body?.length ?? 0) + 256;
+      entry.bytes += more;
+      this.dedupeBytes += more;
+      this.pruneDedupe();
     });
     return reply;
   }
 
+  /** Oldest first, until within the count, byte and age bounds. */
   private pruneDedupe(): void {
     const now = performance.now();
-    for (const [rid, e] of this.dedupe) {
-      if (this.dedupe.size <= this.opts.dedupe.max && now - e.at < this.opts.dedupe.ttlMs) break;
-      this.dedupe.delete(rid);
+    const { max, maxBytes, ttlMs } = this.opts.dedupe;
+    for (const [key, e] of this.dedupe) {
+      if (this.dedupe.size <= max && this.dedupeBytes <= maxBytes && now - e.at < ttlMs) break;
+      this.dedupe.delete(key);
+      this.dedupeBytes -= e.bytes;
     }
   }
 
@@ -240,53 +447,122 @@ export class ObjectHost {
         await act.released;
         continue;
       }
-      if (act === undefined) act = this.activate(encId, meta.id);
+      if (act === undefined) {
+        if ((this.handlers.get(encId) ?? 0) > 0) {
+          return errorReply(this.stuckError(meta.id, 'a request of its previous activation on this host is still running in the app'));
+        }
+        act = this.activate(encId, meta.id);
+      }
       break;
     }
     const a = act;
-    try {
-      return await a.queue.run(async () => {
+    if (a.stuck > 0) return errorReply(this.stuckError(meta.id, `a request has been running in the app for more than ${this.opts.turnTimeoutMs} ms`));
+    const answer = deferred<Reply>();
+    a.queue
+      .run(async () => {
         const outcome = await a.ready;
-        if (!outcome.ok) return { meta: outcome.reply };
-        if (this.draining && a.state !== 'active') return retry('draining');
-        if (a.state !== 'active' || a.session !== this.heartbeat.sessionId) return retry('not owner any more');
-        if (!this.heartbeat.leaseValid()) return retry('host lease not valid');
-        const remaining = meta.timeoutMs - (performance.now() - received);
-        if (remaining <= 0) return retry('caller deadline passed before the turn');
-        a.lastUsed = performance.now();
-        try {
-          const own = this.internal.get(meta.path);
-          if (own !== undefined) {
-            const r = await own({ id: a.id, encId: a.encId, token: a.token });
-            return { meta: { t: 'ok', status: r.status, headers: [], pod: this.opts.pod, token: a.token } };
-          }
-          const res = await this.app.call({
-            method: meta.method,
-            target: `${meta.path === '' ? '/' : meta.path}${meta.query === '' ? '' : `?${meta.query}`}`,
-            headers: [
-              ...meta.headers,
-              ['castellan-class', this.opts.cls],
-              ['castellan-id', encodeURIComponent(meta.id)],
-              ['castellan-request-id', meta.rid],
-              ['castellan-activation', String(a.token)],
-            ],
-            body,
-            timeoutMs: remaining,
-          });
-          return { meta: { t: 'ok', status: res.status, headers: res.headers, pod: this.opts.pod, token: a.token }, body: res.body };
-        } finally {
-          a.lastUsed = performance.now();
-        }
+        if (!outcome.ok) return answer.resolve({ meta: outcome.reply });
+        if (this.draining && a.state !== 'active') return answer.resolve(retry('draining'));
+        if (a.state !== 'active' || a.session !== this.heartbeat.sessionId) return answer.resolve(retry('not owner any more'));
+        if (!this.heartbeat.leaseValid()) return answer.resolve(retry('host lease not valid'));
+        if (meta.timeoutMs - (performance.now() - received) <= 0) return answer.resolve(retry('caller deadline passed before the turn'));
+        if (a.stuck > 0) return answer.resolve(errorReply(this.stuckError(meta.id, 'another request of it is running past turnTimeout')));
+        await this.runTurn(a, meta, body, answer.resolve);
+      }, body.length)
+      .catch((err: unknown) => {
+        const e = err instanceof CastellanError ? err : asCastellanError(err);
+        if (!(err instanceof CastellanError)) this.log.error('object turn failed', { error: describeError(err) });
+        answer.resolve(errorReply(e));
       });
+    return answer.promise;
+  }
+
+  /**
+   * One turn: the app call, until the app answers or its connection drops.
+   * The caller's answer comes from the app, or at turnTimeout (the object is
+   * then stuck until the app answers; the turn, and the queue, go on).
+   */
+  private async runTurn(a: Activation, meta: RequestMeta, body: Uint8Array, answer: (r: Reply) => void): Promise<void> {
+    const turn: Turn = { id: `${a.claimToken}.${++this.turnSeq}`, rid: meta.rid, started: performance.now(), stuck: false };
+    a.turns.set(turn.id, turn);
+    this.handlers.set(a.encId, (this.handlers.get(a.encId) ?? 0) + 1);
+    a.lastUsed = performance.now();
+    const timer = setTimeout(() => this.markStuck(a, turn, answer), this.opts.turnTimeoutMs);
+    try {
+      const own = this.internal.get(meta.path);
+      if (own !== undefined) {
+        // A path the sidecar answers itself within the turn (listing: delete-object, sidecar/listing/).
+        const r = await own({ id: a.id, encId: a.encId, token: a.token });
+        answer({ meta: { t: 'ok', status: r.status, headers: [], pod: this.opts.pod, token: a.token } });
+        return;
+      }
+      const res = await this.app.call({
+        method: meta.method,
+        target: `${meta.path === '' ? '/' : meta.path}${meta.query === '' ? '' : `?${meta.query}`}`,
+        headers: [
+          ...meta.headers,
+          ['castellan-class', this.opts.cls],
+          ['castellan-id', encodeURIComponent(meta.id)],
+          ['castellan-request-id', meta.rid],
+          ['castellan-activation', String(a.claimToken)],
+          ['castellan-turn', turn.id],
+        ],
+        body,
+      });
+      answer({ meta: { t: 'ok', status: res.status, headers: res.headers, pod: this.opts.pod, token: a.token }, body: res.body });
     } catch (err) {
       const e = err instanceof CastellanError ? err : asCastellanError(err);
       if (!(err instanceof CastellanError)) this.log.error('object turn failed', { error: describeError(err) });
-      return { meta: { t: 'error', status: e.status, code: e.code, message: e.message, retryable: e.retryable } };
+      answer(errorReply(e));
+    } finally {
+      clearTimeout(timer);
+      a.turns.delete(turn.id);
+      const left = (this.handlers.get(a.encId) ?? 1) - 1;
+      if (left <= 0) this.handlers.delete(a.encId);
+      else this.handlers.set(a.encId, left);
+      a.lastUsed = performance.now();
+      if (turn.stuck) {
+        a.stuck--;
+        this.metrics.stuckObjects.set({ class: this.opts.cls }, this.stuckCount());
+        this.log.warn('stuck object answered; serving it again', { id: a.id, rid: turn.rid, ms: Math.round(performance.now() - turn.started) });
+      }
     }
   }
 
+  private markStuck(a: Activation, turn: Turn, answer: (r: Reply) => void): void {
+    turn.stuck = true;
+    a.stuck++;
+    this.metrics.stuck.inc({ class: this.opts.cls });
+    this.metrics.stuckObjects.set({ class: this.opts.cls }, this.stuckCount());
+    const refused = a.queue.failWaiting(this.stuckError(a.id, `a request has been running in the app for more than ${this.opts.turnTimeoutMs} ms`));
+    this.log.error('object stuck: a request is running in the app past turnTimeout; no other request of it runs until the app answers', {
+      id: a.id,
+      rid: turn.rid,
+      turnTimeoutMs: this.opts.turnTimeoutMs,
+      refusedWaiting: refused,
+    });
+    answer(
+      errorReply(
+        Errors.timeout(
+          `Object ${this.opts.cls}/${a.id} did not answer within turnTimeout (${this.opts.turnTimeoutMs} ms); the request is still running in the app, which may or may not complete it. The object is marked stuck until it answers.`,
+          'OBJECT_TIMEOUT',
+        ),
+      ),
+    );
+  }
+
+  private stuckError(id: string, why: string): CastellanError {
+    return new CastellanError(503, 'OBJECT_STUCK', `Object ${this.opts.cls}/${id} is stuck: ${why}; it is served again once the app answers. Retry later.`, { retryable: true });
+  }
+
+  private stuckCount(): number {
+    let n = 0;
+    for (const a of this.acts.values()) if (a.stuck > 0) n++;
+    return n;
+  }
+
   private activate(encId: string, id: string): Activation {
-    const a = new Activation(encId, id, new TurnQueue(this.opts.concurrency, this.opts.maxQueue));
+    const a = new Activation(encId, id, new TurnQueue(this.opts.concurrency, this.opts.maxQueue, this.opts.maxQueueBytes));
     this.acts.set(encId, a);
     a.ready = this.claim(a).then(
       (o) => {
@@ -328,6 +604,7 @@ export class ObjectHost {
       switch (d.action) {
         case 'serve':
           a.token = owner?.seq ?? 0;
+          a.claimToken = a.token;
           a.session = session;
           a.state = 'active';
           return { ok: true };
@@ -345,6 +622,7 @@ export class ObjectHost {
             this.log.info('took over object', { id: a.id, from: owner.record.pod, token: r });
           }
           a.token = r;
+          a.claimToken = r;
           a.session = session;
           a.state = 'active';
           return { ok: true };
@@ -372,6 +650,40 @@ export class ObjectHost {
       }
     }
     return { ok: false, reply: { t: 'retry', reason: 'ownership contended' } };
+  }
+
+  /**
+   * Writes the owner record of an active object again (same session), after a
+   * storage commit of it whose outcome is unknown (sidecar/storage): the new
+   * record is ordered after that write in the stream, so the write is either
+   * in before it or can never land (its fence names the old record). Calls
+   * `adopt` with the new token in the same tick the activation switches to it.
+   * 'moved' when the object is no longer this activation's.
+   */
+  async refence(encId: string, token: number, adopt: (token: number) => void): Promise<number | 'moved'> {
+    const { cls, pod } = this.opts;
+    const a = this.acts.get(encId);
+    if (a === undefined || a.state !== 'active' || a.token !== token || a.session !== this.heartbeat.sessionId) return 'moved';
+    const session = a.session;
+    let r: number | typeof CONFLICT | undefined;
+    let failure: unknown;
+    try {
+      r = await this.store.writeOwner(cls, encId, token, { state: 'owned', pod, sessionId: session, ts: Date.now() });
+    } catch (err) {
+      failure = err;
+    }
+    if (r === undefined || r === CONFLICT) {
+      // Unknown or refused: our own earlier re-fence may have landed; anything else means the object moved.
+      const cur = await this.store.readOwner(cls, encId);
+      if (cur !== undefined && cur.seq > token && cur.record.state === 'owned' && cur.record.pod === pod && cur.record.sessionId === session) r = cur.seq;
+      else if (r === CONFLICT || (cur !== undefined && cur.seq !== token)) return 'moved';
+      else throw failure;
+    }
+    if (this.acts.get(encId) !== a || a.token !== token) return 'moved';
+    adopt(r);
+    a.token = r;
+    this.log.info('object re-fenced after an unacknowledged storage write', { id: a.id, from: token, to: r });
+    return r;
   }
 
   /** Releases one idle activation: new requests wait, then claim afresh. */
@@ -403,7 +715,7 @@ export class ObjectHost {
     for (const a of this.acts.values()) {
       depth += a.queue.depth;
       max = Math.max(max, a.queue.depth);
-      if (a.state === 'active' && a.queue.isIdle() && now - a.lastUsed >= this.opts.idleTimeoutMs && !this.draining) {
+      if (a.state === 'active' && a.queue.isIdle() && (this.appDown || now - a.lastUsed >= this.opts.idleTimeoutMs) && !this.draining) {
         this.log.debug('deactivating idle object', { id: a.id });
         void this.release(a);
       }
@@ -432,9 +744,13 @@ export class ObjectHost {
     if (this.draining) return;
     this.draining = true;
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
+    if (this.replicaTimer !== undefined) clearInterval(this.replicaTimer);
+    if (this.appTimer !== undefined) clearInterval(this.appTimer);
     await this.heartbeat.drain();
+    // A handler still running keeps its object here (never released under a running handler) up to turnTimeout.
     const idle = Promise.all([...this.acts.values()].map((a) => Promise.all([a.ready, a.queue.whenIdle()])));
-    await Promise.race([idle, new Promise((r) => setTimeout(r, this.opts.drainTimeoutMs).unref())]);
+    const waitMs = Math.max(this.opts.drainTimeoutMs, this.opts.turnTimeoutMs);
+    await Promise.race([idle, new Promise((r) => setTimeout(r, waitMs).unref())]);
     await Promise.all([...this.acts.values()].map((a) => this.release(a)));
     await this.heartbeat.leave();
     this.log.info('object host drained', { cls: this.opts.cls });
@@ -446,6 +762,8 @@ export class ObjectHost {
   stop(): void {
     this.heartbeat.stop();
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
+    if (this.replicaTimer !== undefined) clearInterval(this.replicaTimer);
+    if (this.appTimer !== undefined) clearInterval(this.appTimer);
     this.sub?.unsubscribe();
   }
 }

@@ -12,6 +12,10 @@ export interface ObjectMetrics {
   claims: Counter<'class' | 'result'>;
   queueDepth: Gauge<'class'>;
   queueDepthMax: Gauge<'class'>;
+  stuck: Counter<'class'>;
+  stuckObjects: Gauge<'class'>;
+  streamReplicas: Gauge<'class'>;
+  streamReplicasRequested: Gauge<'class'>;
 }
 
 export function createObjectMetrics(registry: Registry): ObjectMetrics {
@@ -63,6 +67,30 @@ export function createObjectMetrics(registry: Registry): ObjectMetrics {
     queueDepthMax: new Gauge({
       name: 'castellan_object_queue_depth_max',
       help: 'Deepest per-object queue on this host right now.',
+      labelNames: ['class'],
+      registers,
+    }),
+    stuck: new Counter({
+      name: 'castellan_object_stuck_total',
+      help: 'Requests that ran in the app past turnTimeout, marking their object stuck.',
+      labelNames: ['class'],
+      registers,
+    }),
+    streamReplicas: new Gauge({
+      name: 'castellan_object_stream_replicas',
+      help: 'Replicas the class stream has (fewer than requested while the cluster could not place them; raised when it can).',
+      labelNames: ['class'],
+      registers,
+    }),
+    streamReplicasRequested: new Gauge({
+      name: 'castellan_object_stream_replicas_requested',
+      help: 'Replicas requested for the class stream (storage.replicas).',
+      labelNames: ['class'],
+      registers,
+    }),
+    stuckObjects: new Gauge({
+      name: 'castellan_object_stuck',
+      help: 'Objects of this host stuck right now (a request running in the app past turnTimeout).',
       labelNames: ['class'],
       registers,
     }),

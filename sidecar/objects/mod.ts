@@ -46,6 +46,8 @@ export interface ObjectsConfig {
     concurrency: Concurrency;
     maxQueue: number;
     idleTimeoutMs: number;
+    /** How long one request may run in the app before its object is stuck (default 60 s). */
+    turnTimeoutMs?: number;
     streamReplicas: number;
   };
 }
@@ -99,7 +101,9 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
         timing,
         streamReplicas: cfg.host.streamReplicas,
         drainTimeoutMs: cfg.requestTimeoutMs,
-        dedupe: { max: 10_000, ttlMs: Math.max(60_000, 2 * cfg.requestTimeoutMs) },
+        turnTimeoutMs: cfg.host.turnTimeoutMs ?? 60_000,
+        maxQueueBytes: 64 * 1024 * 1024,
+        dedupe: { max: 10_000, maxBytes: 64 * 1024 * 1024, ttlMs: Math.max(60_000, 2 * cfg.requestTimeoutMs) },
       },
       log.child({ component: 'objects.host', cls: cfg.host.cls }),
     );

@@ -26,6 +26,14 @@ export { CONFLICT, type CasResult };
 const JS_STREAM_NOT_FOUND = 10059;
 const JS_INSUFFICIENT_RESOURCES = 10023;
 const JS_REPLICAS_NOT_SUPPORTED = 10074;
+/** "No suitable peers for placement" (fewer servers than replicas). */
+const JS_NO_SUITABLE_PEERS = 10005;
+
+/** Whether JetStream refused a stream config because it cannot place that many replicas now. */
+function cannotPlace(err: unknown): boolean {
+  const code = err instanceof JetStreamApiError ? err.code : 0;
+  return code === JS_INSUFFICIENT_RESOURCES || code === JS_REPLICAS_NOT_SUPPORTED || code === JS_NO_SUITABLE_PEERS || /no suitable peers/i.test(describeError(err));
+}
 
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(d: Uint8Array) => JSON.parse(new TextDecoder().decode(d)) as T;
@@ -73,8 +81,12 @@ export class ObjectStore {
     return this.adminP;
   }
 
-  /** Creates the class stream if missing (object hosts do this at start). */
-  async ensureStream(cls: string, replicas: number): Promise<void> {
+  /**
+   * Creates the class stream if missing (object hosts do this at start) with
+   * `replicas` replicas, or as many as the cluster can place now (a server
+   * down: fewer; a single server: 1). Resolves with the replicas it has.
+   */
+  async ensureStream(cls: string, replicas: number): Promise<number> {
     const n = this.names(cls);
     const jsm = await this.admin();
     const config: Partial<StreamConfig> & { name: string } = {
@@ -96,22 +108,29 @@ export class ObjectStore {
         this.opts.log.info('enabled message schedules and TTLs on the object stream', { stream: n.stream });
       }
       this.known.set(cls, { exists: true, at: performance.now() });
-      return;
+      return info.config.num_replicas;
     } catch (err) {
       if (!(err instanceof JetStreamApiError && err.code === JS_STREAM_NOT_FOUND)) throw err;
     }
-    for (let r = replicas; ; r = 1) {
+    let created: number;
+    for (let r = replicas; ; ) {
       try {
         await jsm.streams.add({ ...config, num_replicas: r });
         this.opts.log.info('created object stream', { stream: n.stream, replicas: r });
+        created = r;
         break;
       } catch (err) {
         const code = err instanceof JetStreamApiError ? err.code : 0;
-        if (r > 1 && (code === JS_INSUFFICIENT_RESOURCES || code === JS_REPLICAS_NOT_SUPPORTED)) {
-          this.opts.log.warn('cluster too small for the requested stream replicas; using 1', { stream: n.stream, requested: r });
+        if (r > 1 && cannotPlace(err)) {
+          const next = code === JS_REPLICAS_NOT_SUPPORTED ? 1 : r - 1;
+          this.opts.log.warn('the cluster cannot place the stream with this many replicas now; trying fewer', { stream: n.stream, tried: r, next });
+          r = next;
           continue;
         }
-        if (/already in use|already exists/i.test(describeError(err))) break;
+        if (/already in use|already exists/i.test(describeError(err))) {
+          created = (await jsm.streams.info(n.stream)).config.num_replicas;
+          break;
+        }
         if (config.allow_atomic === true && /atomic/i.test(describeError(err))) {
           delete config.allow_atomic;
           continue;
@@ -120,6 +139,26 @@ export class ObjectStore {
       }
     }
     this.known.set(cls, { exists: true, at: performance.now() });
+    return created;
+  }
+
+  /**
+   * Raises the class stream to `replicas` replicas if it has fewer and the
+   * cluster can place them now. Resolves with the replicas it has afterwards.
+   */
+  async raiseReplicas(cls: string, replicas: number): Promise<number> {
+    const n = this.names(cls);
+    const jsm = await this.admin();
+    const info = await jsm.streams.info(n.stream);
+    const have = info.config.num_replicas;
+    if (have >= replicas) return have;
+    try {
+      await jsm.streams.update(n.stream, { ...info.config, num_replicas: replicas });
+      return replicas;
+    } catch (err) {
+      if (cannotPlace(err)) return have;
+      throw err;
+    }
   }
 
   /** Whether the class exists (its stream does). Cached: known classes 30 s, unknown 1 s. */

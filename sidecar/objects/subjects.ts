@@ -88,6 +88,8 @@ export interface ClassNames {
   fire(encId: string): string;
   /** Filter matching every fired alarm of the class. */
   fires: string;
+  /** Storage: per-object check subject (short-lived messages that carry a per-key expected sequence, sidecar/storage/journal.ts). */
+  chk(encId: string): string;
 }
 
 export function classNames(prefix: string, namespace: string, cls: string): ClassNames {
@@ -108,5 +110,6 @@ export function classNames(prefix: string, namespace: string, cls: string): Clas
     alarm: (encId) => `${base}.alarm.${encId}`,
     fire: (encId) => `${base}.fire.${encId}`,
     fires: `${base}.fire.*`,
+    chk: (encId) => `${base}.chk.${encId}`,
   };
 }

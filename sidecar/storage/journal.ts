@@ -21,7 +21,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { jetstreamManager, type JetStreamManager, type MsgRequest } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
-import { Errors } from '../../common/errors.ts';
+import { Errors, type CastellanError } from '../../common/errors.ts';
 import { describeError } from '../../common/logger.ts';
 import type { ClassNames } from '../objects/subjects.ts';
 import type { Entry } from './key-index.ts';
@@ -39,6 +39,26 @@ export interface OutMessage {
   subject: string;
   data: Uint8Array;
   headers: Record<string, string>;
+  /**
+   * A per-key condition JetStream enforces instead of the ownership fence on
+   * this message: the last sequence of `subject` (default: the message's own
+   * subject) must be `seq`. A batch with such messages also carries the fence
+   * on at least one message (checkMessage / fenceMessage).
+   */
+  expect?: { seq: number; subject?: string };
+}
+
+/** How long a check message stays in the stream (it only matters while its batch commits). */
+const CHECK_TTL = '1m';
+
+/** A message whose only job is to make JetStream check that `keySubject` is still at `seq`. */
+export function checkMessage(names: ClassNames, encId: string, keySubject: string, seq: number): OutMessage {
+  return { subject: names.chk(encId), data: new Uint8Array(0), headers: { 'Nats-TTL': CHECK_TTL }, expect: { seq, subject: keySubject } };
+}
+
+/** A message that carries only the ownership fence (for batches whose other messages all carry key checks). */
+export function fenceMessage(names: ClassNames, encId: string): OutMessage {
+  return { subject: names.chk(encId), data: new Uint8Array(0), headers: { 'Nats-TTL': CHECK_TTL } };
 }
 
 export function putMessage(names: ClassNames, encId: string, key: string, value: Uint8Array): OutMessage {
@@ -61,6 +81,15 @@ export class FencedError extends Error {
 /** The batch was refused by the server: nothing was written. */
 export class RejectedError extends Error {
   override name = 'RejectedError';
+}
+
+/**
+ * "Wrong last sequence" for a batch that carried per-key checks as well as
+ * the fence: nothing was written, but either a key check or the fence failed
+ * (the caller tells them apart by reading the owner record).
+ */
+export class CheckFailedError extends Error {
+  override name = 'CheckFailedError';
 }
 
 /** No answer: the batch may or may not have been applied. */
@@ -101,16 +130,21 @@ export class Journal {
    * Commits `msgs` atomically if the owner record of the object is still at
    * `token`. Returns the stream sequence of each message (its version).
    */
+  /** 413 when the NATS server cannot take this message (its max_payload), else undefined. */
+  tooLarge(m: OutMessage): CastellanError | undefined {
+    const maxPayload = this.nc.info?.max_payload;
+    const size = m.data.length + m.subject.length + HEADER_ALLOWANCE;
+    if (maxPayload === undefined || size <= maxPayload) return undefined;
+    return Errors.payloadTooLarge(
+      `A storage message of ${size} bytes exceeds the NATS server's max_payload (${maxPayload}); values up to 1 MiB need max_payload ≥ ${1024 * 1024 + HEADER_ALLOWANCE + 4096} (docs/storage.md).`,
+    );
+  }
+
   async commit(names: ClassNames, encId: string, token: number, msgs: readonly OutMessage[]): Promise<number[]> {
     if (msgs.length === 0) return [];
-    const maxPayload = this.nc.info?.max_payload;
     for (const m of msgs) {
-      const size = m.data.length + m.subject.length + HEADER_ALLOWANCE;
-      if (maxPayload !== undefined && size > maxPayload) {
-        throw Errors.payloadTooLarge(
-          `A storage message of ${size} bytes exceeds the NATS server's max_payload (${maxPayload}); values up to 1 MiB need max_payload ≥ ${1024 * 1024 + HEADER_ALLOWANCE + 4096} (docs/storage.md).`,
-        );
-      }
+      const e = this.tooLarge(m);
+      if (e !== undefined) throw e;
     }
     const batchId = randomUUID();
     const owner = names.owner(encId);
@@ -129,8 +163,13 @@ export class Journal {
           h.set('Nats-Batch-Id', batchId);
           h.set('Nats-Batch-Sequence', String(i + 1));
         }
-        h.set('Nats-Expected-Last-Subject-Sequence', String(token));
-        h.set('Nats-Expected-Last-Subject-Sequence-Subject', owner);
+        if (m.expect === undefined) {
+          h.set('Nats-Expected-Last-Subject-Sequence', String(token));
+          h.set('Nats-Expected-Last-Subject-Sequence-Subject', owner);
+        } else {
+          h.set('Nats-Expected-Last-Subject-Sequence', String(m.expect.seq));
+          if (m.expect.subject !== undefined) h.set('Nats-Expected-Last-Subject-Sequence-Subject', m.expect.subject);
+        }
         if (i < msgs.length - 1) {
           this.nc.publish(m.subject, m.data, { headers: h });
         } else {
@@ -150,7 +189,10 @@ export class Journal {
     }
     if (ack.error !== undefined) {
       const text = ack.error.description ?? 'unknown error';
-      if (ack.error.err_code === JS_WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(text)) throw new FencedError(`ownership moved: ${text}`);
+      if (ack.error.err_code === JS_WRONG_LAST_SEQUENCE || /wrong last sequence/i.test(text)) {
+        if (msgs.some((m) => m.expect !== undefined)) throw new CheckFailedError(`a key check or the ownership fence failed: ${text}`);
+        throw new FencedError(`ownership moved: ${text}`);
+      }
       throw new RejectedError(`commit refused by JetStream: ${text} (${ack.error.err_code ?? ack.error.code ?? '?'})`);
     }
     if (typeof ack.seq !== 'number' || (msgs.length > 1 && ack.count !== msgs.length)) {
@@ -253,6 +295,12 @@ export class Journal {
       entries.set(Buffer.from(k, 'base64url').toString('utf8'), { value: v.data, version: v.seq });
     }
     return { entries };
+  }
+
+  /** Sequence of the object's owner record, read from the stream leader (0 = none). */
+  async ownerSeq(names: ClassNames, encId: string): Promise<number> {
+    const m = await this.last(names.stream, names.owner(encId));
+    return m?.seq ?? 0;
   }
 
   /** The last message of a subject, from the stream leader. */

@@ -6,20 +6,29 @@
  * flight, newly arrived writes wait; the next batch takes all of them
  * (coalescing), planned in arrival order, each seeing the ones before it
  * (transaction.ts), so the result is the same as committing them one by one.
- * A write whose checks fail is answered 409 CONFLICT at planning and takes no
- * part in the batch. A batch is all-or-nothing, so a failure fails every write
- * in it; the index changes only after the batch's acknowledgement.
+ * A write whose checks fail against the committed state is answered 409
+ * CONFLICT at planning and takes no part in the batch. A write whose checks
+ * name a key an earlier write of the pending batch touches is not decided
+ * against that pending state: it waits for the batch's outcome and is planned
+ * in the next batch (its answer is never definite before the write it depends
+ * on is). A write with a value the NATS server cannot take fails alone (413).
+ * A batch is all-or-nothing, so a failure fails every write in it; the index
+ * changes only after the batch's acknowledgement.
  *
  * Failures: fenced (ownership moved) → this state is dead, every later call is
  * 409 NOT_OWNER; refused → 503, index unchanged; no acknowledgement → 503 "may
- * or may not have been applied" and the index is reloaded from the stream
- * before the next call.
+ * or may not have been applied", and the index is not trusted again (no read,
+ * no check) until it is provably current: the activation re-fences (writes
+ * its owner record again, `StateContext.refence`), which orders after the
+ * unknown write in the stream — that write is now either in the stream before
+ * the new record or can never land (its fence names the old record) — and the
+ * index is reloaded at the new token from a replica that has the new record.
  */
 import { CastellanError, Errors } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { describeError } from '../../common/logger.ts';
 import type { ClassNames } from '../objects/subjects.ts';
-import { deleteMessage, FencedError, IndeterminateError, type Journal, type OutMessage, putMessage } from './journal.ts';
+import { CheckFailedError, checkMessage, deleteMessage, FencedError, IndeterminateError, type Journal, keyToken, type OutMessage, putMessage } from './journal.ts';
 import { KeyIndex } from './key-index.ts';
 import type { SummarizeCommit } from '../listing/summary.ts';
 import type { StorageMetrics } from './metrics.ts';
@@ -38,10 +47,14 @@ export interface WriteResult {
   deleted: Map<string, boolean>;
 }
 
-type Item =
+type Item = (
   | { kind: 'write'; write: Write; resolve: (r: WriteResult) => void; reject: (e: unknown) => void; at: number }
   | { kind: 'deleteAll'; resolve: (r: { deleted: number }) => void; reject: (e: unknown) => void; at: number }
-  | { kind: 'raw'; msg: OutMessage; resolve: (seq: number) => void; reject: (e: unknown) => void; at: number };
+  | { kind: 'raw'; msg: OutMessage; resolve: (seq: number) => void; reject: (e: unknown) => void; at: number }
+) & { /** Batches it took part in that JetStream refused on a key check (then re-planned). */ replans?: number };
+
+/** Re-plans of one write after JetStream refused a key check before it is answered 503. */
+const MAX_REPLANS = 3;
 
 export interface StateContext {
   cls: string;
@@ -51,16 +64,25 @@ export interface StateContext {
   log: Logger;
   /** Listing hook (sidecar/listing/summary.ts): the object's index summary, added to each batch. */
   summarize?: SummarizeCommit;
+  /**
+   * Re-fences the activation at `token` (object host): resolves with its new
+   * token, calling `adopt` with it first (synchronously with the host's own
+   * switch), or 'moved' when the object is no longer this activation's.
+   */
+  refence?: (encId: string, token: number, adopt: (token: number) => void) => Promise<number | 'moved'>;
 }
 
 export class ObjectState {
   readonly encId: string;
   readonly id: string;
-  readonly token: number;
+  private tokenNow: number;
   private readonly ctx: StateContext;
   private index: KeyIndex | undefined;
   private loading: Promise<KeyIndex> | undefined;
   private dead: CastellanError | undefined;
+  /** A commit's outcome is unknown: nothing is served from memory until recovered. */
+  private suspect = false;
+  private recovering: Promise<void> | undefined;
   private readonly queue: Item[] = [];
   private running = false;
 
@@ -68,7 +90,12 @@ export class ObjectState {
     this.ctx = ctx;
     this.encId = encId;
     this.id = id;
-    this.token = token;
+    this.tokenNow = token;
+  }
+
+  /** Fencing token of the activation (the owner record's sequence); changes when it re-fences. */
+  get token(): number {
+    return this.tokenNow;
   }
 
   get isDead(): boolean {
@@ -78,11 +105,13 @@ export class ObjectState {
   /** The index, loading it if needed (activation, or after an unacknowledged commit). */
   async read(): Promise<KeyIndex> {
     if (this.dead !== undefined) throw this.dead;
+    if (this.suspect) await this.recover();
+    if (this.dead !== undefined) throw this.dead;
     if (this.index !== undefined) return this.index;
     this.loading ??= (async () => {
       const started = performance.now();
       try {
-        const loaded = await this.ctx.journal.load(this.ctx.names, this.encId, this.token);
+        const loaded = await this.ctx.journal.load(this.ctx.names, this.encId, this.tokenNow);
         const idx = KeyIndex.from(loaded.entries);
         this.index = idx;
         this.ctx.metrics.loads.inc({ class: this.ctx.cls, outcome: 'ok' });
@@ -96,6 +125,37 @@ export class ObjectState {
       }
     })();
     return this.loading;
+  }
+
+  /** After an unknown commit outcome: re-fence (a barrier after that write in the stream), then reload. */
+  private recover(): Promise<void> {
+    this.recovering ??= (async () => {
+      try {
+        const refence = this.ctx.refence;
+        if (refence !== undefined) {
+          const r = await refence(this.encId, this.tokenNow, (t) => {
+            this.tokenNow = t;
+          });
+          if (r === 'moved') {
+            this.dead = Errors.notOwner(`This sidecar no longer owns object ${this.ctx.cls}/${this.id}.`);
+            return;
+          }
+          this.ctx.log.info('storage re-fenced after an unacknowledged commit; reloading', { id: this.id, token: r });
+        }
+        this.index = undefined;
+        this.suspect = false;
+        this.ctx.metrics.loads.inc({ class: this.ctx.cls, outcome: 'refenced' });
+      } catch (err) {
+        throw Errors.unavailable(
+          `Storage of ${this.ctx.cls}/${this.id} is unavailable: an earlier write was not acknowledged and the object cannot be re-synchronised yet (${describeError(err)}).`,
+          'STORAGE_UNAVAILABLE',
+          err,
+        );
+      } finally {
+        this.recovering = undefined;
+      }
+    })();
+    return this.recovering;
   }
 
   write(write: Write): Promise<WriteResult> {
@@ -154,14 +214,22 @@ export class ObjectState {
     while (this.queue.length > 0) {
       const it = this.queue[0]!;
       if (it.kind === 'deleteAll') break;
-      const size = it.kind === 'raw' ? 1 : it.write.ops.length;
+      const size = it.kind === 'raw' ? 1 : it.write.ops.length + it.write.checks.length;
       const itBytes = it.kind === 'raw' ? it.msg.data.length : it.write.ops.reduce((n, o) => n + (o.op === 'put' ? o.value.length : 0), 0);
+      // A check on a key this batch already writes waits for the batch's outcome (next batch).
+      if (it.kind === 'write' && planned.length > 0 && it.write.checks.some((c) => pending.has(c.key))) break;
       if (planned.length > 0 && (msgs.length + size > MAX_BATCH_MESSAGES || bytes + itBytes > MAX_BATCH_BYTES)) break;
       this.queue.shift();
       if (it.kind === 'raw') {
         planned.push({ item: it, first: msgs.length, count: 1, deleted: new Map(), keys: [] });
         msgs.push(it.msg);
         bytes += itBytes;
+        continue;
+      }
+      // A value the NATS server cannot take fails its own write only.
+      const tooBig = it.write.ops.map((o) => (o.op === 'put' ? this.ctx.journal.tooLarge(putMessage(this.ctx.names, this.encId, o.key, o.value)) : undefined)).find((e) => e !== undefined);
+      if (tooBig !== undefined) {
+        it.reject(tooBig);
         continue;
       }
       const check = evaluateChecks(it.write.checks, lookup, pending);
@@ -176,6 +244,14 @@ export class ObjectState {
       const existedBefore = new Map(it.write.ops.map((o) => [o.key, presentIn(o.key, lookup, pending)] as const));
       // A delete of a key absent before and after needs no tombstone.
       const reduced = reduceOps(it.write.ops, pending).filter((o) => o.op === 'put' || existedBefore.get(o.key) === true);
+      // Version checks (and `if-match: *`, at the version the index has) are enforced by JetStream too:
+      // one check message per key, ahead of the write's own messages, in the same atomic batch.
+      const checked = new Map<string, number>();
+      for (const c of it.write.checks) {
+        const v = 'version' in c ? c.version : 'exists' in c ? lookup(c.key)?.version : undefined;
+        if (v !== undefined) checked.set(c.key, v);
+      }
+      for (const [key, v] of checked) msgs.push(checkMessage(this.ctx.names, this.encId, this.ctx.names.kv(this.encId, keyToken(key)), v));
       const first = msgs.length;
       for (const o of reduced) msgs.push(o.op === 'put' ? putMessage(this.ctx.names, this.encId, o.key, o.value) : deleteMessage(this.ctx.names, this.encId, o.key));
       planned.push({ item: it, first, count: reduced.length, deleted, keys: reduced.map((o) => o.key) });
@@ -194,6 +270,10 @@ export class ObjectState {
         this.ctx.metrics.batchWrites.observe({ class: this.ctx.cls }, planned.length);
       }
     } catch (err) {
+      if (err instanceof CheckFailedError) {
+        await this.checkFailed(err, planned.map((p) => p.item));
+        return;
+      }
       const e = this.failure(err, true);
       this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: e.code });
       for (const p of planned) p.item.reject(e);
@@ -221,6 +301,40 @@ export class ObjectState {
       this.ctx.metrics.ops.inc({ class: this.ctx.cls, kind: 'write', outcome: 'ok' });
       p.item.resolve({ versions, deleted: p.deleted });
     }
+  }
+
+  /**
+   * JetStream refused a batch on a key check or on the fence; nothing was
+   * written. Fence (the owner record moved) → dead, 409 NOT_OWNER. Key check
+   * → the index was not current: re-synchronise it (re-fence + reload) and
+   * plan the same writes again, first in the queue (their checks are then
+   * decided against the current state). Unknown which → 503, not applied.
+   */
+  private async checkFailed(err: CheckFailedError, items: Item[]): Promise<void> {
+    let ownerSeq: number | undefined;
+    try {
+      ownerSeq = await this.ctx.journal.ownerSeq(this.ctx.names, this.encId);
+    } catch (readErr) {
+      this.ctx.log.warn('reading the owner record after a refused batch failed', { id: this.id, error: describeError(readErr) });
+    }
+    if (ownerSeq !== undefined && ownerSeq !== this.tokenNow) {
+      const e = this.failure(new FencedError(err.message), true);
+      this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: e.code });
+      for (const it of items) it.reject(e);
+      return;
+    }
+    this.suspect = true;
+    this.index = undefined;
+    this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: 'CHECK_REFUSED' });
+    this.ctx.log.warn('JetStream refused a key check the index passed; re-synchronising and planning again', { id: this.id, error: err.message });
+    const notApplied = Errors.unavailable(`Storage write of ${this.ctx.cls}/${this.id} was not applied (its check could not be decided); retry.`, 'STORAGE_UNAVAILABLE', err);
+    const again: Item[] = [];
+    for (const it of items) {
+      it.replans = (it.replans ?? 0) + 1;
+      if (ownerSeq === undefined || it.replans > MAX_REPLANS) it.reject(notApplied);
+      else again.push(it);
+    }
+    this.queue.unshift(...again);
   }
 
   private async runDeleteAll(idx: KeyIndex, item: Extract<Item, { kind: 'deleteAll' }>): Promise<void> {
@@ -253,7 +367,8 @@ export class ObjectState {
     }
     if (err instanceof IndeterminateError) {
       this.index = undefined;
-      this.ctx.log.warn('storage commit unacknowledged; reloading before the next call', { id: this.id, error: err.message });
+      this.suspect = true;
+      this.ctx.log.warn('storage commit unacknowledged; re-fencing and reloading before the next call', { id: this.id, error: err.message });
       return Errors.unavailable(`Storage write of ${this.ctx.cls}/${this.id} was not acknowledged; it may or may not have been applied.`, 'STORAGE_UNAVAILABLE', err);
     }
     this.ctx.log.warn(writing ? 'storage commit failed' : 'storage load failed', { id: this.id, error: describeError(err) });

@@ -15,7 +15,7 @@ import { CastellanError, Errors, fromZod } from '../../common/errors.ts';
 import { readBody } from '../objects/routes.ts';
 import { parseIdSegment } from '../objects/subjects.ts';
 import { DEFAULT_LIST_LIMIT, invalidKey, MAX_LIST_LIMIT, MAX_VALUE_BYTES, type ListRange } from './keys.ts';
-import type { Storage } from './storage.ts';
+import type { ObjectRef, Storage } from './storage.ts';
 import { parseTransaction } from './transaction.ts';
 
 const PREFIX = '/v1/storage';
@@ -134,6 +134,11 @@ export function storageRoutes(storage: Storage): ExpressRouter {
   r.all(/^\/v1\/storage(?:\/.*)?$/, async (req: Request, res: Response) => {
     const t = parseStorageUrl(req.originalUrl);
     const m = req.method;
+    const ref: ObjectRef = { cls: t.cls, id: t.id };
+    const turn = req.headers['castellan-turn'];
+    const activation = req.headers['castellan-activation'];
+    if (typeof turn === 'string' && turn !== '') ref.turn = turn;
+    if (typeof activation === 'string' && activation !== '') ref.activation = activation;
     const count = (kind: string, p: Promise<void>) =>
       p.then(
         () => storage.metrics.ops.inc({ class: t.cls, kind, outcome: 'ok' }),
@@ -146,7 +151,7 @@ export function storageRoutes(storage: Storage): ExpressRouter {
       case 'key': {
         if (m === 'GET' || m === 'HEAD') {
           return count('get', (async () => {
-            const e = await storage.get(t.cls, t.id, t.key);
+            const e = await storage.get(ref, t.key);
             if (e === undefined) throw Errors.notFound(`Key "${t.key.slice(0, 200)}" does not exist.`, 'KEY_NOT_FOUND');
             res.status(200).set('content-type', 'application/octet-stream').set('castellan-version', String(e.version));
             res.end(m === 'HEAD' ? undefined : Buffer.from(e.value.buffer, e.value.byteOffset, e.value.length));
@@ -158,13 +163,13 @@ export function storageRoutes(storage: Storage): ExpressRouter {
             const inm = req.headers['if-none-match'];
             if (inm !== undefined && inm.trim() !== '*') throw Errors.badRequest('Header if-none-match supports only "*".', 'INVALID_HEADER');
             const value = await readBody(req, MAX_VALUE_BYTES);
-            const version = await storage.put(t.cls, t.id, t.key, value, { ...(ifMatch === undefined ? {} : { ifMatch }), ifNoneMatch: inm !== undefined });
+            const version = await storage.put(ref, t.key, value, { ...(ifMatch === undefined ? {} : { ifMatch }), ifNoneMatch: inm !== undefined });
             res.status(200).set('castellan-version', String(version)).json({ version });
           })());
         }
         if (m === 'DELETE') {
           return count('delete', (async () => {
-            res.status(200).json({ deleted: await storage.delete(t.cls, t.id, t.key) });
+            res.status(200).json({ deleted: await storage.delete(ref, t.key) });
           })());
         }
         throw methodNotAllowed(m, 'GET, PUT or DELETE');
@@ -173,7 +178,7 @@ export function storageRoutes(storage: Storage): ExpressRouter {
         if (m !== 'GET') throw methodNotAllowed(m, 'GET');
         return count('list', (async () => {
           const range = parseListQuery(t.query);
-          const { entries, truncated } = await storage.list(t.cls, t.id, range);
+          const { entries, truncated } = await storage.list(ref, range);
           res.status(200).json({
             entries: entries.map(({ key, entry }) => ({ key, value: Buffer.from(entry.value).toString('base64'), version: entry.version })),
             truncated,
@@ -184,21 +189,21 @@ export function storageRoutes(storage: Storage): ExpressRouter {
         if (m !== 'POST') throw methodNotAllowed(m, 'POST');
         return count('transaction', (async () => {
           const write = parseTransaction(await readJson(req, MAX_TX_BODY));
-          const versions = await storage.transaction(t.cls, t.id, write);
+          const versions = await storage.transaction(ref, write);
           res.status(200).json({ committed: true, versions });
         })());
       }
       case 'object': {
         if (m !== 'DELETE') throw methodNotAllowed(m, 'DELETE');
         return count('delete_all', (async () => {
-          const r = await storage.deleteAll(t.cls, t.id);
+          const r = await storage.deleteAll(ref);
           res.status(200).json({ deleted: r.deleted });
         })());
       }
       case 'alarm': {
         if (m === 'GET') {
           return count('alarm_get', (async () => {
-            const a = await storage.getAlarm(t.cls, t.id);
+            const a = await storage.getAlarm(ref);
             if (a === undefined) throw Errors.notFound(`Object ${t.cls}/${t.id} has no alarm set.`, 'ALARM_NOT_FOUND');
             res.status(200).json({ at: a.at });
           })());
@@ -206,13 +211,13 @@ export function storageRoutes(storage: Storage): ExpressRouter {
         if (m === 'PUT') {
           return count('alarm_set', (async () => {
             const a = parseAlarm(await readJson(req, 64 * 1024));
-            await storage.setAlarm(t.cls, t.id, a);
+            await storage.setAlarm(ref, a);
             res.status(200).json({ at: a.at });
           })());
         }
         if (m === 'DELETE') {
           return count('alarm_delete', (async () => {
-            res.status(200).json({ deleted: await storage.deleteAlarm(t.cls, t.id) });
+            res.status(200).json({ deleted: await storage.deleteAlarm(ref) });
           })());
         }
         throw methodNotAllowed(m, 'GET, PUT or DELETE');

@@ -19,6 +19,14 @@ import type { SummarizeCommit } from '../listing/summary.ts';
 
 export const ALARM_HEADER = 'Castellan-Alarm';
 
+/** The object a storage call is for, and the turn / activation the app says it comes from (its request headers, optional). */
+export interface ObjectRef {
+  cls: string;
+  id: string;
+  turn?: string;
+  activation?: string;
+}
+
 export interface AlarmRecord {
   /** Due time, epoch ms. */
   dueMs: number;
@@ -38,7 +46,15 @@ export class Storage {
     this.metrics = metrics;
     if (host !== undefined && names !== undefined) {
       // summarize: listing hook (sidecar/listing/summary.ts), passed to every commit.
-      this.ctx = { cls: host.cls, names, journal, metrics, log, ...(summarize === undefined ? {} : { summarize }) };
+      this.ctx = {
+        cls: host.cls,
+        names,
+        journal,
+        metrics,
+        log,
+        refence: (encId, token, adopt) => host.refence(encId, token, adopt),
+        ...(summarize === undefined ? {} : { summarize }),
+      };
       host.onActivate((obj) => {
         // Preload: activation brings the object's state into memory.
         this.stateFor(obj)
@@ -60,77 +76,79 @@ export class Storage {
     return s;
   }
 
-  /** The state of an object this sidecar serves now, or 409 NOT_OWNER. */
-  state(cls: string, id: string): ObjectState {
-    const obj = this.host !== undefined && this.host.cls === cls ? this.host.activeObject(id) : undefined;
-    if (obj === undefined || this.ctx === undefined) {
-      throw Errors.notOwner(
-        this.host === undefined || this.host.cls !== cls
-          ? `This sidecar does not host class "${cls}"; storage is served only by the sidecar of the pod that owns the object.`
-          : `This sidecar does not own object ${cls}/${id} right now; storage is served only by the owning pod's sidecar, while the object is active.`,
-      );
+  /**
+   * The state of an object whose turn is running here now: 409 NOT_OWNER when
+   * this sidecar does not serve it, 410 TURN_NOT_RUNNING when no turn of it
+   * runs (or it is stuck, or the call names a turn or activation that is over).
+   */
+  state(ref: ObjectRef): ObjectState {
+    if (this.host === undefined || this.host.cls !== ref.cls || this.ctx === undefined) {
+      throw Errors.notOwner(`This sidecar does not host class "${ref.cls}"; storage is served only by the sidecar of the pod that owns the object.`);
     }
-    return this.stateFor(obj);
+    const claimed: { turn?: string; activation?: string } = {};
+    if (ref.turn !== undefined) claimed.turn = ref.turn;
+    if (ref.activation !== undefined) claimed.activation = ref.activation;
+    return this.stateFor(this.host.turnGate(ref.id, claimed));
   }
 
-  async get(cls: string, id: string, key: string): Promise<Entry | undefined> {
+  async get(ref: ObjectRef, key: string): Promise<Entry | undefined> {
     validateKey(key);
-    const idx = await this.state(cls, id).read();
+    const idx = await this.state(ref).read();
     return idx.get(key);
   }
 
-  async list(cls: string, id: string, range: ListRange): Promise<{ entries: { key: string; entry: Entry }[]; truncated: boolean }> {
-    const idx = await this.state(cls, id).read();
+  async list(ref: ObjectRef, range: ListRange): Promise<{ entries: { key: string; entry: Entry }[]; truncated: boolean }> {
+    const idx = await this.state(ref).read();
     return idx.list(range);
   }
 
-  async put(cls: string, id: string, key: string, value: Uint8Array, cond: { ifMatch?: number | '*'; ifNoneMatch?: boolean }): Promise<number> {
+  async put(ref: ObjectRef, key: string, value: Uint8Array, cond: { ifMatch?: number | '*'; ifNoneMatch?: boolean }): Promise<number> {
     validateKey(key);
     validateValue(value);
     const checks: Write['checks'] = [];
     if (cond.ifMatch === '*') checks.push({ key, exists: true });
     else if (cond.ifMatch !== undefined) checks.push({ key, version: cond.ifMatch });
     if (cond.ifNoneMatch === true) checks.push({ key, absent: true });
-    const r = await this.state(cls, id).write({ checks, ops: [{ op: 'put', key, value }] });
+    const r = await this.state(ref).write({ checks, ops: [{ op: 'put', key, value }] });
     return r.versions.get(key)!;
   }
 
-  async delete(cls: string, id: string, key: string): Promise<boolean> {
+  async delete(ref: ObjectRef, key: string): Promise<boolean> {
     validateKey(key);
-    const r = await this.state(cls, id).write({ checks: [], ops: [{ op: 'delete', key }] });
+    const r = await this.state(ref).write({ checks: [], ops: [{ op: 'delete', key }] });
     return r.deleted.get(key) === true;
   }
 
-  async transaction(cls: string, id: string, write: Write): Promise<Record<string, number>> {
-    const r = await this.state(cls, id).write(write);
+  async transaction(ref: ObjectRef, write: Write): Promise<Record<string, number>> {
+    const r = await this.state(ref).write(write);
     return Object.fromEntries(r.versions);
   }
 
-  deleteAll(cls: string, id: string): Promise<{ deleted: number }> {
-    return this.state(cls, id).deleteAll();
+  deleteAll(ref: ObjectRef): Promise<{ deleted: number }> {
+    return this.state(ref).deleteAll();
   }
 
   /** Sets the object's alarm: a JetStream message schedule, fenced like any write. */
-  async setAlarm(cls: string, id: string, alarm: AlarmRecord): Promise<void> {
-    const s = this.state(cls, id);
+  async setAlarm(ref: ObjectRef, alarm: AlarmRecord): Promise<void> {
+    const s = this.state(ref);
     const names = this.ctx!.names;
-    const encId = encodeId(id);
+    const encId = encodeId(ref.id);
     // A schedule at or before now fires at once; keep it a little ahead so the server accepts it.
     const due = new Date(Math.max(alarm.dueMs, Date.now() + 50));
     await s.raw({
       subject: names.alarm(encId),
-      data: new TextEncoder().encode(JSON.stringify({ id, dueMs: alarm.dueMs, at: alarm.at })),
+      data: new TextEncoder().encode(JSON.stringify({ id: ref.id, dueMs: alarm.dueMs, at: alarm.at })),
       headers: { 'Nats-Schedule': `@at ${due.toISOString()}`, 'Nats-Schedule-Target': names.fire(encId), [ALARM_HEADER]: 'set' },
     });
   }
 
   /** The pending alarm, read from the stream leader. */
-  async getAlarm(cls: string, id: string): Promise<AlarmRecord | undefined> {
-    this.state(cls, id);
+  async getAlarm(ref: ObjectRef): Promise<AlarmRecord | undefined> {
+    this.state(ref);
     const names = this.ctx!.names;
     let m;
     try {
-      m = await this.ctx!.journal.last(names.stream, names.alarm(encodeId(id)));
+      m = await this.ctx!.journal.last(names.stream, names.alarm(encodeId(ref.id)));
     } catch (err) {
       if (/no message found|not found/i.test(String(err))) return undefined;
       throw Errors.unavailable(`Reading the alarm failed: ${String(err)}`, 'STORAGE_UNAVAILABLE', err);
@@ -141,11 +159,11 @@ export class Storage {
   }
 
   /** Cancels the alarm by replacing its schedule message with a (fenced, expiring) marker. */
-  async deleteAlarm(cls: string, id: string): Promise<boolean> {
-    const existed = (await this.getAlarm(cls, id)) !== undefined;
-    const s = this.state(cls, id);
+  async deleteAlarm(ref: ObjectRef): Promise<boolean> {
+    const existed = (await this.getAlarm(ref)) !== undefined;
+    const s = this.state(ref);
     const names = this.ctx!.names;
-    await s.raw({ subject: names.alarm(encodeId(id)), data: new Uint8Array(0), headers: { [ALARM_HEADER]: 'deleted', 'Nats-TTL': '1h' } });
+    await s.raw({ subject: names.alarm(encodeId(ref.id)), data: new Uint8Array(0), headers: { [ALARM_HEADER]: 'deleted', 'Nats-TTL': '1h' } });
     return existed;
   }
 }

@@ -95,6 +95,7 @@ describe('castellan.dev CRDs on a real API server', () => {
       appPort: 8080,
       concurrency: 'Serial',
       idleTimeout: '5m',
+      turnTimeout: '60s',
       storage: { replicas: 3 },
       deletionPolicy: 'Retain',
     });

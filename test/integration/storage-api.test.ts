@@ -199,23 +199,25 @@ describe('object storage API', () => {
     await expectError(await s('o8', '/alarm', { method: 'PUT', body: JSON.stringify({}) }), 400, 'BAD_REQUEST');
   }, 60_000);
 
-  it('answers 409 NOT_OWNER anywhere but the owning sidecar', async () => {
+  it('answers 409 NOT_OWNER anywhere but the owning sidecar, and 410 there outside a turn', async () => {
     await put('o9', 'a', 'v');
     const direct = (sc: SidecarProc, rest: string, init: RequestInit = {}) => fetch(`${sc.url}/v1/storage/${CLS}/o9${rest}`, init);
     await expectError(await direct(client, '/keys/a'), 409, 'NOT_OWNER');
-    // The owner is one of the hosts; the other one is not.
+    // The owner is one of the hosts; the other one is not. Outside a turn of the object, even the owner refuses (410).
     const results = await Promise.all(hosts.map((h) => direct(h, '/keys/a').then(async (r) => ({ status: r.status, text: await r.text() }))));
-    const owner = results.filter((r) => r.status === 200);
+    const owner = results.filter((r) => r.status === 410);
     const others = results.filter((r) => r.status === 409);
     expect(owner.length).toBe(1);
-    expect(owner[0]!.text).toBe('v');
+    expect(owner[0]!.text).toContain('TURN_NOT_RUNNING');
     expect(others.length).toBe(1);
     expect(others[0]!.text).toContain('NOT_OWNER');
     for (const h of hosts) {
       const r = await direct(h, '/keys/a', { method: 'PUT', body: 'w' });
-      if (h.url === hosts[results.indexOf(owner[0]!)]!.url) expect(r.status).toBe(200);
+      if (h.url === hosts[results.indexOf(owner[0]!)]!.url) await expectError(r, 410, 'TURN_NOT_RUNNING');
       else await expectError(r, 409, 'NOT_OWNER');
     }
+    // Nothing was written from outside the turn.
+    expect(await (await s('o9', k('a'))).text()).toBe('v');
     await expectError(await fetch(`${client.url}/v1/storage/othercls/o9/keys/a`), 409, 'NOT_OWNER');
     await expectError(await fetch(`${client.url}/v1/storage/${CLS}/${encodeURIComponent('x'.repeat(300))}/keys/a`), 400, 'INVALID_ID');
     await expectError(await fetch(`${client.url}/v1/storage/${CLS}/o9/bogus`), 404, 'ROUTE_NOT_FOUND');
@@ -224,8 +226,9 @@ describe('object storage API', () => {
 
   it('keeps data across deactivation and reactivation on another host', async () => {
     await put('o10', 'keep', 'me');
-    const who = await Promise.all(hosts.map((h) => fetch(`${h.url}/v1/storage/${CLS}/o10/keys/keep`).then((r) => r.status)));
-    const ownerIdx = who.indexOf(200);
+    const who = await Promise.all(hosts.map((h) => fetch(`${h.url}/v1/storage/${CLS}/o10/keys/keep`).then(async (r) => (await r.arrayBuffer(), r.status))));
+    // The owner answers 410 TURN_NOT_RUNNING outside a turn; the others 409 NOT_OWNER.
+    const ownerIdx = who.indexOf(410);
     expect(ownerIdx).toBeGreaterThanOrEqual(0);
     const owner = hosts[ownerIdx]!;
     await stopProc(owner, 'SIGTERM');

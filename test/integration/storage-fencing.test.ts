@@ -124,6 +124,61 @@ describe('storage fencing', () => {
     }
   }, 60_000);
 
+  it('enforces if-match and transaction version checks in JetStream, not only in the index', async () => {
+    const encId = encodeId('obj-checks');
+    const token = await claim(encId, 0, 'a');
+    const current = new ObjectState(ctx, encId, 'obj-checks', token);
+    const v1 = (await current.write({ checks: [], ops: [{ op: 'put', key: 'k', value: Buffer.from('1') }] })).versions.get('k')!;
+    // A second view at the same token, loaded now: it will not see the next write (a stale index).
+    const stale = new ObjectState(ctx, encId, 'obj-checks', token);
+    expect((await stale.read()).get('k')!.version).toBe(v1);
+    const v2 = (await current.write({ checks: [{ key: 'k', version: v1 }], ops: [{ op: 'put', key: 'k', value: Buffer.from('2') }] })).versions.get('k')!;
+    // The stale index passes `if-match: v1`; JetStream refuses it; re-planned against the reloaded state it is a definite 409.
+    await expect(stale.write({ checks: [{ key: 'k', version: v1 }], ops: [{ op: 'put', key: 'k', value: Buffer.from('stale') }] })).rejects.toMatchObject({ status: 409, code: 'CONFLICT' });
+    await expect(stale.write({ checks: [{ key: 'k', version: v1 }], ops: [{ op: 'put', key: 'other', value: Buffer.from('stale') }] })).rejects.toMatchObject({ status: 409, code: 'CONFLICT' });
+    expect(stale.isDead).toBe(false);
+    const check = new ObjectState(ctx, encId, 'obj-checks', token);
+    const idx = await check.read();
+    expect(Buffer.from(idx.get('k')!.value).toString()).toBe('2');
+    expect(idx.get('k')!.version).toBe(v2);
+    expect(idx.get('other')).toBeUndefined();
+    // The re-synchronised view writes on.
+    await expect(stale.write({ checks: [{ key: 'k', version: v2 }], ops: [{ op: 'put', key: 'k', value: Buffer.from('3') }] })).resolves.toBeDefined();
+  }, 60_000);
+
+  it('does not answer a check decided by a pending write before that write is known', async () => {
+    const encId = encodeId('obj-pending');
+    const tokenA = await claim(encId, 0, 'a');
+    const st = new ObjectState(ctx, encId, 'obj-pending', tokenA);
+    await st.read();
+    await claim(encId, tokenA, 'b');
+    // One batch: a blind put of k (fenced: it will fail), then if-none-match on k — decided only after the put's outcome.
+    const [put, guarded] = await Promise.allSettled([
+      st.write({ checks: [], ops: [{ op: 'put', key: 'k', value: Buffer.from('1') }] }),
+      st.write({ checks: [{ key: 'k', absent: true }], ops: [{ op: 'put', key: 'k', value: Buffer.from('2') }] }),
+    ]);
+    expect(put).toMatchObject({ status: 'rejected', reason: { code: 'NOT_OWNER' } });
+    // Not a 409 CONFLICT claiming k exists: k was never written.
+    expect(guarded).toMatchObject({ status: 'rejected', reason: { code: 'NOT_OWNER' } });
+  }, 60_000);
+
+  it('fails only the write whose value the NATS server cannot take', async () => {
+    const encId = encodeId('obj-oversize');
+    const token = await claim(encId, 0, 'a');
+    const st = new ObjectState(ctx, encId, 'obj-oversize', token);
+    await st.read();
+    const huge = Buffer.alloc((nc.info?.max_payload ?? 8 * 1024 * 1024) + 1, 1);
+    const results = await Promise.allSettled([
+      st.write({ checks: [], ops: [{ op: 'put', key: 'a', value: Buffer.from('a') }] }),
+      st.write({ checks: [], ops: [{ op: 'put', key: 'b', value: Buffer.from('b') }] }),
+      st.write({ checks: [], ops: [{ op: 'put', key: 'huge', value: huge }] }),
+      st.write({ checks: [], ops: [{ op: 'put', key: 'c', value: Buffer.from('c') }] }),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect((results[2] as PromiseRejectedResult).reason).toMatchObject({ status: 413 });
+    expect([...(await new ObjectState(ctx, encId, 'obj-oversize', token).read()).keys()].sort()).toEqual(['a', 'b', 'c']);
+  }, 60_000);
+
   it('coalesces concurrent writes of one object into fewer commits with serial semantics', async () => {
     const encId = encodeId('obj-4');
     const token = await claim(encId, 0, 'a');

@@ -266,6 +266,46 @@ describe('turn queue', () => {
     await q.whenIdle();
   });
 
+  it('fails every waiting turn without running it, while the running one goes on (stuck object)', async () => {
+    const q = new TurnQueue('Serial', 10);
+    const gate = deferred();
+    const ran: number[] = [];
+    const first = q.run(async () => {
+      ran.push(0);
+      await gate.p;
+      return 'first';
+    });
+    const waiting = [1, 2].map((i) => q.run(async () => {
+      ran.push(i);
+    }));
+    expect(q.failWaiting(new Error('stuck'))).toBe(2);
+    for (const w of waiting) await expect(w).rejects.toThrow('stuck');
+    expect(q.running).toBe(1);
+    // A turn queued after the failure waits for the running one, then runs.
+    const later = q.run(async () => {
+      ran.push(3);
+    });
+    gate.resolve();
+    await expect(first).resolves.toBe('first');
+    await later;
+    expect(ran).toEqual([0, 3]);
+    await q.whenIdle();
+  });
+
+  it('bounds waiting turns by their request bytes', async () => {
+    const q = new TurnQueue('Serial', 100, 1_000);
+    const gate = deferred();
+    const running = q.run(() => gate.p);
+    const a = q.run(() => Promise.resolve('a'), 600);
+    const b = q.run(() => Promise.resolve('b'), 600);
+    await expect(b).rejects.toMatchObject({ status: 429, code: 'OBJECT_OVERLOADED' });
+    expect(q.waitingBytes).toBe(600);
+    gate.resolve();
+    await running;
+    await expect(a).resolves.toBe('a');
+    expect(q.waitingBytes).toBe(0);
+  });
+
   it('lets Concurrent turns overlap', async () => {
     const q = new TurnQueue('Concurrent', 0);
     const gate = deferred();

@@ -90,6 +90,7 @@ describe('DurableObject → children', () => {
       CASTELLAN_LOG_LEVEL: 'info',
       CASTELLAN_CONCURRENCY: 'Concurrent',
       CASTELLAN_IDLE_TIMEOUT: '5m',
+      CASTELLAN_TURN_TIMEOUT: '60s',
       CASTELLAN_STORAGE_REPLICAS: '1',
     });
     expect(JSON.stringify(sc.readinessProbe)).toContain('/readyz');
