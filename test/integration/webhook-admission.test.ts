@@ -205,7 +205,7 @@ describe('admission webhook on a real API server', () => {
     const [portA, b] = await freePorts(2);
     portB = b as number;
     // The chart's own webhook configuration, pointed at operator b.
-    const rendered = await helm('template', 'castellan', chart, '--namespace', system, '--show-only', 'templates/webhook.yaml', '--set', `webhook.url=https://127.0.0.1:${portB}`);
+    const rendered = await helm('template', 'castellan', chart, '--kube-version', '1.34.4', '--namespace', system, '--show-only', 'templates/webhook.yaml', '--set', `webhook.url=https://127.0.0.1:${portB}`);
     const file = join(dir, 'webhook.yaml');
     writeFileSync(file, rendered);
     await kube.cluster.kubectl(['apply', '-f', file]);

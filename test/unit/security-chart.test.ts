@@ -18,7 +18,7 @@ const chartDir = join(projectRoot, 'charts', 'castellan');
 type Doc = { kind?: string; metadata?: { name?: string }; rules?: { resources?: string[]; verbs?: string[] }[]; spec?: Record<string, unknown> };
 
 async function render(...sets: string[]): Promise<Doc[]> {
-  const { stdout } = await run(toolPath('helm'), ['template', 't', chartDir, ...sets.flatMap((s) => ['--set', s])], {
+  const { stdout } = await run(toolPath('helm'), ['template', 't', chartDir, '--kube-version', '1.34.4', ...sets.flatMap((s) => ['--set', s])], {
     timeout: 60_000,
     env: { ...process.env, HELM_CONFIG_HOME: '/nonexistent', HELM_CACHE_HOME: '/nonexistent', KUBECONFIG: '/nonexistent' },
   });

@@ -45,7 +45,9 @@ interface Rule {
 
 async function helm(...args: string[]): Promise<{ ok: boolean; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(toolPath('helm'), args, {
+    // The chart requires Kubernetes >= 1.29; without a cluster helm assumes 1.20.
+    const full = args[0] === 'template' ? [...args, '--kube-version', '1.34.4'] : args;
+    const { stdout, stderr } = await run(toolPath('helm'), full, {
       timeout: 60_000,
       maxBuffer: 16 * 1024 * 1024,
       env: { ...process.env, HELM_CONFIG_HOME: '/nonexistent', HELM_CACHE_HOME: '/nonexistent', KUBECONFIG: '/nonexistent' },

@@ -79,8 +79,9 @@ describe('sidecar injection', () => {
       ]),
     );
     expect((sidecar.env ?? []).map((e) => e.name).filter((n) => /CLASS|QUEUE|APP_PORT/.test(n))).toEqual([]);
-    expect(sidecar.startupProbe?.exec?.command?.join(' ')).toContain('http://127.0.0.1:3600/healthz');
-    expect(sidecar.readinessProbe?.exec?.command?.join(' ')).toContain('/readyz');
+    // Probes are httpGet on the sidecar's admin port (pod IP); the API stays on loopback.
+    expect(sidecar.startupProbe?.httpGet).toEqual({ path: '/healthz', port: 'castellan-admin', scheme: 'HTTP' });
+    expect(sidecar.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'castellan-admin', scheme: 'HTTP' });
     expect(sidecar.livenessProbe).toBeDefined();
     expect(sidecar.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
     expect(sidecar.resources).toEqual({ requests: { cpu: '25m', memory: '64Mi' }, limits: { memory: '256Mi' } });
@@ -110,8 +111,10 @@ describe('sidecar injection', () => {
     const s = after.spec?.initContainers?.[0] as V1Container;
     const env = Object.fromEntries((s.env ?? []).map((e) => [e.name, e.value]));
     expect(env).toMatchObject({ CASTELLAN_HTTP_PORT: '3700', CASTELLAN_LOG_LEVEL: 'debug', CASTELLAN_NATS_URL: 'nats://other:4222,tls://other-1:4222', CASTELLAN_NATS_PREFIX: 'team-a' });
-    expect(s.ports).toEqual([{ name: 'castellan', containerPort: 3700, protocol: 'TCP' }]);
-    expect(s.startupProbe?.exec?.command?.join(' ')).toContain('127.0.0.1:3700');
+    expect(s.ports).toEqual([
+      { name: 'castellan', containerPort: 3700, protocol: 'TCP' },
+      { name: 'castellan-admin', containerPort: 3601, protocol: 'TCP' },
+    ]);
     expect(s.resources).toEqual({ requests: { cpu: '100m', memory: '64Mi' }, limits: { cpu: '1', memory: '512Mi' } });
     expect(after.spec?.containers[0]?.env).toEqual([{ name: 'CASTELLAN_SIDECAR_URL', value: 'http://127.0.0.1:3700' }]);
   });
