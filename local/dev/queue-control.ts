@@ -7,6 +7,7 @@
  * they are ready; a delete stops the queue's hosts and deletes its assets.
  * state.json follows both. Requests are handled one at a time.
  */
+import { natsSecurityOptions, type NatsSecurity } from '../../common/nats-security.ts';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { describeError, type Logger } from '../../common/logger.ts';
 import { deleteQueueAssets, ensureQueueAssets } from '../../sidecar/queues/mod.ts';
@@ -37,10 +38,16 @@ function devQueueOf(spec: QueueSpec): DevQueue {
   };
 }
 
-export async function startQueueControl(urls: string[], hooks: QueueControlHooks, log: Logger, opts: { prefix?: string; namespace?: string } = {}): Promise<QueueControl> {
+export async function startQueueControl(
+  urls: string[],
+  hooks: QueueControlHooks,
+  log: Logger,
+  opts: { prefix?: string; namespace?: string; security?: Partial<NatsSecurity> } = {},
+): Promise<QueueControl> {
   const prefix = opts.prefix ?? 'castellan';
   const namespace = opts.namespace ?? 'default';
-  const nc: NatsConnection = await connect({ servers: urls, name: 'castellan-dev-queue-control', maxReconnectAttempts: -1 });
+  // The same credentials and TLS as the dev sidecars (nats.auth / nats.tls), or none.
+  const nc: NatsConnection = await connect({ servers: urls, name: 'castellan-dev-queue-control', maxReconnectAttempts: -1, ...natsSecurityOptions(opts.security) });
   const target = { prefix, namespace };
   let chain: Promise<unknown> = Promise.resolve();
 

@@ -337,7 +337,9 @@ export async function runDev(opts: DevOptions): Promise<Dev> {
     if (!stopping) writeState();
   };
   try {
-    queueControl = await startQueueControl(urls, { startHosts, stopHosts }, log.child({ component: 'dev.queues' }));
+    const n = opts.config.nats;
+    const security = { ...(n.auth === undefined ? {} : { auth: n.auth }), ...('tls' in n && n.tls !== undefined ? { tls: n.tls } : {}) };
+    queueControl = await startQueueControl(urls, { startHosts, stopHosts }, log.child({ component: 'dev.queues' }), { security });
   } catch (err) {
     await stop();
     throw err;
