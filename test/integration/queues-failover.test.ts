@@ -7,7 +7,7 @@
  * every host's state from JetStream after all hosts are killed.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { sleep, waitFor } from '../../common/net.ts';
+import { sleep, WaitAborted, waitFor } from '../../common/net.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
 import { call, killQueueProcs, startQueueClient, startQueueHost, type ApiMessage } from '../harness/queues.ts';
 import { logDir, signal, type SidecarProc } from '../harness/sidecars.ts';
@@ -32,6 +32,22 @@ describe('replicated queues: host failure', () => {
   const ordinalOf = (pod: string) => Number(pod.split('-').pop());
   const send = (c: SidecarProc, body: string, replicas?: number) =>
     call<{ messageId: string; replicas: string[] }>(c.url, 'POST', '/v1/queues/work/messages', replicas === undefined ? { body } : { body, replicas });
+  /**
+   * Sends until acknowledged. A 503 is retryable by contract (a host that just restarted is not
+   * placeable until it has loaded, and on a loaded machine a host may miss a heartbeat); any
+   * other answer fails the test. What the tests check is that nothing acknowledged is lost.
+   */
+  const sendAcked = (c: SidecarProc, body: string, replicas?: number) =>
+    waitFor(
+      `"${body}" to be acknowledged`,
+      async () => {
+        const r = await send(c, body, replicas);
+        if (r.status === 201) return r;
+        if (r.status !== 503) throw new WaitAborted(`send of "${body}" answered ${r.status}: ${JSON.stringify(r.body)}`);
+        return undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 200 },
+    );
   const receive = (c: SidecarProc, body: unknown) => call<{ messages: ApiMessage[] }>(c.url, 'POST', '/v1/queues/work/receive', body);
   const del = (c: SidecarProc, handle: string) => call(c.url, 'DELETE', `/v1/queues/work/messages/${handle}`);
   const liveHosts = async () => ((await call<{ hosts: string[] }>(clients[0]!.url, 'GET', '/v1/queues/work')).body.hosts ?? []).length;
@@ -107,7 +123,7 @@ describe('replicated queues: host failure', () => {
 
   it('redelivers in-flight messages of a killed host within lease TTL + visibility timeout', async () => {
     const bodies = Array.from({ length: 20 }, (_, i) => `inflight-${i}`);
-    for (const b of bodies) expect((await send(clients[0]!, b)).status).toBe(201);
+    for (const b of bodies) expect((await sendAcked(clients[0]!, b)).status).toBe(201);
     const got: ApiMessage[] = [];
     while (got.length < bodies.length) got.push(...(await receive(clients[0]!, { maxMessages: 10, waitSeconds: 2 })).body.messages);
     // Kill the host that holds the most of them, with nothing deleted.
@@ -130,7 +146,7 @@ describe('replicated queues: host failure', () => {
   it('a consumer that stops at its first empty short poll right after a kill -9 still gets every message', async () => {
     await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
     const bodies = Array.from({ length: 30 }, (_, i) => `short-poll-${i}`);
-    for (const b of bodies) expect((await send(clients[0]!, b)).status).toBe(201);
+    for (const b of bodies) expect((await sendAcked(clients[0]!, b)).status).toBe(201);
     kill(0);
     const seen = new Set<string>();
     for (;;) {
@@ -147,7 +163,7 @@ describe('replicated queues: host failure', () => {
   }, 240_000);
 
   it('does not resurrect a message deleted while one of its replica hosts was down', async () => {
-    const s = await send(clients[0]!, 'deleted-while-down');
+    const s = await sendAcked(clients[0]!, 'deleted-while-down');
     expect(s.status).toBe(201);
     const [primary, standby] = s.body.replicas.map(ordinalOf) as [number, number];
     kill(standby);
@@ -171,7 +187,7 @@ describe('replicated queues: host failure', () => {
   it('hands a gracefully stopped host’s messages over at once (SIGTERM), losing none', async () => {
     await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
     const bodies = Array.from({ length: 20 }, (_, i) => `graceful-${i}`);
-    for (const b of bodies) expect((await send(clients[0]!, b)).status).toBe(201);
+    for (const b of bodies) expect((await sendAcked(clients[0]!, b)).status).toBe(201);
     const victim = hosts.get(2)!;
     signal(victim, 'SIGTERM');
     await new Promise<void>((resolve) => (victim.child.exitCode !== null || victim.child.signalCode !== null ? resolve() : victim.child.once('exit', () => resolve())));
@@ -184,7 +200,7 @@ describe('replicated queues: host failure', () => {
   it('recovers every host’s messages from JetStream after all hosts are killed', async () => {
     await waitFor('3 live hosts', async () => ((await liveHosts()) === 3 ? true : undefined), { timeoutMs: 90_000 });
     const bodies = Array.from({ length: 30 }, (_, i) => `durable-${i}`);
-    for (const [i, b] of bodies.entries()) expect((await send(clients[i % 2]!, b, 1 + (i % 3))).status).toBe(201);
+    for (const [i, b] of bodies.entries()) expect((await sendAcked(clients[i % 2]!, b, 1 + (i % 3))).status).toBe(201);
     for (const i of [0, 1, 2]) kill(i);
     await sleep(500);
     await Promise.all([0, 1, 2].map(restart));
