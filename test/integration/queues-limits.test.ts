@@ -114,7 +114,10 @@ describe('replicated queues at their limits', () => {
       { timeoutMs: 240_000, intervalMs: 10 },
     );
     console.log(`large messages: ${seen.size} received, at most ${largest} per reply (max_payload 8 MiB)`);
-    expect(largest).toBeLessThan(10);
+    // Each host's NATS reply is bounded by bytes (a host over max_payload used to crash, and then
+    // messages went missing); the client merges the hosts' parallel replies, so one HTTP answer
+    // may still carry maxMessages of them.
+    expect(largest).toBeLessThanOrEqual(10);
     expect(running()).toBe(3);
   }, 300_000);
 });
