@@ -6,6 +6,7 @@
  * killed, so a crashed test run or CLI leaves no orphans behind.
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 
 const live = new Set<ChildProcess>();
 let hooked = false;
@@ -65,4 +66,19 @@ export async function terminate(child: ChildProcess, signal: NodeJS.Signals = 'S
   }, graceMs);
   await done;
   clearTimeout(timer);
+}
+
+/** Alive and not a zombie (a reaped-late child still answers kill 0). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false; // gone between the two looks
+  }
 }

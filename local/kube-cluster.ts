@@ -17,6 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { isAlive } from '../common/children.ts';
 import { sleep, waitFor } from '../common/net.ts';
 import { toolPath } from '../common/paths.ts';
 import { logger, type Logger } from '../common/logger.ts';
@@ -289,21 +290,6 @@ componentsPatches:
       - {key: manage-all-nodes, value: "false", override: true}
       - {key: manage-nodes-with-annotation-selector, value: "kwok.x-k8s.io/node=fake"}
 `;
-}
-
-/** Alive and not a zombie (a reaped-late child still answers kill 0). */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
-  }
 }
 
 function killQuietly(pid: number, signal: NodeJS.Signals): void {

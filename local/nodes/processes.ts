@@ -10,6 +10,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isAlive } from '../../common/children.ts';
 
 export function startDetached(opts: { name: string; command: string; args: string[]; pidDir: string; logDir: string; env?: NodeJS.ProcessEnv }): number {
   mkdirSync(opts.pidDir, { recursive: true });
@@ -89,19 +90,6 @@ export function withDescendants(roots: number[]): number[] {
   return [...out];
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -120,10 +108,10 @@ export function stopSync(pids: number[], graceMs: number): void {
   };
   signal('SIGTERM');
   const deadline = Date.now() + graceMs;
-  while (pids.some(alive) && Date.now() < deadline) sleepSync(50);
-  if (pids.some(alive)) {
+  while (pids.some(isAlive) && Date.now() < deadline) sleepSync(50);
+  if (pids.some(isAlive)) {
     signal('SIGKILL');
     const hard = Date.now() + 10_000;
-    while (pids.some(alive) && Date.now() < hard) sleepSync(50);
+    while (pids.some(isAlive) && Date.now() < hard) sleepSync(50);
   }
 }

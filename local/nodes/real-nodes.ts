@@ -21,7 +21,8 @@ import { buildPauseImage } from '../image/build.ts';
 import { cniConfig, containerdConfig, kubeletConfig, kubeProxyConfig } from './configs.ts';
 import { createCgroupRoot, leftovers, type Leftovers, prepareHostNetwork, teardownHost } from './host.ts';
 import { hostAddress, kubeProxyConfigPath, maxRealNodes, type NodeLayout, nodeLayout, pauseImage, pidDir } from './layout.ts';
-import { alive, processesMatching, readPids, removePidFile, startDetached, stopSync, withDescendants } from './processes.ts';
+import { isAlive } from '../../common/children.ts';
+import { processesMatching, readPids, removePidFile, startDetached, stopSync, withDescendants } from './processes.ts';
 
 const run = promisify(execFile);
 
@@ -146,7 +147,7 @@ export class RealNodes {
     for (;;) {
       const ready = await Promise.all(this.nodes.map((n) => this.nodeReady(n.name)));
       if (ready.every(Boolean)) return;
-      const dead = [...readPids(pidDir(this.opts.workdir))].filter(([, pid]) => !alive(pid)).map(([name]) => name);
+      const dead = [...readPids(pidDir(this.opts.workdir))].filter(([, pid]) => !isAlive(pid)).map(([name]) => name);
       if (dead.length > 0) throw new Error(`real node processes exited: ${dead.join(', ')} (logs in ${join(this.opts.workdir, 'logs')})`);
       if (Date.now() > deadline) throw new Error(`real nodes not Ready after ${timeoutMs / 1000}s (logs in ${join(this.opts.workdir, 'logs')})`);
       await sleep(1_000);
@@ -174,7 +175,7 @@ export class RealNodes {
     const dir = pidDir(this.opts.workdir);
     const pids = readPids(dir);
     const stop = (names: string[], graceMs: number) => {
-      const list = names.map((n) => pids.get(n)).filter((p): p is number => p !== undefined && alive(p));
+      const list = names.map((n) => pids.get(n)).filter((p): p is number => p !== undefined && isAlive(p));
       if (list.length > 0) stopSync(list, graceMs);
     };
     stop(this.nodes.map((n) => `kubelet-${n.index}`), 10_000);

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { projectRoot, toolPath } from '../../common/paths.ts';
-import { isAlive, KubeCluster } from '../../local/kube-cluster.ts';
+import { isAlive } from '../../common/children.ts';
+import { KubeCluster } from '../../local/kube-cluster.ts';
 
 const run = promisify(execFile);
 const cli = join(projectRoot, 'bin', 'castellan.js');
