@@ -20,6 +20,8 @@ import type { ObjectClassTarget } from './object-assets.ts';
 export interface ObjectClassStats {
   approximateObjects: number;
   storedBytes: number;
+  /** Replicas the class stream has now. */
+  streamReplicas: number;
 }
 
 export async function objectClassStats(nc: NatsConnection, t: ObjectClassTarget, log: Logger): Promise<ObjectClassStats | undefined> {
@@ -36,7 +38,7 @@ export async function objectClassStats(nc: NatsConnection, t: ObjectClassTarget,
       num_replicas: 1,
     });
     await jsm.consumers.delete(names.stream, ci.name).catch(() => undefined);
-    return { approximateObjects: ci.num_pending, storedBytes: info.state.bytes };
+    return { approximateObjects: ci.num_pending, storedBytes: info.state.bytes, streamReplicas: info.config.num_replicas };
   } catch (err) {
     log.debug('reading object class stats failed', { cls: t.cls, error: describeError(err) });
     return undefined;

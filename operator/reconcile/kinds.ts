@@ -17,8 +17,9 @@ import {
 import type { Component, OperatorDefaults } from '../desired/common.ts';
 import { desiredDurableObject } from '../desired/durable-object.ts';
 import { desiredReplicatedQueue } from '../desired/replicated-queue.ts';
-import type { WorkloadView } from '../desired/status.ts';
+import type { Problem, WorkloadView } from '../desired/status.ts';
 import { deleteObjectAssets, ensureObjectAssets, objectStreamName } from '../assets/object-assets.ts';
+import { readHostRecords, stuckWarnings } from '../assets/object-hosts.ts';
 import { objectClassStats } from '../assets/object-stats.ts';
 import { deleteQueue, ensureQueue, queueMessageCount, queueMetaStreamName } from '../assets/queue-assets.ts';
 
@@ -29,6 +30,14 @@ export interface Children {
   configMap: V1ConfigMap;
   hash: string;
 }
+
+export interface Observation {
+  status: Record<string, number>;
+  warnings: Problem[];
+}
+
+/** A host record older than this says nothing about now (hosts write one every lease TTL / 4). */
+const hostRecordMaxAgeMs = 30_000;
 
 export interface KindHandler<S> {
   kind: KindName;
@@ -44,10 +53,19 @@ export interface KindHandler<S> {
   deleteAssets(nc: NatsConnection, prefix: string, cr: CustomResource<S>, log: Logger): Promise<void>;
   assetName(prefix: string, cr: CustomResource<S>): string;
   statusCounts(view: WorkloadView | undefined): Record<string, number>;
-  /** Extra status fields read from the running hosts over NATS (best effort), when some are ready. */
-  observe?(nc: NatsConnection, prefix: string, cr: CustomResource<S>, log: Logger): Promise<Record<string, number>>;
+  /**
+   * What the running hosts report over NATS (best effort), when some are ready:
+   * extra status fields, and problems to record as Warning Events.
+   */
+  observe?(nc: NatsConnection, prefix: string, cr: CustomResource<S>, log: Logger): Promise<Observation>;
   /** Reconcile a healthy resource again after this long, to refresh what `observe` reads. */
   refreshMs?: number;
+}
+
+/** A class stream running with fewer replicas than spec.storage.replicas (too few NATS servers when it was created or moved). */
+function replicaWarnings(actual: number | undefined, wanted: number): Problem[] {
+  if (actual === undefined || actual >= wanted) return [];
+  return [{ reason: 'StreamReplicasReduced', message: `the class stream has ${actual} replica(s), fewer than spec.storage.replicas ${wanted}; it is raised when enough NATS servers are up` }];
 }
 
 export const durableObjectHandler: KindHandler<DurableObjectSpec> = {
@@ -69,9 +87,13 @@ export const durableObjectHandler: KindHandler<DurableObjectSpec> = {
   assetName: (prefix, cr) => `stream ${objectStreamName({ prefix, namespace: cr.metadata.namespace, cls: cr.metadata.name })}`,
   statusCounts: (v) => ({ replicas: v?.replicas ?? 0, readyReplicas: v?.ready ?? 0 }),
   /** Object count and stored bytes of the class (assets/object-stats.ts), refreshed every 30 s. */
-  async observe(nc, prefix, cr, log): Promise<Record<string, number>> {
-    const s = await objectClassStats(nc, { prefix, namespace: cr.metadata.namespace, cls: cr.metadata.name }, log);
-    return s === undefined ? {} : { approximateObjects: s.approximateObjects, storedBytes: s.storedBytes };
+  async observe(nc, prefix, cr, log): Promise<Observation> {
+    const t = { prefix, namespace: cr.metadata.namespace, cls: cr.metadata.name };
+    const [s, hosts] = await Promise.all([objectClassStats(nc, t, log), readHostRecords(nc, t, log)]);
+    return {
+      status: s === undefined ? {} : { approximateObjects: s.approximateObjects, storedBytes: s.storedBytes },
+      warnings: [...replicaWarnings(s?.streamReplicas, cr.spec.storage.replicas), ...stuckWarnings(cr.metadata.name, hosts, Date.now(), hostRecordMaxAgeMs)],
+    };
   },
   refreshMs: 30_000,
 };
@@ -94,9 +116,9 @@ export const replicatedQueueHandler: KindHandler<ReplicatedQueueSpec> = {
   },
   assetName: (prefix, cr) => `streams of queue ${cr.metadata.name} (${queueMetaStreamName({ prefix, namespace: cr.metadata.namespace, queue: cr.metadata.name })} and host streams)`,
   statusCounts: (v) => ({ hosts: v?.replicas ?? 0, readyHosts: v?.ready ?? 0 }),
-  async observe(nc, prefix, cr, log): Promise<Record<string, number>> {
+  async observe(nc, prefix, cr, log): Promise<Observation> {
     const n = await queueMessageCount(nc, { prefix, namespace: cr.metadata.namespace, queue: cr.metadata.name }, cr.spec.hosts, log);
-    return n === undefined ? {} : { approximateMessages: n };
+    return { status: n === undefined ? {} : { approximateMessages: n }, warnings: [] };
   },
   refreshMs: 30_000,
 };

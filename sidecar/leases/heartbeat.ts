@@ -35,6 +35,8 @@ export interface HeartbeatOptions {
   timing: LeaseTiming;
   /** First-heartbeat attempts before start() gives up. */
   startAttempts?: number;
+  /** What the host reports about itself with every heartbeat (object hosts: their stuck objects). */
+  report?: () => Pick<HostRecord, 'stuck'>;
 }
 
 export class HostHeartbeat {
@@ -42,6 +44,7 @@ export class HostHeartbeat {
   private readonly pod: string;
   private readonly timing: LeaseTiming;
   private readonly startAttempts: number;
+  private readonly report: (() => Pick<HostRecord, 'stuck'>) | undefined;
   private readonly log: Logger;
   private readonly events: HeartbeatEvents;
   sessionId = randomUUID();
@@ -61,6 +64,7 @@ export class HostHeartbeat {
     this.pod = opts.pod;
     this.timing = opts.timing;
     this.startAttempts = opts.startAttempts ?? 20;
+    this.report = opts.report;
     this.events = events;
     this.log = log;
   }
@@ -123,7 +127,7 @@ export class HostHeartbeat {
 
   private async doBeat(): Promise<void> {
     if (!this.started) await this.beginSession();
-    const record: HostRecord = { kind: this.kind, pod: this.pod, sessionId: this.sessionId, ts: Date.now() };
+    const record: HostRecord = { kind: this.kind, pod: this.pod, sessionId: this.sessionId, ts: Date.now(), ...this.report?.() };
     if (this.prev !== undefined) {
       record.prevSessionId = this.prev.sessionId;
       record.prevDead = this.prev.dead;

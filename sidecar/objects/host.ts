@@ -37,7 +37,7 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { asCastellanError, CastellanError, Errors } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
 import type { AppProxy } from './app-proxy.ts';
-import { decideClaim, type LeaseTiming, type OwnerRecord } from './lease.ts';
+import { decideClaim, type HostRecord, type LeaseTiming, type OwnerRecord } from './lease.ts';
 import { HostHeartbeat } from '../leases/heartbeat.ts';
 import type { ClassView } from './membership.ts';
 import type { ObjectMetrics } from './metrics.ts';
@@ -173,7 +173,7 @@ export class ObjectHost {
     this.log = log;
     this.heartbeat = new HostHeartbeat(
       { read: (p) => store.readHost(opts.cls, p), write: (p, seq, record) => store.writeHost(opts.cls, p, seq, record) },
-      { pod: opts.pod, timing: opts.timing },
+      { pod: opts.pod, timing: opts.timing, report: () => this.stuckReport() },
       { onFenced: () => this.dropAll('host lease fenced'), onWritten: (seq, record) => view.observe({ seq, record }) },
       log,
     );
@@ -309,6 +309,13 @@ export class ObjectHost {
       for (const t of a.turns.values()) if (t.stuck) out.push({ id: a.id, rid: t.rid, ms: now - t.started });
     }
     return out;
+  }
+
+  /** The stuck objects this host's heartbeat reports (the operator records them as Events). */
+  private stuckReport(): Pick<HostRecord, 'stuck'> {
+    const stuck = this.stuckObjects();
+    if (stuck.length === 0) return {};
+    return { stuck: { count: stuck.length, objects: stuck.slice(0, 5).map((s) => ({ id: s.id, rid: s.rid, forMs: Math.round(s.ms) })) } };
   }
 
   get activeCount(): number {

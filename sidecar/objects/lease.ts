@@ -67,6 +67,17 @@ export interface HostRecord {
   prevDead?: boolean;
   /** On `fenced`: who fenced. */
   by?: string;
+  /**
+   * Objects whose request ran past turnTimeout on this host (object hosts; the
+   * operator turns them into Warning Events): how many, and the first few.
+   */
+  stuck?: StuckReport;
+}
+
+/** A host's stuck objects, as its heartbeat reports them (bounded: `objects` has at most 5). */
+export interface StuckReport {
+  count: number;
+  objects: { id: string; rid: string; forMs: number }[];
 }
 
 export interface OwnerRecord {

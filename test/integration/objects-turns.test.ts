@@ -9,7 +9,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { join } from 'node:path';
+import { logger } from '../../common/logger.ts';
 import { projectRoot } from '../../common/paths.ts';
+import { readHostRecords, stuckWarnings } from '../../operator/assets/object-hosts.ts';
 import { waitFor } from '../../common/net.ts';
 import { restartApp, startPatientClient, startStorageHost } from '../harness/apps/storage-host.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
@@ -17,6 +19,7 @@ import { logDir, signal, stopProc, type SidecarProc } from '../harness/sidecars.
 
 const serialApp = join(projectRoot, 'test', 'harness', 'apps', 'serial-app.ts');
 const CLS = 'serial';
+const log = logger('test.objects-turns');
 const env = { CASTELLAN_LEASE_TTL: '3s', CASTELLAN_REQUEST_TIMEOUT: '5s', CASTELLAN_UNAVAILABLE_WAIT: '3s' };
 
 interface Stats {
@@ -95,6 +98,18 @@ describe('durable objects: turns', () => {
     const ready = await (await fetch(`${host.url}/readyz`)).json();
     expect(JSON.stringify(ready)).toMatch(/stuck/);
     expect(await (await fetch(`${host.url}/metrics`)).text()).toMatch(/castellan_object_stuck_total\{class="serial"[^}]*\} [1-9]/);
+    // The host's heartbeat reports it; the operator reads that and records a Warning Event.
+    const nc = await nats.connect();
+    const target = { prefix: 'castellan', namespace: 'default', cls: CLS };
+    const warned = await waitFor(
+      'stuck object in the host record',
+      async () => {
+        const w = stuckWarnings(CLS, await readHostRecords(nc, target, log), Date.now(), 30_000);
+        return w.length > 0 ? w : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 200 },
+    );
+    expect(warned).toEqual([expect.objectContaining({ reason: 'ObjectStuck', message: expect.stringMatching(/serial\/stuck on pod t-h0/) })]);
     expect((await stuck).status).toBe(504);
     // The late write was refused with 410 and wrote nothing.
     const late = await waitFor('late write attempted', async () => (await stats()).writes.find((w) => w.id === 'stuck' && w.key === 'late'), { timeoutMs: 30_000, intervalMs: 100 });
@@ -112,6 +127,10 @@ describe('durable objects: turns', () => {
     expect(s.maxConcurrent.stuck).toBe(1);
     expect(s.writes.filter((w) => w.id === 'stuck' && w.key === 'intruder')).toEqual([]);
     expect(JSON.stringify(await (await fetch(`${host.url}/readyz`)).json())).not.toMatch(/stuck/);
+    await waitFor('no stuck object in the host record', async () => (stuckWarnings(CLS, await readHostRecords(nc, target, log), Date.now(), 30_000).length === 0 ? true : undefined), {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    });
   }, 120_000);
 
   it('refuses storage calls from outside a running turn with 410, and 409 NOT_OWNER elsewhere', async () => {
