@@ -149,6 +149,8 @@ export class QueueStore {
       }
       if (got === 0 || pending <= 0) return last;
       seq = last + 1;
+      // A turn for timers and other requests (heartbeats, RPCs) between pages of a long scan.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
@@ -196,15 +198,17 @@ export class QueueStore {
 
   /**
    * Every record of `pod`'s host stream, in stream order and in pages (scan):
-   * replicas, their latest states and the purge mark. Works for any number of
-   * replicas; the caller keeps what it needs of each.
+   * replicas (with the stored record's byte length, an upper bound of their
+   * body and attributes as JSON), their latest states and the purge mark.
+   * Works for any number of replicas; the caller keeps what it needs of each
+   * (no body outlives its callback).
    */
   async loadAll(pod: string, each: HostStreamVisitor): Promise<void> {
     const mPrefix = this.names.message(pod, '');
     const sPrefix = this.names.state(pod, '');
     const purge = this.names.purgeMark(pod);
     await this.scan(this.names.hostStream(pod), this.names.hostAll(pod), (m) => {
-      if (m.subject.startsWith(mPrefix)) each.message(dec<StoredMessage>(m.data), m.seq);
+      if (m.subject.startsWith(mPrefix)) each.message(dec<StoredMessage>(m.data), m.data.length);
       else if (m.subject.startsWith(sPrefix)) each.state(m.subject.slice(sPrefix.length), dec<MessageState>(m.data));
       else if (m.subject === purge) each.purge(dec<{ before: number }>(m.data).before);
     });
@@ -212,7 +216,8 @@ export class QueueStore {
 }
 
 export interface HostStreamVisitor {
-  message(m: StoredMessage, seq: number): void;
+  /** `size`: bytes of the stored record (≥ the JSON bytes of its body and attributes). */
+  message(m: StoredMessage, size: number): void;
   state(id: string, s: MessageState): void;
   purge(before: number): void;
 }
