@@ -845,6 +845,7 @@ export class QueueHost {
       this.metrics.depth.set({ queue: q, state: 'in_flight' }, s.inFlight);
       this.metrics.depth.set({ queue: q, state: 'delayed' }, s.delayed);
       this.metrics.stored.set({ queue: q }, this.copies.size);
+      this.metrics.indexBytes.set({ queue: q }, this.copies.bytes);
       this.metrics.oldestAge.set({ queue: q }, s.oldestEnqueuedAt === undefined ? 0 : (now - s.oldestEnqueuedAt) / 1000);
     }
     if (becameVisible) this.wake();
