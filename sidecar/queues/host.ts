@@ -579,7 +579,9 @@ export class QueueHost {
       return false;
     }
     // Moved, never delivered again; while the move is failing the message waits in this queue.
-    return !this.deadLetterDue(slot);
+    if (this.deadLetterDue(slot)) return false;
+    c.setQueued(slot, NOT_QUEUED); // taken: the caller delivers it or puts it back
+    return true;
   }
 
   private async receive(max: number, visibilityMs: number): Promise<HostReply> {
@@ -601,7 +603,10 @@ export class QueueHost {
       max,
     );
     // What did not fit goes back in front, in order.
-    for (let i = candidates.length - 1; i >= n; i--) this.readyList.unshift(candidates[i] as number);
+    for (let i = candidates.length - 1; i >= n; i--) {
+      c.setQueued(candidates[i] as number, IN_READY);
+      this.readyList.unshift(candidates[i] as number);
+    }
     const more = n < candidates.length || (candidates.length >= max && this.readyList.length > 0);
     const picked: (StateUpdate & { enqueuedAt: number; replicas: string[] })[] = [];
     for (let i = 0; i < n; i++) {
