@@ -16,7 +16,8 @@
  *   group: a queue has a handful of them (replica sets × host sessions), and
  *   who holds a copy depends only on its group (takeover.ts), so holding is
  *   decided per group, not per copy;
- * - freed slots are reused (a free list), and the arrays grow by 1.5×.
+ * - freed slots are reused (a free list), and the arrays grow by 1.5×; a
+ *   start-up sizes them once from the host stream's message count.
  *
  * Slots are reused after a copy is removed: code that awaits between reading
  * a slot and writing it must look the copy up by id again (`slotOf`).
@@ -136,39 +137,55 @@ export class CopyIndex {
     return this.cap * (16 + 4 + 8 * 3 + 4 + 4 + 1 + 1) + this.table.byteLength;
   }
 
+  /** Makes room for `n` copies in one allocation (a start-up that knows its count: no growth copies, no slack). */
+  reserve(n: number): void {
+    if (n > this.cap) this.resize(n);
+  }
+
+  /** Gives back what a reserve took beyond the copies there are (10% kept for growth). */
+  trim(): void {
+    const cap = Math.max(Math.ceil(this.top * 1.1), INITIAL);
+    if (cap < this.cap * 0.8) this.resize(cap);
+  }
+
   private grow(want: number): void {
-    const cap = Math.max(want, Math.ceil(this.cap * 1.5), INITIAL);
+    this.resize(Math.max(want, Math.ceil(this.cap * 1.5), INITIAL));
+  }
+
+  /** Reallocates every array for `cap` slots (≥ top). */
+  private resize(cap: number): void {
     const ids = new Uint8Array(cap * 16);
-    ids.set(this.ids);
+    ids.set(this.ids.subarray(0, Math.min(this.ids.length, cap * 16)));
     this.ids = ids;
     const g = new Uint32Array(cap);
-    g.set(this.gids);
+    g.set(this.gids.subarray(0, Math.min(this.gids.length, cap)));
     this.gids = g;
     const e = new Float64Array(cap);
-    e.set(this.enq);
+    e.set(this.enq.subarray(0, Math.min(this.enq.length, cap)));
     this.enq = e;
     const v = new Float64Array(cap);
-    v.set(this.vis);
+    v.set(this.vis.subarray(0, Math.min(this.vis.length, cap)));
     this.vis = v;
     const iv = new Float64Array(cap);
-    iv.set(this.inv);
+    iv.set(this.inv.subarray(0, Math.min(this.inv.length, cap)));
     this.inv = iv;
     const r = new Uint32Array(cap);
-    r.set(this.rc);
+    r.set(this.rc.subarray(0, Math.min(this.rc.length, cap)));
     this.rc = r;
     const s = new Uint32Array(cap);
-    s.set(this.sizes);
+    s.set(this.sizes.subarray(0, Math.min(this.sizes.length, cap)));
     this.sizes = s;
     const f = new Uint8Array(cap);
-    f.set(this.flagBits);
+    f.set(this.flagBits.subarray(0, Math.min(this.flagBits.length, cap)));
     this.flagBits = f;
     const q = new Uint8Array(cap);
-    q.set(this.queuedAt);
+    q.set(this.queuedAt.subarray(0, Math.min(this.queuedAt.length, cap)));
     this.queuedAt = q;
     this.cap = cap;
     let t = 1 << 10;
     while (t * 0.75 < cap) t <<= 1;
     if (t !== this.table.length) this.rehash(t);
+    this.free = this.free.filter((slot) => slot < cap);
   }
 
   private rehash(size: number): void {

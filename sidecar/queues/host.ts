@@ -267,6 +267,7 @@ export class QueueHost {
     const prev = await this.ctx.store.last<HostRecord>(this.ctx.names.host(this.self));
     const prevReadAt = performance.now();
     const began = performance.now();
+    this.copies.reserve(await this.ctx.store.hostStreamMessages(this.self));
     await this.ctx.store.loadAll(this.self, {
       message: (m, size) => {
         if (!this.copies.has(m.id)) this.addCopy(m, size);
@@ -279,6 +280,7 @@ export class QueueHost {
         this.purgedBefore = Math.max(this.purgedBefore, before);
       },
     });
+    this.copies.trim();
     this.log.info('queue host index rebuilt from JetStream', { replicas: this.copies.size, indexBytes: this.copies.bytes, ms: Math.round(performance.now() - began) });
     this.loaded = true;
     await this.readLog();

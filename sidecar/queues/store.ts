@@ -187,6 +187,12 @@ export class QueueStore {
     }
   }
 
+  /** Messages in `pod`'s host stream (copies, their states and the purge mark): an upper bound of its copies. */
+  async hostStreamMessages(pod: string): Promise<number> {
+    const jsm = await this.jsm();
+    return (await jsm.streams.info(this.names.hostStream(pod))).state.messages;
+  }
+
   /** Removes both subjects of a message from the host stream. */
   async deleteMessage(pod: string, id: string): Promise<void> {
     const jsm = await this.jsm();

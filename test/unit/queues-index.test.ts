@@ -92,6 +92,20 @@ describe('CopyIndex', () => {
     expect([idx.live(s), idx.queued(s), idx.size]).toEqual([false, 0, 0]);
   });
 
+  it('reserves once for a known count and trims back to what is used, keeping every copy', () => {
+    const idx = new CopyIndex();
+    idx.reserve(50_000);
+    const reserved = idx.bytes;
+    const ids = Array.from({ length: 3_000 }, () => randomUUID());
+    ids.forEach((id, i) => idx.add(copy(id, { enqueuedAt: i })));
+    idx.trim();
+    expect(idx.bytes).toBeLessThan(reserved / 5);
+    ids.forEach((id, i) => expect(idx.enqueuedAt(idx.slotOf(id))).toBe(i));
+    for (let i = 0; i < 2_000; i++) idx.add(copy(randomUUID()));
+    ids.forEach((id) => expect(idx.id(idx.slotOf(id))).toBe(id));
+    expect(idx.size).toBe(5_000);
+  });
+
   it('uses at most 200 bytes of typed arrays per copy at 100,000 copies', () => {
     const idx = new CopyIndex();
     for (let i = 0; i < 100_000; i++) idx.add(copy(randomUUID()));
