@@ -288,48 +288,16 @@ export class QueueClient {
         this.log.debug('receive from host failed', { queue: ctx.name, host: pod, error: describeError(err) });
       }
     };
-    let first = true;
     while (out.length < max && pending.length > 0) {
       const round = shareOut(pending, max - out.length);
-      const rest = pending.slice(round.length);
-      if (first || rest.length === 0) {
-        first = false;
-        pending = rest;
-        await Promise.all(round.map((r) => ask(r.pod, r.max)));
-        continue;
-      }
-      // The first shares came back short: the remaining hosts are all asked in this one round
-      // trip, those beyond the shares only whether they have any (max 0), so an empty poll costs
-      // two round trips whatever the number of hosts, and no host receives what cannot be returned.
-      const probed = new Set<string>();
-      await Promise.all([
-        ...round.map((r) => ask(r.pod, r.max)),
-        ...rest.map(async (pod) => {
-          if (await this.probe(ctx, pod, visibilityMs)) probed.add(pod);
-        }),
-      ]);
-      pending = rest.filter((pod) => probed.has(pod));
+      pending = pending.slice(round.length);
+      await Promise.all(round.map((r) => ask(r.pod, r.max)));
     }
     while (out.length < max && more.length > 0) {
       const round = shareOut(more.splice(0), max - out.length);
       await Promise.all(round.map((r) => ask(r.pod, r.max)));
     }
     return out;
-  }
-
-  /** Whether `pod` says it has messages to deliver (a receive of 0 messages); false when it cannot be asked. */
-  private async probe(ctx: QueueCtx, pod: string, visibilityMs: number): Promise<boolean> {
-    try {
-      const r = await this.rpc(ctx, pod, { op: 'receive', max: 0, visibilityMs }, Math.min(this.opts.requestTimeoutMs, 5_000));
-      if (r.more === true) ctx.hints.set(pod, performance.now());
-      else ctx.hints.delete(pod);
-      return r.more === true;
-    } catch (err) {
-      if (!(err instanceof HostUnreachable) && !(err instanceof CastellanError && err.retryable)) throw err;
-      if (err instanceof HostUnreachable) ctx.view.suspect(pod);
-      this.log.debug('receive probe of host failed', { queue: ctx.name, host: pod, error: describeError(err) });
-      return false;
-    }
   }
 
   private present(ctx: QueueCtx, m: ReceivedMessage): OutMessage {

@@ -586,19 +586,6 @@ export class QueueHost {
     return true;
   }
 
-  /** Whether a deliverable copy is in the ready list (stale entries in front are dropped on the way). */
-  private hasReady(now: number): boolean {
-    for (;;) {
-      const slot = this.readyList.shift();
-      if (slot < 0) return false;
-      if (this.takeReady(slot, now)) {
-        this.copies.setQueued(slot, IN_READY);
-        this.readyList.unshift(slot);
-        return true;
-      }
-    }
-  }
-
   private async receive(max: number, visibilityMs: number): Promise<HostReply> {
     if (!this.started || !this.heartbeat.leaseValid() || !this.takeovers.isBorn(this.self, this.session)) return { ok: true, messages: [] };
     const now = Date.now();
@@ -622,7 +609,7 @@ export class QueueHost {
       c.setQueued(candidates[i] as number, IN_READY);
       this.readyList.unshift(candidates[i] as number);
     }
-    const more = n < candidates.length || (candidates.length >= max && this.hasReady(now));
+    const more = n < candidates.length || (candidates.length >= max && this.readyList.length > 0);
     const picked: (StateUpdate & { enqueuedAt: number; replicas: string[] })[] = [];
     for (let i = 0; i < n; i++) {
       const slot = candidates[i] as number;

@@ -10,7 +10,6 @@ export type HostRequest =
   | { op: 'enqueue'; body: string; attributes: Record<string, string>; delayMs: number; replicas: number; dedupId?: string; messageId?: string; enqueuedAt?: number }
   /** deadline: wall ms after which the copy must not be stored any more (the primary has given up on it). */
   | { op: 'replicate'; msg: StoredMessage; deadline?: number }
-  /** max 0: a probe, answered with `more` (whether the host has a message to deliver) and no message. */
   | { op: 'receive'; max: number; visibilityMs: number }
   | { op: 'delete'; id: string }
   | { op: 'visibility'; id: string; receiveCount: number; visibilityMs: number }
