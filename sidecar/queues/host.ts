@@ -101,6 +101,7 @@ export class QueueHost {
   /** Last full pass over every copy (retention, stats); big indexes get one every FULL_PASS_MS. */
   private lastFullPass = 0;
   private lastStats: HostStats = { visible: 0, inFlight: 0, delayed: 0, stored: 0 };
+  private lastStatsAt = 0;
   /** Messages enqueued at or before this (wall ms) were purged. */
   private purgedBefore = 0;
   private sub: Subscription | undefined;
@@ -776,12 +777,12 @@ export class QueueHost {
       if (s.oldestEnqueuedAt === undefined || enq < s.oldestEnqueuedAt) s.oldestEnqueuedAt = enq;
     }
     this.lastStats = s;
-    this.lastFullPass = now;
+    this.lastStatsAt = now;
     return { stats: s, old };
   }
 
   private stats(now: number): HostStats {
-    if (this.copies.size < FULL_PASS_EVERY_TICK || now - this.lastFullPass >= FULL_PASS_MS) return this.fullPass(now).stats;
+    if (this.copies.size < FULL_PASS_EVERY_TICK || now - this.lastStatsAt >= FULL_PASS_MS) return this.fullPass(now).stats;
     return { ...this.lastStats, stored: this.copies.size };
   }
 
@@ -840,6 +841,7 @@ export class QueueHost {
     this.syncHeld(now);
     const becameVisible = this.drainDue(now);
     if (this.copies.size < FULL_PASS_EVERY_TICK || now - this.lastFullPass >= FULL_PASS_MS) {
+      this.lastFullPass = now;
       const { stats: s, old } = this.fullPass(now);
       if (old.length > 0) {
         await forEachLimit(old, 16, async (id) => {
