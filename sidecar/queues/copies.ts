@@ -114,6 +114,7 @@ export class CopyIndex {
   private readonly groupList: CopyGroup[] = [];
   private readonly groupKeys = new Map<string, number>();
   private readonly strings = new Map<string, string>();
+  private lastGroup = -1;
 
   constructor() {
     this.grow(INITIAL);
@@ -364,6 +365,9 @@ export class CopyIndex {
 
   /** The interned group of (primary, ps, replicas). */
   group(primary: string, ps: string, replicas: readonly string[]): number {
+    // Consecutive copies (a start-up, a burst of sends) mostly share their group: no key string then.
+    const last = this.groupList[this.lastGroup];
+    if (last !== undefined && last.primary === primary && last.ps === ps && last.replicas.length === replicas.length && last.replicas.every((p, i) => p === replicas[i])) return this.lastGroup;
     const key = `${primary}\u0000${ps}\u0000${replicas.join('\u0000')}`;
     let g = this.groupKeys.get(key);
     if (g === undefined) {
@@ -371,6 +375,7 @@ export class CopyIndex {
       this.groupList.push({ primary: this.str(primary), ps: this.str(ps), replicas: replicas.map((p) => this.str(p)) });
       this.groupKeys.set(key, g);
     }
+    this.lastGroup = g;
     return g;
   }
 }
