@@ -1,10 +1,13 @@
 /**
  * A queue host (role `queue-host`): stores replicas of its queue's messages
- * in its own host stream, keeps a compact in-memory index of them (ids,
- * times, receive state; bodies stay in JetStream and are read when a message
- * is delivered), and answers the RPCs of sidecars and peer hosts.
+ * in its own host stream, keeps a compact in-memory index of them
+ * (copies.ts: typed arrays, about 100 bytes per copy; bodies and attributes
+ * stay in JetStream and are read when a message is delivered) with a ready
+ * list and a due heap (ready.ts) so a receive takes from a list instead of
+ * scanning, and answers the RPCs of sidecars and peer hosts.
  *
- * - Start: the index is rebuilt from the host stream in pages, pending
+ * - Start: the index is rebuilt from the host stream in pages (the event
+ *   loop gets a turn after every page; no body is kept), pending
  *   deletes and purges (tombstones) are applied, and only then does the host
  *   write its first heartbeat: until it has loaded it is not placeable, and a
  *   restart that takes longer than its lease makes peers take its messages
@@ -40,7 +43,9 @@ import { asCastellanError, CastellanError, Errors } from '../../common/errors.ts
 import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
 import type { QueueClient, QueueCtx, Tombstone } from './client.ts';
-import { dedupDecision, encodedSize, expired, fitReply, pickTargets, shouldDeadLetter, visibilityOf, type DedupMarker } from './logic.ts';
+import { CopyIndex, DL_REFUSED, IN_DUE, IN_READY, MOVING, NOT_QUEUED, type CopyGroup } from './copies.ts';
+import { dedupDecision, encodedSize, fitReply, pickTargets, shouldDeadLetter, type DedupMarker } from './logic.ts';
+import { DueHeap, SlotDeque } from './ready.ts';
 import { TakeoverLog, type TakeoverKind, type TakeoverRecord } from './takeover.ts';
 import type { HostRecord } from '../objects/lease.ts';
 import type { HostHeartbeat } from '../leases/heartbeat.ts';
@@ -48,28 +53,6 @@ import type { QueueMetrics } from './metrics.ts';
 import { LIMITS } from './spec.ts';
 import { CONFLICT, type MessageState, type StoredMessage } from './store.ts';
 import { decodeJson, encodeJson, type HostReply, type HostRequest, type HostStats, type ReceivedMessage, type StateUpdate } from './wire.ts';
-
-/** One replica in the index: what delivery and promotion decide on, no body. */
-export interface HostMsg {
-  id: string;
-  primary: string;
-  /** The primary's session at enqueue (first holder). */
-  ps: string;
-  /** Shared (interned) arrays: many messages have the same list. */
-  replicas: string[];
-  enqueuedAt: number;
-  visibleAt: number;
-  receiveCount: number;
-  invisibleUntil: number;
-  /** JSON bytes of body + attributes (reply budget). */
-  size: number;
-  /** Being moved to the dead-letter queue. */
-  moving?: boolean;
-  /** After a failed move, not retried before this (wall ms). */
-  moveRetryAt?: number;
-  /** The dead-letter queue refused it for good (4xx, e.g. too large there): delivered as usual. */
-  deadLetterRefused?: boolean;
-}
 
 export interface QueueHostOptions {
   pod: string;
@@ -83,6 +66,11 @@ const DEAD_ID_MS = 60_000;
 const REPLICATE_DEADLINE_MS = 8_000;
 /** Headroom left in a reply for everything but message bodies and attributes. */
 const REPLY_HEADROOM = 16 * 1024;
+/** Indexes larger than this get their full pass (retention, depth metrics) every FULL_PASS_MS, not every tick. */
+const FULL_PASS_EVERY_TICK = 50_000;
+const FULL_PASS_MS = 2_000;
+/** After a failed move to the dead-letter queue, the next try waits this long. */
+const MOVE_RETRY_MS = 5_000;
 
 export class QueueHost {
   private readonly nc: NatsConnection;
@@ -92,22 +80,28 @@ export class QueueHost {
   private readonly metrics: QueueMetrics;
   private readonly opts: QueueHostOptions;
   private readonly log: Logger;
-  readonly msgs = new Map<string, HostMsg>();
+  /** Every copy stored here (copies.ts). */
+  readonly copies = new CopyIndex();
+  /** Held copies visible now, and held copies that become visible later (ready.ts). */
+  private readonly readyList = new SlotDeque();
+  private readonly dueHeap = new DueHeap();
+  /** After a failed move to the dead-letter queue: slot → wall ms of the next try (rare). */
+  private readonly moveRetryAt = new Map<number, number>();
   /** Deaths and births of host sessions: who holds which message (takeover.ts). */
   readonly takeovers = new TakeoverLog();
   /** Ids deleted here while no copy was here (id → wall ms): a late replication of them is refused. */
   private readonly deadIds = new Map<string, number>();
   /**
-   * Ids of the messages this session holds (a ready list instead of scans):
-   * recomputed from the takeover log only when the log or the session
-   * changes, kept up to date by stores and deletes in between.
+   * Which copy groups (copies.ts) this session holds: recomputed from the
+   * takeover log only when the log or the session changes (per group, not per
+   * copy), extended when a new group appears.
    */
-  private readonly held = new Set<string>();
+  private heldGroups: boolean[] = [];
   private heldFor = { version: -1, session: '' };
-  /** Last full pass over every copy (retention, stats); big indexes get one every 2 s. */
+  /** Last full pass over every copy (retention, stats); big indexes get one every FULL_PASS_MS. */
   private lastFullPass = 0;
-  /** Interned replica lists (key → array). */
-  private readonly lists = new Map<string, string[]>();
+  private lastStats: HostStats = { visible: 0, inFlight: 0, delayed: 0, stored: 0 };
+  private lastStatsAt = 0;
   /** Messages enqueued at or before this (wall ms) were purged. */
   private purgedBefore = 0;
   private sub: Subscription | undefined;
@@ -117,7 +111,6 @@ export class QueueHost {
   private stopped = false;
   private loopDone: Promise<void> = Promise.resolve();
   private wakeLoop: (() => void) | undefined;
-  private lastTick = Date.now();
   private rr = Math.floor(Math.random() * 1000);
 
   constructor(nc: NatsConnection, ctx: QueueCtx, client: QueueClient, heartbeat: HostHeartbeat, metrics: QueueMetrics, opts: QueueHostOptions, log: Logger) {
@@ -151,30 +144,115 @@ export class QueueHost {
     return this.heartbeat.sessionId;
   }
 
-  /** Whether this host's current session holds the visible copy of `m` (from the log). */
-  private holds(m: HostMsg): boolean {
-    const h = this.takeovers.holder(m.primary, m.ps, m.replicas);
+  /** Whether this host's current session holds the visible copies of group `g` (from the log). */
+  private holdsGroup(g: CopyGroup): boolean {
+    const h = this.takeovers.holder(g.primary, g.ps, g.replicas);
     return h !== undefined && h.pod === this.self && h.session === this.session;
   }
 
-  /** The ready list, recomputed when the log or this host's session changed. */
-  private heldNow(): Set<string> {
-    if (this.heldFor.version !== this.takeovers.version || this.heldFor.session !== this.session) {
-      this.held.clear();
-      for (const m of this.msgs.values()) if (this.holds(m)) this.held.add(m.id);
-      this.heldFor = { version: this.takeovers.version, session: this.session };
+  /**
+   * Brings the held groups up to date with the log and this session; copies
+   * of groups this session just gained are queued for delivery (one pass over
+   * the typed arrays, only when a takeover or birth record arrived).
+   */
+  private syncHeld(now: number): void {
+    if (this.heldFor.version === this.takeovers.version && this.heldFor.session === this.session) return;
+    const before = this.heldGroups;
+    this.heldGroups = this.copies.groups.map((g) => this.holdsGroup(g));
+    this.heldFor = { version: this.takeovers.version, session: this.session };
+    const gained = this.heldGroups.some((h, g) => h && before[g] !== true);
+    if (!gained) return;
+    const c = this.copies;
+    for (let s = 0; s < c.end; s++) if (c.live(s) && c.queued(s) === NOT_QUEUED && this.heldGroups[c.gid(s)] === true) this.queueSlot(s, now);
+  }
+
+  /** Whether this session holds the visible copy in `slot`. */
+  private isHeld(slot: number): boolean {
+    this.syncHeld(Date.now());
+    return this.heldGroup(this.copies.gid(slot));
+  }
+
+  /** Whether this session holds group `g` as of the last syncHeld (a group new since then is decided now). */
+  private heldGroup(g: number): boolean {
+    const groups = this.copies.groups;
+    while (this.heldGroups.length <= g) this.heldGroups.push(this.holdsGroup(groups[this.heldGroups.length] as CopyGroup));
+    return this.heldGroups[g] === true;
+  }
+
+  /** When the copy in `slot` may next be delivered (delay, visibility, a dead-letter retry). */
+  private dueOf(slot: number): number {
+    const c = this.copies;
+    const at = Math.max(c.visibleAt(slot), c.invisibleUntil(slot));
+    if (this.moveRetryAt.size === 0) return at;
+    return Math.max(at, this.moveRetryAt.get(slot) ?? 0);
+  }
+
+  /** Puts a held copy in the ready list (visible now) or the due heap. */
+  private queueSlot(slot: number, now: number): void {
+    const c = this.copies;
+    const due = this.dueOf(slot);
+    if (due > now) {
+      c.setQueued(slot, IN_DUE);
+      this.dueHeap.push(due, slot);
+    } else if (c.queued(slot) !== IN_READY) {
+      c.setQueued(slot, IN_READY);
+      this.readyList.push(slot);
     }
-    return this.held;
   }
 
-  private isMine(m: HostMsg): boolean {
-    return this.heldNow().has(m.id);
+  /** After a copy's state changed: queued again when held, left out otherwise. */
+  private requeue(slot: number, now: number): void {
+    if (this.isHeld(slot)) this.queueSlot(slot, now);
+    else this.copies.setQueued(slot, NOT_QUEUED);
   }
 
-  /** Adds a new copy to the index (and to the ready list when this session holds it). */
-  private addCopy(m: HostMsg): void {
-    this.msgs.set(m.id, m);
-    if (this.heldFor.version === this.takeovers.version && this.heldFor.session === this.session && this.holds(m)) this.held.add(m.id);
+  /** Adds a new copy to the index (and to the ready list or due heap when this session holds it). */
+  private addCopy(m: StoredMessage, size: number, replicas: readonly string[] = m.replicas): number {
+    const slot = this.copies.add({ id: m.id, primary: m.primary, ps: m.ps ?? '', replicas, enqueuedAt: m.enqueuedAt, visibleAt: m.visibleAt, receiveCount: 0, invisibleUntil: 0, size });
+    if (this.loaded) this.requeue(slot, Date.now());
+    return slot;
+  }
+
+  /** Removes a copy from the index (its ready/due entries go stale and are dropped when reached). */
+  private removeCopy(slot: number): void {
+    this.copies.remove(slot);
+    this.moveRetryAt.delete(slot);
+  }
+
+  /** Moves the due heap's entries that are due by `now` to the ready list; true when any became visible. */
+  private drainDue(now: number): boolean {
+    const c = this.copies;
+    const e = { slot: 0, time: 0 };
+    let any = false;
+    while (this.dueHeap.peekTime() <= now && this.dueHeap.pop(e)) {
+      const s = e.slot;
+      if (!c.live(s) || c.queued(s) !== IN_DUE || this.dueOf(s) !== e.time) continue; // stale entry
+      if (!this.isHeld(s)) {
+        c.setQueued(s, NOT_QUEUED);
+        continue;
+      }
+      this.moveRetryAt.delete(s);
+      // A message that used up its receives moves to the DLQ as soon as it is visible again, not at the next receive.
+      if (this.deadLetterDue(s)) continue;
+      c.setQueued(s, IN_READY);
+      this.readyList.push(s);
+      any = true;
+    }
+    return any;
+  }
+
+  /** When the copy in `slot` must move to the dead-letter queue instead of being delivered: starts the move (out of the ready list). */
+  private deadLetterDue(slot: number): boolean {
+    const c = this.copies;
+    if (c.flag(slot, DL_REFUSED) || !shouldDeadLetter({ receiveCount: c.receiveCount(slot) }, this.spec.deadLetter)) return false;
+    c.setQueued(slot, NOT_QUEUED);
+    void this.deadLetter(slot);
+    return true;
+  }
+
+  private expiredOrPurged(slot: number, now: number): boolean {
+    const enq = this.copies.enqueuedAt(slot);
+    return now >= enq + this.spec.messageRetentionMs || enq <= this.purgedBefore;
   }
 
   /** Loads the index, applies pending deletes, then starts the lease (see the header for why in this order). */
@@ -190,19 +268,21 @@ export class QueueHost {
     const prev = await this.ctx.store.last<HostRecord>(this.ctx.names.host(this.self));
     const prevReadAt = performance.now();
     const began = performance.now();
+    this.copies.reserve(await this.ctx.store.hostStreamMessages(this.self));
     await this.ctx.store.loadAll(this.self, {
-      message: (m) => {
-        this.msgs.set(m.id, this.index(m));
+      message: (m, size) => {
+        if (!this.copies.has(m.id)) this.addCopy(m, size);
       },
       state: (id, s) => {
-        const e = this.msgs.get(id);
-        if (e !== undefined) this.applyState(e, s);
+        const slot = this.copies.slotOf(id);
+        if (slot >= 0) this.applyState(slot, s);
       },
       purge: (before) => {
         this.purgedBefore = Math.max(this.purgedBefore, before);
       },
     });
-    this.log.info('queue host index rebuilt from JetStream', { replicas: this.msgs.size, ms: Math.round(performance.now() - began) });
+    this.copies.trim();
+    this.log.info('queue host index rebuilt from JetStream', { replicas: this.copies.size, indexBytes: this.copies.bytes, ms: Math.round(performance.now() - began) });
     this.loaded = true;
     await this.readLog();
     await this.dropPurged();
@@ -221,47 +301,12 @@ export class QueueHost {
     return true;
   }
 
-  /** One string object per distinct pod name or session id (a million copies share a handful). */
-  private readonly strings = new Map<string, string>();
-
-  private str(v: string): string {
-    const have = this.strings.get(v);
-    if (have !== undefined) return have;
-    if (this.strings.size > 10_000) this.strings.clear();
-    this.strings.set(v, v);
-    return v;
-  }
-
-  private intern(list: string[]): string[] {
-    const key = list.join('\u0000');
-    let l = this.lists.get(key);
-    if (l === undefined) {
-      l = list.map((p) => this.str(p));
-      this.lists.set(key, l);
-    }
-    return l;
-  }
-
-  private index(m: StoredMessage): HostMsg {
-    return {
-      id: m.id,
-      primary: this.str(m.primary),
-      ps: this.str(m.ps ?? ''),
-      replicas: this.intern(m.replicas),
-      enqueuedAt: m.enqueuedAt,
-      visibleAt: m.visibleAt,
-      receiveCount: 0,
-      invisibleUntil: 0,
-      size: encodedSize(m.body, m.attributes),
-    };
-  }
-
-  private applyState(m: HostMsg, s: MessageState): void {
-    if (s.receiveCount >= m.receiveCount) {
-      m.receiveCount = s.receiveCount;
-      m.invisibleUntil = s.invisibleUntil;
-    }
-    if (s.replicas !== undefined && s.replicas.length > 0) m.replicas = this.intern(s.replicas);
+  /** Applies a stored or received receive state (the higher receive count wins) and replica list. */
+  private applyState(slot: number, s: MessageState): void {
+    const c = this.copies;
+    if (s.receiveCount >= c.receiveCount(slot)) c.setReceive(slot, s.receiveCount, s.invisibleUntil);
+    if (s.replicas !== undefined && s.replicas.length > 0) c.setReplicas(slot, s.replicas);
+    if (this.loaded && c.queued(slot) !== NOT_QUEUED) this.requeue(slot, Date.now());
   }
 
   // ---- RPC ----
@@ -349,8 +394,8 @@ export class QueueHost {
       throw Errors.unavailable(`replicas is ${req.replicas} but only ${live.length} host(s) of queue "${this.spec.name}" are live.`, 'NOT_ENOUGH_HOSTS');
     }
     if (req.messageId !== undefined) {
-      const have = this.msgs.get(req.messageId);
-      if (have !== undefined) return { ok: true, messageId: have.id, replicas: have.replicas };
+      const have = this.copies.slotOf(req.messageId);
+      if (have >= 0) return { ok: true, messageId: req.messageId, replicas: this.copies.groupOf(have).replicas };
     }
     let dedup: { subject: string; seq: number; ts: number } | undefined;
     if (req.dedupId !== undefined) {
@@ -455,7 +500,7 @@ export class QueueHost {
       await Promise.allSettled(failed.map((p) => this.client.tomb(this.ctx, p, id, { kind: 'delete', id, ts: Date.now() })));
     }
     const failure = results.find((r) => r.status === 'rejected');
-    const replicas = this.intern([this.self, ...stored]);
+    const replicas = [this.self, ...stored];
     const cleanUp = async () => {
       await this.client.deleteReplicas(this.ctx, id, [this.self, ...stored]).catch((err: unknown) => this.log.warn('removing the copies of a failed send failed', { id, error: describeError(err) }));
       this.deadIds.set(id, Date.now());
@@ -465,7 +510,6 @@ export class QueueHost {
       const reason = (failure as PromiseRejectedResult).reason as unknown;
       throw reason instanceof CastellanError ? reason : Errors.unavailable(`Storing the message failed: ${describeError(reason)}`, 'QUEUE_UNAVAILABLE', reason);
     }
-    const held: HostMsg = { ...this.index(msg), replicas };
     if (failed.length > 0) {
       // Copies were written with lists that named a failed host: give every copy the final list.
       const update: StateUpdate = { id, receiveCount: 0, invisibleUntil: 0, replicas };
@@ -476,12 +520,12 @@ export class QueueHost {
         throw Errors.unavailable(`Could not give every replica the same replica list: ${describeError(err)}`, 'QUEUE_UNAVAILABLE', err);
       }
     }
-    if (held.enqueuedAt <= this.purgedBefore) {
+    if (msg.enqueuedAt <= this.purgedBefore) {
       // A purge ran while this send was storing its copies: it is gone with the rest.
       await cleanUp();
       return { messageId: id, replicas };
     }
-    this.addCopy(held);
+    if (!this.copies.has(id)) this.addCopy(msg, wireSize, replicas);
     this.metrics.sent.inc({ queue: this.spec.name });
     if (req.delayMs === 0) this.wake();
     return { messageId: id, replicas };
@@ -494,7 +538,7 @@ export class QueueHost {
 
   private async replicate(msg: StoredMessage, deadline: number | undefined): Promise<HostReply> {
     if (!this.started) throw Errors.unavailable(`Queue host ${this.self} is still starting.`, 'QUEUE_HOST_UNAVAILABLE');
-    if (this.msgs.has(msg.id)) return { ok: true };
+    if (this.copies.has(msg.id)) return { ok: true };
     if (deadline !== undefined && Date.now() > deadline) throw Errors.unavailable('The replication request came too late; the primary gave up on it.', 'QUEUE_HOST_UNAVAILABLE');
     if (this.isDead(msg.id, msg.enqueuedAt)) throw Errors.conflict('The message was deleted or purged before this copy arrived.', 'MESSAGE_DELETED');
     await this.ctx.store.putMessage(this.self, msg);
@@ -503,7 +547,7 @@ export class QueueHost {
       await this.ctx.store.deleteMessage(this.self, msg.id);
       throw Errors.conflict('The message was deleted or purged while this copy was stored.', 'MESSAGE_DELETED');
     }
-    this.addCopy(this.index(msg));
+    if (!this.copies.has(msg.id)) this.addCopy(msg, encodedSize(msg.body, msg.attributes));
     return { ok: true };
   }
 
@@ -511,55 +555,70 @@ export class QueueHost {
   private async storeStates(items: StateUpdate[]): Promise<HostReply> {
     await Promise.all(
       items.map(async (s) => {
-        const m = this.msgs.get(s.id);
-        if (m === undefined) return;
-        this.applyState(m, s);
-        await this.ctx.store.putState(this.self, m.id, { receiveCount: m.receiveCount, invisibleUntil: m.invisibleUntil, replicas: m.replicas });
+        const slot = this.copies.slotOf(s.id);
+        if (slot < 0) return;
+        this.applyState(slot, s);
+        const c = this.copies;
+        await this.ctx.store.putState(this.self, s.id, { receiveCount: c.receiveCount(slot), invisibleUntil: c.invisibleUntil(slot), replicas: c.groupOf(slot).replicas });
       }),
     );
     return { ok: true };
   }
 
-  private servable(m: HostMsg, now: number): boolean {
-    return (
-      m.moving !== true &&
-      this.isMine(m) &&
-      visibilityOf(m, now) === 'visible' &&
-      !expired(m, this.spec.messageRetentionMs, now) &&
-      m.enqueuedAt > this.purgedBefore
-    );
+  /**
+   * Whether a slot taken from the ready list can be delivered now. Stale
+   * entries and copies that are not deliverable any more leave the list here
+   * (they are queued again when their state changes).
+   */
+  private takeReady(slot: number, now: number): boolean {
+    const c = this.copies;
+    if (!c.live(slot) || c.queued(slot) !== IN_READY) return false;
+    if (!this.isHeld(slot) || c.flag(slot, MOVING) || this.expiredOrPurged(slot, now)) {
+      c.setQueued(slot, NOT_QUEUED);
+      return false;
+    }
+    if (this.dueOf(slot) > now) {
+      this.queueSlot(slot, now);
+      return false;
+    }
+    // Moved, never delivered again; while the move is failing the message waits in this queue.
+    if (this.deadLetterDue(slot)) return false;
+    c.setQueued(slot, NOT_QUEUED); // taken: the caller delivers it or puts it back
+    return true;
   }
 
   private async receive(max: number, visibilityMs: number): Promise<HostReply> {
     if (!this.started || !this.heartbeat.leaseValid() || !this.takeovers.isBorn(this.self, this.session)) return { ok: true, messages: [] };
     const now = Date.now();
+    const c = this.copies;
+    this.syncHeld(now);
+    this.drainDue(now);
     const budget = Math.max(64 * 1024, (this.nc.info?.max_payload ?? 1024 * 1024) - REPLY_HEADROOM);
-    const candidates: HostMsg[] = [];
-    let more = false;
-    for (const id of this.heldNow()) {
-      const m = this.msgs.get(id);
-      if (m === undefined || !this.servable(m, now)) continue;
-      if (m.deadLetterRefused !== true && shouldDeadLetter(m, this.spec.deadLetter)) {
-        // Moved, never delivered again; while the move is failing the message waits in this queue.
-        void this.deadLetter(m);
-        continue;
-      }
-      if (candidates.length >= max) {
-        more = true;
-        break;
-      }
-      candidates.push(m);
+    const candidates: number[] = [];
+    while (candidates.length < max) {
+      const slot = this.readyList.shift();
+      if (slot < 0) break;
+      if (this.takeReady(slot, now)) candidates.push(slot);
     }
     const n = fitReply(
-      candidates.map((m) => m.size),
+      candidates.map((slot) => c.replySize(slot)),
       budget,
       max,
     );
-    if (n < candidates.length) more = true;
-    const picked = candidates.slice(0, n);
-    for (const m of picked) {
-      m.receiveCount += 1;
-      m.invisibleUntil = now + visibilityMs;
+    // What did not fit goes back in front, in order.
+    for (let i = candidates.length - 1; i >= n; i--) {
+      c.setQueued(candidates[i] as number, IN_READY);
+      this.readyList.unshift(candidates[i] as number);
+    }
+    const more = n < candidates.length || (candidates.length >= max && this.readyList.length > 0);
+    const picked: (StateUpdate & { enqueuedAt: number; replicas: string[] })[] = [];
+    for (let i = 0; i < n; i++) {
+      const slot = candidates[i] as number;
+      const receiveCount = c.receiveCount(slot) + 1;
+      const invisibleUntil = now + visibilityMs;
+      c.setReceive(slot, receiveCount, invisibleUntil);
+      this.queueSlot(slot, now);
+      picked.push({ id: c.id(slot), receiveCount, invisibleUntil, enqueuedAt: c.enqueuedAt(slot), replicas: c.groupOf(slot).replicas });
     }
     // The new state is stored here and on every standby before the answer, so a failover
     // continues from it (receive count toward the dead-letter queue, invisibility).
@@ -576,7 +635,7 @@ export class QueueHost {
   }
 
   /** Stores the receive state of `msgs` here and on their standbys (one request per standby). */
-  private async persistStates(msgs: HostMsg[]): Promise<void> {
+  private async persistStates(msgs: (StateUpdate & { replicas: string[] })[]): Promise<void> {
     if (msgs.length === 0) return;
     const perHost = new Map<string, StateUpdate[]>();
     const local: Promise<void>[] = [];
@@ -607,12 +666,19 @@ export class QueueHost {
     await Promise.all([...local, ...remote]);
   }
 
-  private async deadLetter(m: HostMsg): Promise<void> {
+  /** Moves the copy in `slot` to the dead-letter queue (same id, first-enqueue time, replica count); on failure it waits and is retried. */
+  private async deadLetter(slot: number): Promise<void> {
     const dl = this.spec.deadLetter;
-    if (dl === undefined || m.moving === true || (m.moveRetryAt ?? 0) > Date.now()) return;
-    m.moving = true;
+    const c = this.copies;
+    if (dl === undefined || c.flag(slot, MOVING)) return;
+    c.setFlag(slot, MOVING, true);
+    // The slot may be reused once the copy is gone: after an await, the copy is found by id again.
+    const id = c.id(slot);
+    const replicas = c.groupOf(slot).replicas;
+    const enqueuedAt = c.enqueuedAt(slot);
+    const receiveCount = c.receiveCount(slot);
     try {
-      const stored = await this.ctx.store.getMessage(this.self, m.id);
+      const stored = await this.ctx.store.getMessage(this.self, id);
       if (stored !== undefined) {
         const target = await this.client.queue(dl.queue);
         // Same id, first-enqueue time and replica count (as far as the dead-letter queue has hosts);
@@ -620,71 +686,104 @@ export class QueueHost {
         await this.client.sendTo(target, {
           body: stored.body,
           attributes: stored.attributes,
-          replicas: Math.max(1, Math.min(m.replicas.length, target.spec.hosts, target.view.live().length || 1)),
-          deduplicationId: `castellan-dead-letter:${m.id}`,
-          messageId: m.id,
-          enqueuedAt: m.enqueuedAt,
+          replicas: Math.max(1, Math.min(replicas.length, target.spec.hosts, target.view.live().length || 1)),
+          deduplicationId: `castellan-dead-letter:${id}`,
+          messageId: id,
+          enqueuedAt,
         });
       }
-      await this.client.deleteReplicas(this.ctx, m.id, [this.self, ...m.replicas]);
+      await this.client.deleteReplicas(this.ctx, id, [this.self, ...replicas]);
       this.metrics.deadLettered.inc({ queue: this.spec.name });
-      this.log.info('moved a message to the dead-letter queue', { id: m.id, deadLetterQueue: dl.queue, receiveCount: m.receiveCount });
+      this.log.info('moved a message to the dead-letter queue', { id, deadLetterQueue: dl.queue, receiveCount });
     } catch (err) {
-      m.moving = false;
+      const now = Date.now();
+      const at = c.slotOf(id);
+      if (at >= 0) c.setFlag(at, MOVING, false);
       if (err instanceof CastellanError && !err.retryable && err.status >= 400 && err.status < 500) {
         // Waiting would not help (the dead-letter queue will never take it): keep delivering it here.
-        m.deadLetterRefused = true;
-        this.log.error('the dead-letter queue refuses this message for good; it stays in this queue and is delivered as usual', { id: m.id, deadLetterQueue: dl.queue, error: describeError(err) });
+        if (at >= 0) {
+          c.setFlag(at, DL_REFUSED, true);
+          this.requeue(at, now);
+        }
+        this.log.error('the dead-letter queue refuses this message for good; it stays in this queue and is delivered as usual', { id, deadLetterQueue: dl.queue, error: describeError(err) });
         return;
       }
-      this.log.warn('moving a message to the dead-letter queue failed; it stays here and is retried', { id: m.id, deadLetterQueue: dl.queue, error: describeError(err) });
-      m.moveRetryAt = Date.now() + 5_000;
+      this.log.warn('moving a message to the dead-letter queue failed; it stays here and is retried', { id, deadLetterQueue: dl.queue, error: describeError(err) });
+      if (at >= 0) {
+        this.moveRetryAt.set(at, now + MOVE_RETRY_MS);
+        this.requeue(at, now);
+      }
     }
   }
 
   private async deleteLocal(id: string): Promise<boolean> {
-    const m = this.msgs.get(id);
-    if (m === undefined) {
+    if (!this.copies.has(id)) {
       // Its copy may still be on its way (a late replication): refuse it when it comes.
       this.deadIds.set(id, Date.now());
       return false;
     }
     await this.ctx.store.deleteMessage(this.self, id);
-    this.msgs.delete(id);
-    this.held.delete(id);
-    this.metrics.deleted.inc({ queue: this.spec.name });
+    // Looked up again: the slot may have changed hands while the purge was awaited.
+    const slot = this.copies.slotOf(id);
+    if (slot >= 0) {
+      this.removeCopy(slot);
+      this.metrics.deleted.inc({ queue: this.spec.name });
+    }
     return true;
   }
 
   private async changeVisibility(id: string, receiveCount: number, visibilityMs: number): Promise<HostReply> {
     this.requireLease();
-    const m = this.msgs.get(id);
-    if (m === undefined) throw Errors.notFound('The message of this receipt handle no longer exists (deleted, expired or moved).', 'MESSAGE_NOT_FOUND');
+    const c = this.copies;
+    const slot = c.slotOf(id);
+    if (slot < 0) throw Errors.notFound('The message of this receipt handle no longer exists (deleted, expired or moved).', 'MESSAGE_NOT_FOUND');
     const now = Date.now();
-    if (!this.isMine(m) || visibilityOf(m, now) !== 'inflight') {
+    if (!this.isHeld(slot) || !(now >= c.visibleAt(slot) && now < c.invisibleUntil(slot))) {
       throw Errors.conflict('The message is not in flight under this receipt handle (its visibility timeout ran out or it moved).', 'MESSAGE_NOT_IN_FLIGHT');
     }
-    if (m.receiveCount !== receiveCount) {
+    if (c.receiveCount(slot) !== receiveCount) {
       throw Errors.badRequest('The receipt handle is stale: the message was received again since.', 'RECEIPT_HANDLE_EXPIRED');
     }
-    m.invisibleUntil = now + visibilityMs;
-    await this.persistStates([m]);
+    const invisibleUntil = now + visibilityMs;
+    c.setReceive(slot, receiveCount, invisibleUntil);
+    this.requeue(slot, now);
+    await this.persistStates([{ id, receiveCount, invisibleUntil, replicas: c.groupOf(slot).replicas }]);
     if (visibilityMs === 0) this.wake();
     return { ok: true };
   }
 
-  private stats(now: number): HostStats {
-    const s: HostStats = { visible: 0, inFlight: 0, delayed: 0, stored: this.msgs.size };
-    for (const id of this.heldNow()) {
-      const m = this.msgs.get(id);
-      if (m === undefined || expired(m, this.spec.messageRetentionMs, now) || m.enqueuedAt <= this.purgedBefore) continue;
-      const v = visibilityOf(m, now);
-      if (v === 'visible') s.visible++;
-      else if (v === 'inflight') s.inFlight++;
-      else s.delayed++;
-      if (s.oldestEnqueuedAt === undefined || m.enqueuedAt < s.oldestEnqueuedAt) s.oldestEnqueuedAt = m.enqueuedAt;
+  /**
+   * Depth of what this session holds, and the expired copies to drop: one pass
+   * over the typed arrays, every tick for small indexes and every
+   * FULL_PASS_MS for large ones (the counts are approximate, as SQS's).
+   */
+  private fullPass(now: number): { stats: HostStats; old: string[] } {
+    const c = this.copies;
+    this.syncHeld(now);
+    const s: HostStats = { visible: 0, inFlight: 0, delayed: 0, stored: c.size };
+    const old: string[] = [];
+    const retention = this.spec.messageRetentionMs;
+    for (let slot = 0; slot < c.end; slot++) {
+      if (!c.live(slot)) continue;
+      const enq = c.enqueuedAt(slot);
+      if (now >= enq + retention) {
+        old.push(c.id(slot));
+        continue;
+      }
+      if (enq <= this.purgedBefore || !this.heldGroup(c.gid(slot))) continue;
+      if (now < c.visibleAt(slot)) s.delayed++;
+      else if (now < c.invisibleUntil(slot)) s.inFlight++;
+      else s.visible++;
+      if (s.oldestEnqueuedAt === undefined || enq < s.oldestEnqueuedAt) s.oldestEnqueuedAt = enq;
     }
-    return s;
+    this.lastStats = s;
+    this.lastStatsAt = now;
+    return { stats: s, old };
+  }
+
+  private stats(now: number): HostStats {
+    if (this.copies.size < FULL_PASS_EVERY_TICK || now - this.lastStatsAt >= FULL_PASS_MS) return this.fullPass(now).stats;
+    return { ...this.lastStats, stored: this.copies.size };
   }
 
   /** Everything enqueued up to `before` goes: the mark first (durable), so no copy of it is accepted or served again. */
@@ -698,7 +797,8 @@ export class QueueHost {
 
   private async dropPurged(): Promise<number> {
     const ids: string[] = [];
-    for (const m of this.msgs.values()) if (m.enqueuedAt <= this.purgedBefore) ids.push(m.id);
+    const c = this.copies;
+    for (let slot = 0; slot < c.end; slot++) if (c.live(slot) && c.enqueuedAt(slot) <= this.purgedBefore) ids.push(c.id(slot));
     await forEachLimit(ids, 32, async (id) => {
       await this.deleteLocal(id);
     });
@@ -737,36 +837,27 @@ export class QueueHost {
     // Messages this host took over (or that came back to it) are announced to waiting receivers.
     if (this.takeovers.version !== version) this.wake();
     for (const [id, at] of this.deadIds) if (now - at >= DEAD_ID_MS) this.deadIds.delete(id);
-    // Retention and wake-ups for messages that became visible since the last pass.
-    let becameVisible = false;
-    const old: string[] = [];
-    if (this.msgs.size < 50_000 || now - this.lastFullPass >= 2_000) {
+    // Wake-ups for messages that became visible since the last pass; retention and depth.
+    this.syncHeld(now);
+    const becameVisible = this.drainDue(now);
+    if (this.copies.size < FULL_PASS_EVERY_TICK || now - this.lastFullPass >= FULL_PASS_MS) {
       this.lastFullPass = now;
-      for (const m of this.msgs.values()) if (expired(m, this.spec.messageRetentionMs, now)) old.push(m.id);
-    }
-    for (const id of this.heldNow()) {
-      const m = this.msgs.get(id);
-      if (m === undefined || expired(m, this.spec.messageRetentionMs, now)) continue;
-      const at = Math.max(m.visibleAt, m.invisibleUntil);
-      if (at > this.lastTick && at <= now) becameVisible = true;
-      // A message that used up its receives moves to the DLQ as soon as it is visible again, not at the next receive.
-      if (m.moving !== true && m.deadLetterRefused !== true && visibilityOf(m, now) === 'visible' && shouldDeadLetter(m, this.spec.deadLetter)) void this.deadLetter(m);
-    }
-    this.lastTick = now;
-    if (old.length > 0) {
-      await forEachLimit(old, 16, async (id) => {
-        await this.deleteLocal(id);
-      });
-      this.log.info('dropped messages past their retention', { count: old.length });
+      const { stats: s, old } = this.fullPass(now);
+      if (old.length > 0) {
+        await forEachLimit(old, 16, async (id) => {
+          await this.deleteLocal(id);
+        });
+        this.log.info('dropped messages past their retention', { count: old.length });
+      }
+      const q = this.spec.name;
+      this.metrics.depth.set({ queue: q, state: 'visible' }, s.visible);
+      this.metrics.depth.set({ queue: q, state: 'in_flight' }, s.inFlight);
+      this.metrics.depth.set({ queue: q, state: 'delayed' }, s.delayed);
+      this.metrics.stored.set({ queue: q }, this.copies.size);
+      this.metrics.indexBytes.set({ queue: q }, this.copies.bytes);
+      this.metrics.oldestAge.set({ queue: q }, s.oldestEnqueuedAt === undefined ? 0 : (now - s.oldestEnqueuedAt) / 1000);
     }
     if (becameVisible) this.wake();
-    const s = this.stats(now);
-    const q = this.spec.name;
-    this.metrics.depth.set({ queue: q, state: 'visible' }, s.visible);
-    this.metrics.depth.set({ queue: q, state: 'in_flight' }, s.inFlight);
-    this.metrics.depth.set({ queue: q, state: 'delayed' }, s.delayed);
-    this.metrics.stored.set({ queue: q }, s.stored);
-    this.metrics.oldestAge.set({ queue: q }, s.oldestEnqueuedAt === undefined ? 0 : (now - s.oldestEnqueuedAt) / 1000);
   }
 
   /** Applies every pending delete/purge kept for this host (paged: any number of them), then removes each. */

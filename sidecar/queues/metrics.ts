@@ -17,6 +17,7 @@ export interface QueueMetrics {
   depth: Gauge<'queue' | 'state'>;
   stored: Gauge<'queue'>;
   oldestAge: Gauge<'queue'>;
+  indexBytes: Gauge<'queue'>;
 }
 
 export function createQueueMetrics(registry: Registry): QueueMetrics {
@@ -45,6 +46,7 @@ export function createQueueMetrics(registry: Registry): QueueMetrics {
     }),
     depth: new Gauge({ name: 'castellan_queue_messages', help: 'Messages whose visible copy this host holds, by state (visible, in_flight, delayed).', labelNames: ['queue', 'state'], registers }),
     stored: new Gauge({ name: 'castellan_queue_replicas_stored', help: 'Replicas stored on this host (visible copies and standbys).', labelNames: ['queue'], registers }),
+    indexBytes: new Gauge({ name: 'castellan_queue_index_bytes', help: 'Bytes of the typed arrays of this host\'s in-memory index of its stored replicas (no bodies).', labelNames: ['queue'], registers }),
     oldestAge: new Gauge({ name: 'castellan_queue_oldest_message_age_seconds', help: 'Age of the oldest message this host holds.', labelNames: ['queue'], registers }),
   };
 }

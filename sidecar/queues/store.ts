@@ -128,8 +128,10 @@ export class QueueStore {
    * subjects this way, where one multi-subject request refuses more than 1,024.
    * Both streams keep one message per subject, so this is the last record of
    * every subject. Returns the last sequence seen (fromSeq − 1 when none).
+   * `filter` undefined reads every message of the stream: about 3× faster for
+   * the server than a wildcard filter (no next-by-subject search per message).
    */
-  async scan(stream: string, filter: string, each: (m: { subject: string; seq: number; data: Uint8Array }) => void | Promise<void>, fromSeq = 1): Promise<number> {
+  async scan(stream: string, filter: string | undefined, each: (m: { subject: string; seq: number; data: Uint8Array }) => void | Promise<void>, fromSeq = 1): Promise<number> {
     const jsm = await this.jsm();
     let seq = Math.max(1, fromSeq);
     let last = seq - 1;
@@ -137,7 +139,7 @@ export class QueueStore {
       let got = 0;
       let pending = 0;
       try {
-        const it = await jsm.direct.getBatch(stream, { seq, batch: SCAN_PAGE, next_by_subj: filter });
+        const it = await jsm.direct.getBatch(stream, filter === undefined ? { seq, batch: SCAN_PAGE } : { seq, batch: SCAN_PAGE, next_by_subj: filter });
         for await (const m of it) {
           got++;
           last = m.seq;
@@ -149,6 +151,8 @@ export class QueueStore {
       }
       if (got === 0 || pending <= 0) return last;
       seq = last + 1;
+      // A turn for timers and other requests (heartbeats, RPCs) between pages of a long scan.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
@@ -183,6 +187,12 @@ export class QueueStore {
     }
   }
 
+  /** Messages in `pod`'s host stream (copies, their states and the purge mark): an upper bound of its copies. */
+  async hostStreamMessages(pod: string): Promise<number> {
+    const jsm = await this.jsm();
+    return (await jsm.streams.info(this.names.hostStream(pod))).state.messages;
+  }
+
   /** Removes both subjects of a message from the host stream. */
   async deleteMessage(pod: string, id: string): Promise<void> {
     const jsm = await this.jsm();
@@ -196,15 +206,18 @@ export class QueueStore {
 
   /**
    * Every record of `pod`'s host stream, in stream order and in pages (scan):
-   * replicas, their latest states and the purge mark. Works for any number of
-   * replicas; the caller keeps what it needs of each.
+   * replicas (with the stored record's byte length, an upper bound of their
+   * body and attributes as JSON), their latest states and the purge mark.
+   * Works for any number of replicas; the caller keeps what it needs of each
+   * (no body outlives its callback).
    */
   async loadAll(pod: string, each: HostStreamVisitor): Promise<void> {
     const mPrefix = this.names.message(pod, '');
     const sPrefix = this.names.state(pod, '');
     const purge = this.names.purgeMark(pod);
-    await this.scan(this.names.hostStream(pod), this.names.hostAll(pod), (m) => {
-      if (m.subject.startsWith(mPrefix)) each.message(dec<StoredMessage>(m.data), m.seq);
+    // The host stream holds only this host's subjects (hostAll): no filter needed.
+    await this.scan(this.names.hostStream(pod), undefined, (m) => {
+      if (m.subject.startsWith(mPrefix)) each.message(dec<StoredMessage>(m.data), m.data.length);
       else if (m.subject.startsWith(sPrefix)) each.state(m.subject.slice(sPrefix.length), dec<MessageState>(m.data));
       else if (m.subject === purge) each.purge(dec<{ before: number }>(m.data).before);
     });
@@ -212,7 +225,8 @@ export class QueueStore {
 }
 
 export interface HostStreamVisitor {
-  message(m: StoredMessage, seq: number): void;
+  /** `size`: bytes of the stored record (≥ the JSON bytes of its body and attributes). */
+  message(m: StoredMessage, size: number): void;
   state(id: string, s: MessageState): void;
   purge(before: number): void;
 }
