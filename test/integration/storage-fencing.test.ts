@@ -12,6 +12,8 @@ import { logger } from '../../common/logger.ts';
 import { CONFLICT, ObjectStore } from '../../sidecar/objects/ownership-store.ts';
 import { encodeId } from '../../sidecar/objects/subjects.ts';
 import { FencedError, Journal, putMessage } from '../../sidecar/storage/journal.ts';
+import { VALUE_CACHE_BYTES } from '../../sidecar/storage/storage.ts';
+import { ValueCache } from '../../sidecar/storage/value-cache.ts';
 import { createStorageMetrics } from '../../sidecar/storage/metrics.ts';
 import { ObjectState, type StateContext } from '../../sidecar/storage/object-state.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
@@ -32,7 +34,7 @@ describe('storage fencing', () => {
     store = new ObjectStore(nc, { prefix: 'castellan', namespace: 'default', timeoutMs: 5_000, log });
     await store.ensureStream(CLS, 3);
     journal = new Journal(nc, 5_000);
-    ctx = { cls: CLS, names: store.names(CLS), journal, metrics: createStorageMetrics(new Registry()), log };
+    ctx = { cls: CLS, names: store.names(CLS), journal, metrics: createStorageMetrics(new Registry()), log, cache: new ValueCache(VALUE_CACHE_BYTES) };
   }, 90_000);
 
   afterAll(async () => {
@@ -62,10 +64,10 @@ describe('storage fencing', () => {
     await journal.commit(names, encId, tokenA, [putMessage(names, encId, 'k', Buffer.from('A1')), putMessage(names, encId, 'j', Buffer.from('A1'))]);
     const tokenB = await claim(encId, tokenA, 'b');
     await expect(journal.commit(names, encId, tokenA, [putMessage(names, encId, 'k', Buffer.from('stale')), putMessage(names, encId, 'n', Buffer.from('stale'))])).rejects.toBeInstanceOf(FencedError);
-    const loaded = await journal.load(names, encId, tokenB);
+    const loaded = await journal.loadWithValues(names, encId, tokenB);
     expect([...loaded.entries.keys()].sort()).toEqual(['j', 'k']);
     expect(Buffer.from(loaded.entries.get('k')!.value).toString()).toBe('A1');
-    await expect(journal.load(names, encId, tokenA)).rejects.toBeInstanceOf(FencedError);
+    await expect(journal.loadWithValues(names, encId, tokenA)).rejects.toBeInstanceOf(FencedError);
   }, 60_000);
 
   it('an activation that lost ownership answers NOT_OWNER and writes nothing', async () => {
@@ -82,7 +84,7 @@ describe('storage fencing', () => {
     expect(stale.isDead).toBe(true);
     await expect(stale.read()).rejects.toMatchObject({ code: 'NOT_OWNER' });
     const check = new ObjectState(ctx, encId, 'obj-2', tokenB);
-    expect(Buffer.from((await check.read()).get('v')!.value).toString()).toBe('2');
+    expect(Buffer.from((await check.get('v'))!.value).toString()).toBe('2');
   }, 60_000);
 
   it('racing commits against a takeover: each lands whole before it or not at all', async () => {
@@ -105,7 +107,7 @@ describe('storage fencing', () => {
     await new Promise((r) => setTimeout(r, 40));
     const tokenB = await claim(encId, tokenA, 'b');
     await Promise.all(writes);
-    const loaded = await journal.load(names, encId, tokenB);
+    const loaded = await journal.loadWithValues(names, encId, tokenB);
     const landed = results.map((r, i) => (r === 'ok' ? i : -1)).filter((i) => i >= 0);
     console.log(`racing takeover: ${landed.length} of 40 commits landed before the takeover, ${40 - landed.length} fenced`);
     expect(results.filter((r) => r === 'fenced').length).toBeGreaterThan(0);
@@ -139,7 +141,7 @@ describe('storage fencing', () => {
     expect(stale.isDead).toBe(false);
     const check = new ObjectState(ctx, encId, 'obj-checks', token);
     const idx = await check.read();
-    expect(Buffer.from(idx.get('k')!.value).toString()).toBe('2');
+    expect(Buffer.from((await check.get('k'))!.value).toString()).toBe('2');
     expect(idx.get('k')!.version).toBe(v2);
     expect(idx.get('other')).toBeUndefined();
     // The re-synchronised view writes on.
@@ -205,7 +207,7 @@ describe('storage fencing', () => {
     await st.read();
     await Promise.all(Array.from({ length: 2500 }, (_, i) => st.write({ checks: [], ops: [{ op: 'put', key: `k${i}`, value: Buffer.from(`v${i}`) }] })));
     await st.write({ checks: [], ops: [{ op: 'put', key: 'k7', value: Buffer.from('newer') }, { op: 'delete', key: 'k8' }] });
-    const loaded = await journal.load(store.names(CLS), encId, token);
+    const loaded = await journal.loadWithValues(store.names(CLS), encId, token);
     expect(loaded.entries.size).toBe(2499);
     expect(Buffer.from(loaded.entries.get('k7')!.value).toString()).toBe('newer');
     expect(loaded.entries.has('k8')).toBe(false);
