@@ -128,7 +128,7 @@ export const activation: Scenario = {
       const results = sizes.filter((n) => n > 0).map((n) =>
         latencyResult('activation', `activation + first storage read, ${n} keys`, times.get(n)!, 'same for an object with no keys', empty, n === largest && big ? { target: { text: '≤ 1 s and ≤ 20× empty', met: (r) => r.value <= 1000 && r.ratio <= 20 } } : {}),
       );
-      if (!sizes.includes(largest) || listTimes.get(largest)!.length === 0 || listTimes.get(0)!.length === 0) return results;
+      if (!big || !sizes.includes(largest) || listTimes.get(largest)!.length === 0 || listTimes.get(0)!.length === 0) return results;
       // Memory with the largest object active vs the empty one active.
       const base = await memoryWithActive(host, 'act-0');
       const loaded = await memoryWithActive(host, `act-${largest}`);

@@ -111,6 +111,8 @@ export interface LoadedObject {
 /** An object's live keys (with versions and value sizes), and the values the load read along (small objects). */
 export interface LoadedIndex extends UnorderedKeys {
   values: Map<string, Entry>;
+  /** Deleted keys whose tombstone is still in the stream, with its sequence. */
+  tombstones: Map<string, number>;
 }
 
 /** A value read by version was not there: the index that named it is not current. */
@@ -334,7 +336,7 @@ export class Journal {
     const jsm = await this.jsm();
     const owner = names.owner(encId);
     for (let attempt = 0; ; attempt++) {
-      const out: LoadedIndex = { keys: [], versions: [], sizes: [], values: new Map() };
+      const out: LoadedIndex = { keys: [], versions: [], sizes: [], values: new Map(), tombstones: new Map() };
       let ownerSeq = 0;
       let pending = 0;
       try {
@@ -346,8 +348,12 @@ export class Journal {
             continue;
           }
           const k = m.header.get('Castellan-Key');
-          if (k === '' || m.header.get('Castellan-Op') === 'del') continue;
+          if (k === '') continue;
           const key = Buffer.from(k, 'base64url').toString('utf8');
+          if (m.header.get('Castellan-Op') === 'del') {
+            out.tombstones.set(key, m.seq);
+            continue;
+          }
           out.keys.push(key);
           out.versions.push(m.seq);
           out.sizes.push(m.data.length);
@@ -398,7 +404,7 @@ export class Journal {
       // Removed by the server soon after this read, even if the delete below fails.
       inactive_threshold: nanos(30_000),
     });
-    const keys: LoadedIndex = { keys: [], versions: [], sizes: [], values: new Map() };
+    const keys: LoadedIndex = { keys: [], versions: [], sizes: [], values: new Map(), tombstones: new Map() };
     let ownerSeq = 0;
     try {
       const expected = ci.num_pending;
@@ -438,14 +444,13 @@ export class Journal {
             const seq = Number(t[7]);
             const left = Number(t[10]);
             received++;
+            const k = m.headers?.get('Castellan-Key') ?? '';
             if (m.subject === owner) ownerSeq = seq;
-            else if (m.headers?.get('Castellan-Op') !== 'del') {
-              const k = m.headers?.get('Castellan-Key') ?? '';
-              if (k !== '') {
-                keys.keys.push(Buffer.from(k, 'base64url').toString('utf8'));
-                keys.versions.push(seq);
-                keys.sizes.push(Number(m.headers?.get('Nats-Msg-Size') ?? '0'));
-              }
+            else if (k !== '' && m.headers?.get('Castellan-Op') === 'del') keys.tombstones.set(Buffer.from(k, 'base64url').toString('utf8'), seq);
+            else if (k !== '') {
+              keys.keys.push(Buffer.from(k, 'base64url').toString('utf8'));
+              keys.versions.push(seq);
+              keys.sizes.push(Number(m.headers?.get('Nats-Msg-Size') ?? '0'));
             }
             if (left === 0) return finish();
             clearTimeout(timer);

@@ -10,6 +10,11 @@
  * array slot and 12 of typed arrays (growth slack aside); lookups are binary
  * searches. It only ever reflects committed (durable) writes.
  *
+ * Deleted keys whose tombstone this activation knows (loaded, or written by
+ * it) keep the tombstone's sequence (`absentAt`): an absence check is then
+ * enforced by JetStream as "the key's subject is still at that sequence"
+ * (0 when no tombstone is known — never written, or expired).
+ *
  * Building from an unordered load (`build`) sorts runs and merges them,
  * yielding to the event loop between slices, so a big object never holds the
  * loop (and with it the host's lease renewals) for long.
@@ -48,6 +53,7 @@ export class KeyIndex {
   private versions = new Float64Array(16);
   private sizes = new Uint32Array(16);
   private bytes = 0;
+  private tombs = new Map<string, number>();
 
   get size(): number {
     return this.sorted.length;
@@ -68,6 +74,11 @@ export class KeyIndex {
     return i === -1 ? undefined : { version: this.versions[i]!, size: this.sizes[i]! };
   }
 
+  /** For an absent key: the sequence of its tombstone if known, else 0 (what its subject's last sequence should be). */
+  absentAt(key: string): number {
+    return this.tombs.get(key) ?? 0;
+  }
+
   keys(): readonly string[] {
     return this.sorted;
   }
@@ -84,6 +95,7 @@ export class KeyIndex {
   }
 
   set(key: string, meta: KeyMeta): void {
+    this.tombs.delete(key);
     const i = lowerBound(this.sorted, key);
     if (i < this.sorted.length && this.sorted[i] === key) {
       this.bytes += meta.size - this.sizes[i]!;
@@ -99,7 +111,9 @@ export class KeyIndex {
     this.sizes[i] = meta.size;
   }
 
-  delete(key: string): boolean {
+  /** Deletes `key`; `tombstone` is the sequence of the delete's message, if it wrote one. */
+  delete(key: string, tombstone?: number): boolean {
+    if (tombstone !== undefined) this.tombs.set(key, tombstone);
     const i = this.find(key);
     if (i === -1) return false;
     const n = this.sorted.length;
@@ -110,8 +124,9 @@ export class KeyIndex {
     return true;
   }
 
-  /** Deletes many keys in one pass over the index (delete-all). */
-  deleteMany(keys: readonly string[]): void {
+  /** Deletes many keys in one pass over the index (delete-all); `tombstones[i]` is the sequence of key i's delete. */
+  deleteMany(keys: readonly string[], tombstones?: readonly number[]): void {
+    if (tombstones !== undefined) keys.forEach((k, i) => this.tombs.set(k, tombstones[i]!));
     const gone = new Set(keys);
     let o = 0;
     for (let i = 0; i < this.sorted.length; i++) {
@@ -128,10 +143,11 @@ export class KeyIndex {
     this.sorted.length = o;
   }
 
-  /** Builds the index of keys in any order (each key once), yielding to the event loop between slices. */
-  static async build(u: UnorderedKeys): Promise<KeyIndex> {
+  /** Builds the index of keys in any order (each key once) and known tombstones, yielding to the event loop between slices. */
+  static async build(u: UnorderedKeys, tombstones = new Map<string, number>()): Promise<KeyIndex> {
     const order = await sortedOrder(u.keys);
     const idx = new KeyIndex();
+    idx.tombs = tombstones;
     const n = order.length;
     idx.grow(n);
     const sorted = new Array<string>(n);

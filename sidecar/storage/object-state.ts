@@ -145,7 +145,7 @@ export class ObjectState {
       const started = performance.now();
       try {
         const loaded = await this.ctx.journal.loadIndex(this.ctx.names, this.encId, this.tokenNow);
-        const idx = await KeyIndex.build(loaded);
+        const idx = await KeyIndex.build(loaded, loaded.tombstones);
         for (const [k, e] of loaded.values) this.ctx.cache.put(this.encId, k, e.version, e.value);
         this.index = idx;
         this.ctx.metrics.loads.inc({ class: this.ctx.cls, outcome: 'ok' });
@@ -378,11 +378,12 @@ export class ObjectState {
       const existedBefore = new Map(it.write.ops.map((o) => [o.key, presentIn(o.key, lookup, pending)] as const));
       // A delete of a key absent before and after needs no tombstone.
       const reduced = reduceOps(it.write.ops, pending).filter((o) => o.op === 'put' || existedBefore.get(o.key) === true);
-      // Version checks (and `if-match: *`, at the version the index has) are enforced by JetStream too:
-      // one check message per key, ahead of the write's own messages, in the same atomic batch.
+      // Every check is enforced by JetStream too: one check message per key, ahead of the write's own
+      // messages, in the same atomic batch, expecting the key's subject at the version checked
+      // (`if-match: *` at the version the index has; absent: at its known tombstone, or 0).
       const checked = new Map<string, number>();
       for (const c of it.write.checks) {
-        const v = 'version' in c ? c.version : 'exists' in c ? lookup(c.key)?.version : undefined;
+        const v = 'version' in c ? c.version : 'exists' in c ? lookup(c.key)?.version : idx.absentAt(c.key);
         if (v !== undefined) checked.set(c.key, v);
       }
       for (const [key, v] of checked) msgs.push(checkMessage(this.ctx.names, this.encId, this.ctx.names.kv(this.encId, keyToken(key)), v));
@@ -418,7 +419,7 @@ export class ObjectState {
       if (m.headers['Castellan-Key'] === undefined) continue;
       const key = Buffer.from(m.headers['Castellan-Key'], 'base64url').toString('utf8');
       if (m.headers['Castellan-Op'] === 'del') {
-        idx.delete(key);
+        idx.delete(key, seqs[i]!);
         this.ctx.cache.drop(this.encId, key);
       } else {
         idx.set(key, { version: seqs[i]!, size: m.data.length });
@@ -486,8 +487,8 @@ export class ObjectState {
         const msgs = chunk.map((k) => deleteMessage(this.ctx.names, this.encId, k));
         // Listing hook: the index summary rides in the same atomic, fenced batch (sidecar/listing/summary.ts).
         const summary = this.ctx.summarize?.(this.encId, idx, msgs);
-        await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, summary === undefined ? msgs : [...msgs, summary]);
-        idx.deleteMany(chunk);
+        const seqs = await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, summary === undefined ? msgs : [...msgs, summary]);
+        idx.deleteMany(chunk, seqs.slice(0, chunk.length));
         for (const k of chunk) this.ctx.cache.drop(this.encId, k);
         deleted += chunk.length;
       }

@@ -148,6 +148,53 @@ describe('storage fencing', () => {
     await expect(stale.write({ checks: [{ key: 'k', version: v2 }], ops: [{ op: 'put', key: 'k', value: Buffer.from('3') }] })).resolves.toBeDefined();
   }, 60_000);
 
+  it('enforces absence checks in JetStream too: at the known tombstone, or never written', async () => {
+    const encId = encodeId('obj-absent');
+    const token = await claim(encId, 0, 'a');
+    const current = new ObjectState(ctx, encId, 'obj-absent', token);
+    await current.write({ checks: [], ops: [{ op: 'put', key: 'gone', value: Buffer.from('1') }] });
+    await current.write({ checks: [], ops: [{ op: 'delete', key: 'gone' }] });
+    // Two views at the same token, loaded now: `gone` deleted (its tombstone known), `new` never written.
+    const stale1 = new ObjectState(ctx, encId, 'obj-absent', token);
+    const stale2 = new ObjectState(ctx, encId, 'obj-absent', token);
+    expect((await stale1.read()).absentAt('gone')).toBeGreaterThan(0);
+    expect((await stale2.read()).absentAt('new')).toBe(0);
+    // Absent checks against a tombstone and against nothing pass, and are what JetStream checked.
+    await current.write({ checks: [{ key: 'gone', absent: true }], ops: [{ op: 'put', key: 'gone', value: Buffer.from('c') }] });
+    await current.write({ checks: [{ key: 'new', absent: true }], ops: [{ op: 'put', key: 'new', value: Buffer.from('c') }] });
+    // The stale indexes pass the absence checks; JetStream refuses them; re-planned they are definite 409s.
+    await expect(stale1.write({ checks: [{ key: 'gone', absent: true }], ops: [{ op: 'put', key: 'gone', value: Buffer.from('stale') }] })).rejects.toMatchObject({ status: 409, code: 'CONFLICT' });
+    await expect(stale2.write({ checks: [{ key: 'new', absent: true }], ops: [{ op: 'put', key: 'new', value: Buffer.from('stale') }] })).rejects.toMatchObject({ status: 409, code: 'CONFLICT' });
+    const check = new ObjectState(ctx, encId, 'obj-absent', token);
+    expect(Buffer.from((await check.get('gone'))!.value).toString()).toBe('c');
+    expect(Buffer.from((await check.get('new'))!.value).toString()).toBe('c');
+  }, 60_000);
+
+  it('reads values on demand at the index version, and bounds a list answer by value bytes', async () => {
+    const encId = encodeId('obj-mib');
+    const token = await claim(encId, 0, 'a');
+    const writer = new ObjectState(ctx, encId, 'obj-mib', token);
+    const mib = (i: number) => Buffer.alloc(1024 * 1024, i);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => writer.write({ checks: [], ops: [{ op: 'put', key: `m${String(i).padStart(2, '0')}`, value: mib(i) }] })));
+    // A fresh view (empty value cache: its own) reads everything from the stream.
+    const reader = new ObjectState({ ...ctx, cache: new ValueCache(VALUE_CACHE_BYTES) }, encId, 'obj-mib', token);
+    const page = await reader.list({ limit: 1000, reverse: false });
+    expect(page.truncated).toBe(true);
+    expect(page.entries.length).toBe(16);
+    page.entries.forEach((e, i) => expect(Buffer.from(e.entry.value).equals(mib(i))).toBe(true));
+    const next = await reader.list({ startAfter: page.entries.at(-1)!.key, limit: 1000, reverse: false });
+    expect(next.entries.map((e) => e.key)).toEqual(['m16', 'm17', 'm18', 'm19']);
+    expect(next.truncated).toBe(false);
+    // A write by the current view replaces the version a stale reader's index names: its read refuses
+    // the other value, re-synchronises, and answers the current one.
+    const stale = new ObjectState({ ...ctx, cache: new ValueCache(VALUE_CACHE_BYTES) }, encId, 'obj-mib', token);
+    const before = (await stale.read()).get('m03')!.version;
+    const v2 = (await writer.write({ checks: [], ops: [{ op: 'put', key: 'm03', value: Buffer.from('small') }] })).versions.get('m03')!;
+    expect(v2).toBeGreaterThan(before);
+    const got = await stale.get('m03');
+    expect({ version: got?.version, value: Buffer.from(got!.value).toString() }).toEqual({ version: v2, value: 'small' });
+  }, 90_000);
+
   it('does not answer a check decided by a pending write before that write is known', async () => {
     const encId = encodeId('obj-pending');
     const tokenA = await claim(encId, 0, 'a');
@@ -212,5 +259,16 @@ describe('storage fencing', () => {
     expect(Buffer.from(loaded.entries.get('k7')!.value).toString()).toBe('newer');
     expect(loaded.entries.has('k8')).toBe(false);
     expect(Buffer.from(loaded.entries.get('k2499')!.value).toString()).toBe('v2499');
+    // Activation's keys-only load of the same object: keys, versions, sizes and the tombstone; values on demand.
+    const fresh = new ObjectState(ctx, encId, 'obj-big', token);
+    const idx = await fresh.read();
+    expect(idx.size).toBe(2499);
+    expect(idx.get('k7')).toEqual({ version: loaded.entries.get('k7')!.version, size: 5 });
+    expect(idx.absentAt('k8')).toBeGreaterThan(0);
+    expect(Buffer.from((await fresh.get('k7'))!.value).toString()).toBe('newer');
+    expect(await fresh.get('k8')).toBeUndefined();
+    const page = await fresh.list({ prefix: 'k24', limit: 5, reverse: false });
+    expect(page.truncated).toBe(true);
+    expect(page.entries.map((e) => [e.key, Buffer.from(e.entry.value).toString()])).toEqual(['k24', 'k240', 'k2400', 'k2401', 'k2402'].map((k) => [k, `v${k.slice(1)}`]));
   }, 90_000);
 });

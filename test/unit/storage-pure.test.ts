@@ -117,6 +117,18 @@ describe('key index', () => {
     expect(idx.totalBytes).toBe(2 + 2);
   });
 
+  it('remembers tombstone sequences of deleted keys until they are written again', () => {
+    const idx = KeyIndex.from([['a', { size: 1, version: 1 }]]);
+    expect(idx.absentAt('never')).toBe(0);
+    idx.delete('a', 7);
+    expect(idx.get('a')).toBeUndefined();
+    expect(idx.absentAt('a')).toBe(7);
+    idx.set('a', { size: 1, version: 9 });
+    expect(idx.absentAt('a')).toBe(0);
+    idx.deleteMany(['a', 'b'], [11, 12]);
+    expect([idx.absentAt('a'), idx.absentAt('b')]).toEqual([11, 12]);
+  });
+
   it('truncates a list before the value bytes limit, always returning the first entry', () => {
     const idx = KeyIndex.from([
       ['a', { size: 10, version: 1 }],
