@@ -85,12 +85,12 @@ describe('a large object on a small sidecar', () => {
     expect(Buffer.from(await first.arrayBuffer()).equals(value(7))).toBe(true);
     const firstMs = performance.now() - t1;
     // A list waits for the whole key index (its answer comes back through an object call here, whose
-    // response must fit one NATS message: 4 values; the 16 MiB answer bound is checked in storage-fencing).
-    const l = await s('/keys?limit=4');
+    // response must fit one NATS message: 2 values; the 16 MiB answer bound is checked in storage-fencing).
+    const l = await s('/keys?limit=2');
     expect(l.status).toBe(200);
     const list = JSON.parse(await l.text()) as { entries: { key: string; value: string; version: number }[]; truncated: boolean };
     expect(list.truncated).toBe(true);
-    expect(list.entries.map((e) => e.key)).toEqual(['v0000', 'v0001', 'v0002', 'v0003']);
+    expect(list.entries.map((e) => e.key)).toEqual(['v0000', 'v0001']);
     list.entries.forEach((e, i) => expect(Buffer.from(e.value, 'base64').equals(value(i))).toBe(true));
     // Paging on from the last key reaches the end of the object.
     const last = await s(`/keys?startAfter=v${String(LARGE_MIB - 3).padStart(4, '0')}`);
