@@ -11,6 +11,9 @@ import { KeyIndex } from '../../sidecar/storage/key-index.ts';
 const n = Number(process.argv[2] ?? '100000');
 const gc = (globalThis as { gc?: () => void }).gc;
 if (gc === undefined) throw new Error('run with node --expose-gc');
+// Warm up (code compiled, allocator settled) with a small index, then measure a clean build.
+await KeyIndex.build({ keys: ['a', 'b'], versions: [1, 2], sizes: [1, 1] });
+gc();
 gc();
 const used = () => process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
 const before = used();
@@ -26,6 +29,7 @@ const idx = await KeyIndex.build({ keys, versions, sizes });
 keys.length = 0;
 versions.length = 0;
 sizes.length = 0;
+gc();
 gc();
 const after = used();
 process.stdout.write(`${JSON.stringify({ keys: idx.size, bytesPerKey: Math.round((after - before) / n) })}\n`);

@@ -28,6 +28,8 @@ import { latencyResult, valueResult } from '../lib/result.ts';
 import type { Ctx, Scenario } from '../lib/scenario.ts';
 import { fill, holdTurn, requireStorage, storageBase } from '../lib/storage.ts';
 
+/** Hold turns that write many keys must not hit the request or turn timeout. */
+export const LONG_TURNS = { CASTELLAN_REQUEST_TIMEOUT: '900s', CASTELLAN_TURN_TIMEOUT: '900s' };
 const LAG_MAX = 'castellan_sidecar_nodejs_eventloop_lag_max_seconds';
 const HEAP = 'castellan_sidecar_nodejs_heap_size_used_bytes';
 
@@ -59,7 +61,8 @@ export const activation: Scenario = {
   name: 'activation',
   title: 'Activation time of an object holding many keys',
   async run(ctx: Ctx) {
-    const host = await ctx.env.startHost(CLS, { CASTELLAN_IDLE_TIMEOUT: '1s' });
+    // Long request and turn limits: filling 100,000 keys holds one turn for minutes on a loaded machine.
+    const host = await ctx.env.startHost(CLS, { CASTELLAN_IDLE_TIMEOUT: '1s', ...LONG_TURNS });
     try {
       const url = host.sidecar.url;
       // Storage is served only during a turn of the object: hold one open while writing from here.

@@ -15,6 +15,7 @@ import { http } from '../lib/http.ts';
 import { objectUrl } from '../lib/objects.ts';
 import { rssBytes } from '../lib/procfs.ts';
 import { valueResult } from '../lib/result.ts';
+import { LONG_TURNS } from './activation.ts';
 import type { Ctx, Scenario } from '../lib/scenario.ts';
 import { holdTurn, put, requireStorage, storageBase } from '../lib/storage.ts';
 
@@ -44,31 +45,44 @@ export const largeObject: Scenario = {
   async run(ctx: Ctx) {
     const mib = ctx.mode === 'full' ? 1024 : ctx.mode === 'quick' ? 256 : 16;
     const id = `large-${mib}`;
-    const writer = await ctx.env.startHost(CLS);
+    const writer = await ctx.env.startHost(CLS, LONG_TURNS);
     try {
-      const end = await holdTurn(writer, id);
-      try {
-        await requireStorage(writer.sidecar.url, CLS, id);
-        const base = storageBase(writer.sidecar.url, CLS, id);
-        ctx.log(`writing ${mib} MiB`);
-        const t0 = performance.now();
-        let next = 0;
-        await Promise.all(
-          Array.from({ length: 8 }, async () => {
-            while (next < mib) {
-              const i = next++;
-              await put(base, keyOf(i), value(i));
+      ctx.log(`writing ${mib} MiB`);
+      const t0 = performance.now();
+      // In chunks of 32 MiB, each in its own held turn; a chunk whose turn was lost (a loaded machine can
+      // let the host lease lapse) is written again — a PUT of the same value is idempotent.
+      for (let from = 0; from < mib; from += 32) {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const end = await holdTurn(writer, id);
+            try {
+              if (from === 0) await requireStorage(writer.sidecar.url, CLS, id);
+              const base = storageBase(writer.sidecar.url, CLS, id);
+              let next = from;
+              const to = Math.min(mib, from + 32);
+              await Promise.all(
+                Array.from({ length: 8 }, async () => {
+                  while (next < to) {
+                    const i = next++;
+                    await put(base, keyOf(i), value(i));
+                  }
+                }),
+              );
+            } finally {
+              await end();
             }
-          }),
-        );
-        ctx.log(`wrote ${mib} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-      } finally {
-        await end();
+            break;
+          } catch (err) {
+            if (attempt >= 4) throw err;
+            ctx.log(`writing MiB ${from}… failed (${err instanceof Error ? err.message.slice(0, 120) : String(err)}); again`);
+          }
+        }
       }
+      ctx.log(`wrote ${mib} MiB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     } finally {
       await ctx.env.stopHosts([writer]);
     }
-    const reader = await ctx.env.startHost(CLS, { NODE_OPTIONS: '--max-old-space-size=512' });
+    const reader = await ctx.env.startHost(CLS, { ...LONG_TURNS, NODE_OPTIONS: '--max-old-space-size=512' });
     try {
       const url = reader.sidecar.url;
       const probe = async (objectId: string, key: string, expect?: Buffer) => {

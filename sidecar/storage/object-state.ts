@@ -58,6 +58,12 @@ const MAX_ATOMIC_MESSAGES = 900;
 export const MAX_QUEUED_WRITE_BYTES = 64 * 1024 * 1024;
 /** Tries of a read whose version vanished (the index changed under it, or was not current). */
 const READ_ATTEMPTS = 3;
+/**
+ * Activation starts loading the index this long after the claim, unless a
+ * list or write needs it sooner: the first request's gets are answered
+ * without the index and should not queue behind a big object's key stream.
+ */
+export const PRELOAD_DELAY_MS = 250;
 
 export interface WriteResult {
   /** Version of every key put. */
@@ -137,6 +143,13 @@ export class ObjectState {
     if (this.dead !== undefined) throw this.dead;
   }
 
+  /** Activation: loads the index in the background after PRELOAD_DELAY_MS (a failure is logged, and answered to whoever needs the index). */
+  preload(): void {
+    setTimeout(() => {
+      if (this.index === undefined && this.loading === undefined && this.dead === undefined) this.read().catch(() => undefined);
+    }, PRELOAD_DELAY_MS).unref();
+  }
+
   /** The index, loading it if needed (activation, or after an unacknowledged commit). */
   async read(): Promise<KeyIndex> {
     await this.ready();
@@ -167,8 +180,7 @@ export class ObjectState {
       await this.ready();
       const idx = this.index;
       if (idx === undefined) {
-        // Activation: the index loads in the background; this read does not wait for it.
-        if (this.loading === undefined) this.read().catch(() => undefined); // its failure is logged and answered by whoever awaits it
+        // Activation: the index loads in the background (preload); this read does not wait for it.
         const token = this.tokenNow;
         try {
           const e = await this.ctx.journal.currentValue(this.ctx.names, this.encId, token, key);

@@ -62,9 +62,7 @@ export class Storage {
       };
       host.onActivate((obj) => {
         // Preload: activation loads the object's key index (not its values) in the background.
-        this.stateFor(obj)
-          .read()
-          .catch(() => undefined);
+        this.stateFor(obj).preload();
       });
       host.onDeactivate((encId, token) => {
         const s = this.states.get(encId);
