@@ -102,7 +102,7 @@ export const largeObject: Scenario = {
       let listed = 0;
       try {
         const base = storageBase(url, CLS, id);
-        const l = await http(`${base}/keys?limit=1000`, { timeoutMs: 120_000 });
+        const l = await http(`${base}/keys?prefix=v&limit=1000`, { timeoutMs: 120_000 });
         if (l.status !== 200) throw new Error(`list → ${l.status} ${l.body.toString('utf8').slice(0, 300)}`);
         const page = JSON.parse(l.body.toString('utf8')) as { entries: { key: string; value: string }[]; truncated: boolean };
         page.entries.forEach((e, i) => {
