@@ -24,6 +24,7 @@ import { textTable } from './lib/table.ts';
 import { activation } from './scenarios/activation.ts';
 import { failover } from './scenarios/failover.ts';
 import { hotObject } from './scenarios/hot-object.ts';
+import { largeObject } from './scenarios/large-object.ts';
 import { listing } from './scenarios/listing.ts';
 import { localCall } from './scenarios/local-call.ts';
 import { memory } from './scenarios/memory.ts';
@@ -34,7 +35,7 @@ import { sqs } from './scenarios/sqs.ts';
 import { storage } from './scenarios/storage.ts';
 
 /** In run order; failover last, as it kills NATS servers. */
-const scenarios: Scenario[] = [remoteCall, localCall, hotObject, storage, activation, queues, queueScale, sqs, memory, listing, failover];
+const scenarios: Scenario[] = [remoteCall, localCall, hotObject, storage, activation, largeObject, queues, queueScale, sqs, memory, listing, failover];
 
 async function main(): Promise<number> {
   const { values } = parseArgs({

@@ -5,6 +5,7 @@
  *   GET /whoami                   → {"host","pid"} (which host serves the object)
  *   GET /storage-probe?key=K      → reads key K of this object through the sidecar
  *                                   storage API (SPEC §2.2): {"host","status","bytes"}
+ *   GET /storage-probe?list=N     → lists the object's first N keys (with values) instead
  *   POST /hold                    → holds the object's turn open (storage is served only
  *                                   during a turn) until `POST /release?id=ID` is sent
  *                                   straight to the app port; `GET /holding?id=ID` → {held}
@@ -66,8 +67,11 @@ const server = createServer((req, res) => {
       return;
     }
     if (url.startsWith('/storage-probe')) {
-      const key = new URL(url, 'http://x').searchParams.get('key') ?? 'k0';
-      sidecarGet(`/v1/storage/${encodeURIComponent(cls)}/${encodeURIComponent(id)}/keys/${encodeURIComponent(key)}`).then(
+      const q = new URL(url, 'http://x').searchParams;
+      const key = q.get('key') ?? 'k0';
+      const list = q.get('list');
+      const base = `/v1/storage/${encodeURIComponent(cls)}/${encodeURIComponent(id)}/keys`;
+      sidecarGet(list === null ? `${base}/${encodeURIComponent(key)}` : `${base}?limit=${encodeURIComponent(list)}`).then(
         (r) => json(r.status === 200 || r.status === 404 ? 200 : 502, { host, ...r }),
         (err: Error) => json(502, { host, error: err.message }),
       );

@@ -32,8 +32,8 @@ export interface Params {
 
 export const params: Record<Mode, Params> = {
   smoke: { latencyCount: 20, throughputMs: 400, rounds: 1, concurrency: 4, failoverIters: 1, memObjects: 100, activationKeys: [50, 200], activationIters: 1, queueMessages: 20 },
-  quick: { latencyCount: 400, throughputMs: 2_500, rounds: 2, concurrency: 32, failoverIters: 2, memObjects: 5_000, activationKeys: [1_000, 10_000], activationIters: 2, queueMessages: 400 },
-  full: { latencyCount: 3_000, throughputMs: 16_000, rounds: 4, concurrency: 32, failoverIters: 10, memObjects: 10_000, activationKeys: [1_000, 10_000], activationIters: 6, queueMessages: 3_000 },
+  quick: { latencyCount: 400, throughputMs: 2_500, rounds: 2, concurrency: 32, failoverIters: 2, memObjects: 5_000, activationKeys: [1_000, 10_000, 100_000], activationIters: 2, queueMessages: 400 },
+  full: { latencyCount: 3_000, throughputMs: 16_000, rounds: 4, concurrency: 32, failoverIters: 10, memObjects: 10_000, activationKeys: [1_000, 10_000, 100_000], activationIters: 6, queueMessages: 3_000 },
 };
 
 export interface Ctx {

@@ -29,6 +29,8 @@ import { CONFLICT, ObjectStore } from '../../sidecar/objects/ownership-store.ts'
 import { encodeId } from '../../sidecar/objects/subjects.ts';
 import { Journal, keyToken } from '../../sidecar/storage/journal.ts';
 import { createStorageMetrics } from '../../sidecar/storage/metrics.ts';
+import { VALUE_CACHE_BYTES } from '../../sidecar/storage/storage.ts';
+import { ValueCache } from '../../sidecar/storage/value-cache.ts';
 import { ObjectState, type StateContext } from '../../sidecar/storage/object-state.ts';
 import { http } from '../lib/http.ts';
 import { compare } from '../lib/load.ts';
@@ -98,7 +100,7 @@ export const listing: Scenario = {
       const names = store.names(cls);
       const journal = new Journal(nc, 10_000);
       const metrics = createStorageMetrics(new Registry());
-      const base: StateContext = { cls, names, journal, metrics, log };
+      const base: StateContext = { cls, names, journal, metrics, log, cache: new ValueCache(VALUE_CACHE_BYTES) };
       const withIndex: StateContext = { ...base, summarize: summarizer(names) };
       const objects = ctx.mode === 'smoke' ? 8 : 64;
       const make = async (ctxS: StateContext, tag: string) => {

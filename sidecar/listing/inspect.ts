@@ -57,7 +57,7 @@ async function readLarge(journal: Journal, names: ClassNames, encId: string): Pr
   for (let attempt = 0; ; attempt++) {
     const owner = await journal.last(names.stream, names.owner(encId)).catch(notFoundAsUndefined);
     try {
-      return (await journal.load(names, encId, owner?.seq ?? 0)).entries;
+      return (await journal.loadWithValues(names, encId, owner?.seq ?? 0)).entries;
     } catch (err) {
       if (!(err instanceof FencedError) || attempt >= 5) throw err;
     }

@@ -94,7 +94,7 @@ export function summarizer(names: ClassNames, now: () => number = Date.now): Sum
       changes.push({ key: Buffer.from(k, 'base64url').toString('utf8'), del: m.headers['Castellan-Op'] === 'del', size: m.data.length });
     }
     const before = { keys: committed.size, bytes: committed.totalBytes };
-    const t = totalsAfter(before, (key) => committed.get(key)?.value.length, changes);
+    const t = totalsAfter(before, (key) => committed.get(key)?.size, changes);
     const at = now();
     const last = recent.get(encId);
     if (onlyKeys && t.keys === before.keys && t.bytes === before.bytes && last !== undefined && last.keys === t.keys && last.bytes === t.bytes && at - last.at < LAST_WRITE_PRECISION_MS) {

@@ -19,12 +19,12 @@
  * replicated, synced store (the stream's replicas, sync_interval always).
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { jetstreamManager, type JetStreamManager, type MsgRequest } from '@nats-io/jetstream';
-import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, jetstreamManager, type JetStreamManager, type MsgRequest } from '@nats-io/jetstream';
+import { createInbox, headers as natsHeaders, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { Errors, type CastellanError } from '../../common/errors.ts';
-import { describeError } from '../../common/logger.ts';
+import { describeError, logger } from '../../common/logger.ts';
 import type { ClassNames } from '../objects/subjects.ts';
-import type { Entry } from './key-index.ts';
+import type { Entry, UnorderedKeys } from './key-index.ts';
 
 export const TOMBSTONE_TTL = '1h';
 /** Room for subject-independent headers (key up to 2 KiB as base64url, fence, batch). */
@@ -107,6 +107,29 @@ interface BatchAck {
 export interface LoadedObject {
   entries: Map<string, Entry>;
 }
+
+/** An object's live keys (with versions and value sizes), and the values the load read along (small objects). */
+export interface LoadedIndex extends UnorderedKeys {
+  values: Map<string, Entry>;
+  /** Deleted keys whose tombstone is still in the stream, with its sequence. */
+  tombstones: Map<string, number>;
+}
+
+/** A value read by version was not there: the index that named it is not current. */
+export class StaleVersionError extends Error {
+  override name = 'StaleVersionError';
+}
+
+/** An object whose values together stay below this is loaded with its values in one direct get. */
+const SMALL_OBJECT_BYTES = 256 * 1024;
+/** Messages per pull of the keys-only load. */
+const PULL_BATCH = 1_000;
+/** Subjects per direct multi-last get when reading listed values, and bytes per such get. */
+const VALUES_PER_GET = 256;
+const BYTES_PER_GET = 8 * 1024 * 1024;
+
+const log = logger('storage.journal');
+const notFound = (err: unknown) => /no message found|not found|no messages|404/i.test(describeError(err));
 
 export class Journal {
   private readonly nc: NatsConnection;
@@ -203,13 +226,14 @@ export class Journal {
   }
 
   /**
-   * Reads every live key of an object. The read is served by one replica
+   * Reads every live key of an object WITH its value (operator inspection,
+   * sidecar/listing/inspect.ts; activation uses loadIndex). The read is served by one replica
    * together with the owner record; it is complete only if that replica has
    * the owner record at `token` (every write before the claim is then there,
    * and later ones are this activation's own). A lagging replica → retry;
    * a newer owner → FencedError.
    */
-  async load(names: ClassNames, encId: string, token: number): Promise<LoadedObject> {
+  async loadWithValues(names: ClassNames, encId: string, token: number): Promise<LoadedObject> {
     try {
       return await this.loadLast(names, encId, token);
     } catch (err) {
@@ -295,6 +319,242 @@ export class Journal {
       entries.set(Buffer.from(k, 'base64url').toString('utf8'), { value: v.data, version: v.seq });
     }
     return { entries };
+  }
+
+  /**
+   * The index of an object at activation: its live keys with versions and
+   * value sizes, never all its values. Complete only when the replica that
+   * answered holds the owner record at `token` (every write before the claim
+   * is then there, and later ones are this activation's own, which wait for
+   * the index): a lagging replica → retry; a newer owner → FencedError.
+   *
+   * A small object (values under SMALL_OBJECT_BYTES, ≤ ~1000 keys) comes in
+   * one direct multi-last get with its values (kept in the value cache); a
+   * bigger one is read keys-only (loadKeysOnly).
+   */
+  async loadIndex(names: ClassNames, encId: string, token: number): Promise<LoadedIndex> {
+    const jsm = await this.jsm();
+    const owner = names.owner(encId);
+    for (let attempt = 0; ; attempt++) {
+      const out: LoadedIndex = { keys: [], versions: [], sizes: [], values: new Map(), tombstones: new Map() };
+      let ownerSeq = 0;
+      let pending = 0;
+      try {
+        const it = await jsm.direct.getLastMessagesFor(names.stream, { multi_last: [names.kvAll(encId), owner], max_bytes: SMALL_OBJECT_BYTES });
+        for await (const m of it) {
+          pending = Number(m.header.get('Nats-Num-Pending') || '0');
+          if (m.subject === owner) {
+            ownerSeq = m.seq;
+            continue;
+          }
+          const k = m.header.get('Castellan-Key');
+          if (k === '') continue;
+          const key = Buffer.from(k, 'base64url').toString('utf8');
+          if (m.header.get('Castellan-Op') === 'del') {
+            out.tombstones.set(key, m.seq);
+            continue;
+          }
+          out.keys.push(key);
+          out.versions.push(m.seq);
+          out.sizes.push(m.data.length);
+          out.values.set(key, { value: m.data, version: m.seq });
+        }
+      } catch (err) {
+        if (/too many results/i.test(describeError(err))) return this.loadKeysOnly(names, encId, token);
+        if (!notFound(err)) throw err;
+      }
+      // More than one answer holds: not a small object.
+      if (pending > 0) return this.loadKeysOnly(names, encId, token);
+      if (ownerSeq === token) return out;
+      if (ownerSeq > token) throw new FencedError(`ownership moved (owner record at ${ownerSeq}, activation at ${token})`);
+      if (attempt >= 20) throw new RejectedError(`no replica caught up with the owner record at ${token} (saw ${ownerSeq})`);
+      await new Promise((r) => setTimeout(r, 25 * (attempt + 1)));
+    }
+  }
+
+  /**
+   * Keys, versions and value sizes of every live key, without values: an
+   * ephemeral consumer over the object's key subjects and its owner record,
+   * headers only (`Nats-Msg-Size` is the value size), last message per
+   * subject, pulled in batches into plain arrays (no per-message work beyond
+   * decoding the key, so the event loop is held only while a socket read is
+   * parsed). Complete when the consumer's replica has the owner record at
+   * `token` (as loadIndex); else retried with a new consumer.
+   */
+  private async loadKeysOnly(names: ClassNames, encId: string, token: number): Promise<LoadedIndex> {
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.readKeys(names, encId);
+      if (r.ownerSeq === token) return r.keys;
+      if (r.ownerSeq > token) throw new FencedError(`ownership moved (owner record at ${r.ownerSeq}, activation at ${token})`);
+      if (attempt >= 10) throw new RejectedError(`no replica caught up with the owner record at ${token} (saw ${r.ownerSeq})`);
+      await new Promise((res) => setTimeout(res, 50 * (attempt + 1)));
+    }
+  }
+
+  private async readKeys(names: ClassNames, encId: string): Promise<{ keys: LoadedIndex; ownerSeq: number }> {
+    const jsm = await this.jsm();
+    const owner = names.owner(encId);
+    const ci = await jsm.consumers.add(names.stream, {
+      filter_subjects: [names.kvAll(encId), owner],
+      deliver_policy: DeliverPolicy.LastPerSubject,
+      headers_only: true,
+      ack_policy: AckPolicy.None,
+      mem_storage: true,
+      num_replicas: 1,
+      // Removed by the server soon after this read, even if the delete below fails.
+      inactive_threshold: nanos(30_000),
+    });
+    const keys: LoadedIndex = { keys: [], versions: [], sizes: [], values: new Map(), tombstones: new Map() };
+    let ownerSeq = 0;
+    try {
+      const expected = ci.num_pending;
+      if (expected === 0) return { keys, ownerSeq };
+      const inbox = createInbox();
+      const next = `$JS.API.CONSUMER.MSG.NEXT.${names.stream}.${ci.name}`;
+      await new Promise<void>((resolve, reject) => {
+        let received = 0;
+        let requested = 0;
+        const pull = () => {
+          requested += PULL_BATCH;
+          this.nc.publish(next, JSON.stringify({ batch: PULL_BATCH, expires: nanos(this.timeoutMs) }), { reply: inbox });
+        };
+        const finish = (err?: Error) => {
+          clearTimeout(timer);
+          sub.unsubscribe();
+          if (err === undefined) resolve();
+          else reject(err);
+        };
+        // No progress for the request timeout: give up (nothing is kept of a partial read).
+        let timer = setTimeout(() => finish(new RejectedError(`loading the keys of ${encId} stalled after ${received} of ${expected}`)), this.timeoutMs);
+        const sub = this.nc.subscribe(inbox, {
+          callback: (err, m) => {
+            if (err !== null) return finish(err);
+            if (m.reply === undefined || m.reply === '') {
+              // A status (408: a pull expired). More is owed only if the consumer still has messages.
+              const code = m.headers?.code ?? 0;
+              if (code === 408 || code === 404) {
+                if (received >= expected) finish();
+                else pull();
+                return;
+              }
+              return finish(new RejectedError(`loading the keys of ${encId}: status ${code} ${m.headers?.description ?? ''}`));
+            }
+            const t = m.reply.split('.');
+            if (t.length === 9) t.splice(2, 0, '_', '');
+            const seq = Number(t[7]);
+            const left = Number(t[10]);
+            received++;
+            const k = m.headers?.get('Castellan-Key') ?? '';
+            if (m.subject === owner) ownerSeq = seq;
+            else if (k !== '' && m.headers?.get('Castellan-Op') === 'del') keys.tombstones.set(Buffer.from(k, 'base64url').toString('utf8'), seq);
+            else if (k !== '') {
+              keys.keys.push(Buffer.from(k, 'base64url').toString('utf8'));
+              keys.versions.push(seq);
+              keys.sizes.push(Number(m.headers?.get('Nats-Msg-Size') ?? '0'));
+            }
+            if (left === 0) return finish();
+            clearTimeout(timer);
+            timer = setTimeout(() => finish(new RejectedError(`loading the keys of ${encId} stalled after ${received} of ${expected}`)), this.timeoutMs);
+            // Keep one pull ahead of the one being delivered.
+            if (received % PULL_BATCH === 0 && requested < expected + PULL_BATCH) pull();
+          },
+        });
+        pull();
+        if (expected > PULL_BATCH) pull();
+      });
+    } finally {
+      jsm.consumers.delete(names.stream, ci.name).catch((err: unknown) => log.debug('deleting a key-load consumer failed (its inactive threshold removes it)', { error: describeError(err) }));
+    }
+    return { keys, ownerSeq };
+  }
+
+  /**
+   * The value of `key` at exactly `version` (a stream sequence the index
+   * names): from any replica, else from the stream leader. StaleVersionError
+   * when the stream has no such message for that key (the key was written
+   * since: the index that named it is not current).
+   */
+  async valueAt(names: ClassNames, encId: string, key: string, version: number): Promise<Uint8Array> {
+    const jsm = await this.jsm();
+    const subject = names.kv(encId, keyToken(key));
+    try {
+      const m = await jsm.direct.getMessage(names.stream, { seq: version });
+      if (m !== null && m.subject === subject && m.seq === version) return m.data;
+    } catch (err) {
+      if (!notFound(err)) throw err;
+    }
+    // A lagging replica may not have it yet: the leader has every acknowledged write.
+    let m;
+    try {
+      m = await jsm.streams.getMessage(names.stream, { seq: version });
+    } catch (err) {
+      if (!notFound(err)) throw err;
+      m = null;
+    }
+    if (m === null || m.subject !== subject || m.seq !== version) throw new StaleVersionError(`key version ${version} is no longer in the stream`);
+    return m.data;
+  }
+
+  /**
+   * The values of listed keys at exactly their versions: direct multi-last
+   * gets of their subjects (VALUES_PER_GET subjects, BYTES_PER_GET value
+   * bytes each, one at a time), any replica; a key whose answer is not at its
+   * version is read by valueAt (leader fallback, StaleVersionError).
+   */
+  async valuesAt(names: ClassNames, encId: string, wanted: readonly { key: string; version: number; size: number }[]): Promise<Map<string, Uint8Array>> {
+    const jsm = await this.jsm();
+    const out = new Map<string, Uint8Array>();
+    let i = 0;
+    while (i < wanted.length) {
+      const chunk: { key: string; version: number; size: number }[] = [];
+      let bytes = 0;
+      while (i < wanted.length && chunk.length < VALUES_PER_GET && (chunk.length === 0 || bytes + wanted[i]!.size <= BYTES_PER_GET)) {
+        bytes += wanted[i]!.size;
+        chunk.push(wanted[i++]!);
+      }
+      const bySubject = new Map(chunk.map((w) => [names.kv(encId, keyToken(w.key)), w] as const));
+      try {
+        const it = await jsm.direct.getLastMessagesFor(names.stream, { multi_last: [...bySubject.keys()] });
+        for await (const m of it) {
+          const w = bySubject.get(m.subject);
+          if (w !== undefined && m.seq === w.version) out.set(w.key, m.data);
+        }
+      } catch (err) {
+        if (!notFound(err)) throw err;
+      }
+      for (const w of chunk) if (!out.has(w.key)) out.set(w.key, await this.valueAt(names, encId, w.key, w.version));
+    }
+    return out;
+  }
+
+  /**
+   * The current value of one key while the activation's index is not loaded
+   * yet: one direct multi-last get of the key's subject and the owner record,
+   * accepted when that replica has the owner record at `token` (as loadIndex;
+   * no write of this activation lands before its index is loaded, so that
+   * replica has the key's last write). undefined = absent.
+   */
+  async currentValue(names: ClassNames, encId: string, token: number, key: string): Promise<Entry | undefined> {
+    const jsm = await this.jsm();
+    const owner = names.owner(encId);
+    const subject = names.kv(encId, keyToken(key));
+    for (let attempt = 0; ; attempt++) {
+      let ownerSeq = 0;
+      let found: Entry | undefined;
+      try {
+        const it = await jsm.direct.getLastMessagesFor(names.stream, { multi_last: [subject, owner] });
+        for await (const m of it) {
+          if (m.subject === owner) ownerSeq = m.seq;
+          else if (m.subject === subject && m.header.get('Castellan-Op') !== 'del') found = { value: m.data, version: m.seq };
+        }
+      } catch (err) {
+        if (!notFound(err)) throw err;
+      }
+      if (ownerSeq === token) return found;
+      if (ownerSeq > token) throw new FencedError(`ownership moved (owner record at ${ownerSeq}, activation at ${token})`);
+      if (attempt >= 20) throw new RejectedError(`no replica caught up with the owner record at ${token} (saw ${ownerSeq})`);
+      await new Promise((r) => setTimeout(r, 25 * (attempt + 1)));
+    }
   }
 
   /** Sequence of the object's owner record, read from the stream leader (0 = none). */

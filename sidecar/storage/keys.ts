@@ -10,6 +10,8 @@ export const MAX_VALUE_BYTES = 1024 * 1024;
 export const MAX_TX_OPS = 128;
 export const DEFAULT_LIST_LIMIT = 1000;
 export const MAX_LIST_LIMIT = 10_000;
+/** Value bytes one list answer carries at most (it is truncated before the entry that would pass it; the first entry always fits). */
+export const MAX_LIST_VALUE_BYTES = 16 * 1024 * 1024;
 
 export function invalidKey(message: string): CastellanError {
   return Errors.badRequest(message, 'INVALID_KEY');
@@ -31,10 +33,27 @@ export function validateValue(value: Uint8Array, key?: string): Uint8Array {
   return value;
 }
 
-/** Compares two keys by their UTF-8 bytes (not UTF-16 code units). */
+/**
+ * Compares two keys by their UTF-8 bytes (not UTF-16 code units), without
+ * encoding them: UTF-8 byte order is code point order, which differs from
+ * UTF-16 code unit order only where a surrogate (U+D800–DFFF, half of a code
+ * point above U+FFFF) meets a unit in U+E000–FFFF; the first differing units
+ * are remapped so that surrogates sort above those. Keys are well-formed
+ * (validateKey), so surrogates come in pairs.
+ */
 export function compareKeys(a: string, b: string): number {
-  if (a === b) return 0;
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) {
+      x = x >= 0xe000 ? x - 0x800 : x + 0x2000;
+      y = y >= 0xe000 ? y - 0x800 : y + 0x2000;
+    }
+    return x - y;
+  }
+  return a.length - b.length;
 }
 
 export interface ListRange {
@@ -95,10 +114,9 @@ export function selectRange(sorted: readonly string[], r: ListRange): { keys: st
 export function lowerBound(sorted: readonly string[], key: string): number {
   let lo = 0;
   let hi = sorted.length;
-  const kb = Buffer.from(key, 'utf8');
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (Buffer.compare(Buffer.from(sorted[mid]!, 'utf8'), kb) < 0) lo = mid + 1;
+    if (compareKeys(sorted[mid]!, key) < 0) lo = mid + 1;
     else hi = mid;
   }
   return lo;

@@ -2,6 +2,19 @@
  * One activation's storage: the key index loaded at activation and the write
  * pipeline that keeps it equal to what is durable in JetStream.
  *
+ * Reads. The index (key-index.ts) holds keys, versions and value sizes, not
+ * values. A get names the version the index has and takes the value from the
+ * value cache (value-cache.ts, exact version only) or reads exactly that
+ * version from the stream (journal.valueAt); a list does the same for its
+ * page, bounded by MAX_LIST_VALUE_BYTES. A read that finds its version gone
+ * while the index still names it proves the index not current: it is
+ * distrusted (re-fence + reload, as after an unknown outcome) and the read
+ * retried — a different value than the index names is never served. Before
+ * the index is loaded (activation) a get is answered from a replica that
+ * holds the owner record at this activation's token (journal.currentValue),
+ * so the first read of a big object does not wait for its whole index;
+ * lists and writes do.
+ *
  * Writes queue per object and commit one batch at a time. While a batch is in
  * flight, newly arrived writes wait; the next batch takes all of them
  * (coalescing), planned in arrival order, each seeing the ones before it
@@ -28,8 +41,10 @@ import { CastellanError, Errors } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import { describeError } from '../../common/logger.ts';
 import type { ClassNames } from '../objects/subjects.ts';
-import { CheckFailedError, checkMessage, deleteMessage, FencedError, IndeterminateError, type Journal, keyToken, type OutMessage, putMessage } from './journal.ts';
-import { KeyIndex } from './key-index.ts';
+import { CheckFailedError, checkMessage, deleteMessage, FencedError, IndeterminateError, type Journal, keyToken, type OutMessage, putMessage, StaleVersionError } from './journal.ts';
+import { type Entry, KeyIndex } from './key-index.ts';
+import { MAX_LIST_VALUE_BYTES, type ListRange } from './keys.ts';
+import type { ValueCache } from './value-cache.ts';
 import type { SummarizeCommit } from '../listing/summary.ts';
 import type { StorageMetrics } from './metrics.ts';
 import { evaluateChecks, presentIn, reduceOps, type Pending, type Write } from './transaction.ts';
@@ -39,6 +54,16 @@ const MAX_BATCH_MESSAGES = 256;
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 /** Server limit of messages in one atomic batch (less some room). */
 const MAX_ATOMIC_MESSAGES = 900;
+/** Bytes of writes one object may have waiting (beyond → 429; a single write may exceed it alone). */
+export const MAX_QUEUED_WRITE_BYTES = 64 * 1024 * 1024;
+/** Tries of a read whose version vanished (the index changed under it, or was not current). */
+const READ_ATTEMPTS = 3;
+/**
+ * Activation starts loading the index this long after the claim, unless a
+ * list or write needs it sooner: the first request's gets are answered
+ * without the index and should not queue behind a big object's key stream.
+ */
+export const PRELOAD_DELAY_MS = 250;
 
 export interface WriteResult {
   /** Version of every key put. */
@@ -51,7 +76,13 @@ type Item = (
   | { kind: 'write'; write: Write; resolve: (r: WriteResult) => void; reject: (e: unknown) => void; at: number }
   | { kind: 'deleteAll'; resolve: (r: { deleted: number }) => void; reject: (e: unknown) => void; at: number }
   | { kind: 'raw'; msg: OutMessage; resolve: (seq: number) => void; reject: (e: unknown) => void; at: number }
-) & { /** Batches it took part in that JetStream refused on a key check (then re-planned). */ replans?: number };
+) & { /** Batches it took part in that JetStream refused on a key check (then re-planned). */ replans?: number; /** Value bytes it carries. */ bytes?: number };
+
+function itemBytes(it: Item): number {
+  if (it.kind === 'raw') return it.msg.data.length;
+  if (it.kind === 'deleteAll') return 0;
+  return it.write.ops.reduce((n, o) => n + (o.op === 'put' ? o.value.length : 0), 0);
+}
 
 /** Re-plans of one write after JetStream refused a key check before it is answered 503. */
 const MAX_REPLANS = 3;
@@ -62,6 +93,8 @@ export interface StateContext {
   journal: Journal;
   metrics: StorageMetrics;
   log: Logger;
+  /** Recently read or written values of this host's objects (bounded by bytes). */
+  cache: ValueCache;
   /** Listing hook (sidecar/listing/summary.ts): the object's index summary, added to each batch. */
   summarize?: SummarizeCommit;
   /**
@@ -84,6 +117,7 @@ export class ObjectState {
   private suspect = false;
   private recovering: Promise<void> | undefined;
   private readonly queue: Item[] = [];
+  private queuedBytes = 0;
   private running = false;
 
   constructor(ctx: StateContext, encId: string, id: string, token: number) {
@@ -102,17 +136,30 @@ export class ObjectState {
     return this.dead !== undefined;
   }
 
-  /** The index, loading it if needed (activation, or after an unacknowledged commit). */
-  async read(): Promise<KeyIndex> {
+  /** Throws when this state is dead; re-synchronises first when it is suspect. */
+  private async ready(): Promise<void> {
     if (this.dead !== undefined) throw this.dead;
     if (this.suspect) await this.recover();
     if (this.dead !== undefined) throw this.dead;
+  }
+
+  /** Activation: loads the index in the background after PRELOAD_DELAY_MS (a failure is logged, and answered to whoever needs the index). */
+  preload(): void {
+    setTimeout(() => {
+      if (this.index === undefined && this.loading === undefined && this.dead === undefined) this.read().catch(() => undefined);
+    }, PRELOAD_DELAY_MS).unref();
+  }
+
+  /** The index, loading it if needed (activation, or after an unacknowledged commit). */
+  async read(): Promise<KeyIndex> {
+    await this.ready();
     if (this.index !== undefined) return this.index;
     this.loading ??= (async () => {
       const started = performance.now();
       try {
-        const loaded = await this.ctx.journal.load(this.ctx.names, this.encId, this.tokenNow);
-        const idx = KeyIndex.from(loaded.entries);
+        const loaded = await this.ctx.journal.loadIndex(this.ctx.names, this.encId, this.tokenNow);
+        const idx = await KeyIndex.build(loaded, loaded.tombstones);
+        for (const [k, e] of loaded.values) this.ctx.cache.put(this.encId, k, e.version, e.value);
         this.index = idx;
         this.ctx.metrics.loads.inc({ class: this.ctx.cls, outcome: 'ok' });
         this.ctx.log.debug('storage loaded', { id: this.id, keys: idx.size, ms: Math.round(performance.now() - started) });
@@ -125,6 +172,91 @@ export class ObjectState {
       }
     })();
     return this.loading;
+  }
+
+  /** The value of `key` at the version the index names (see the header); undefined = absent. */
+  async get(key: string): Promise<Entry | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      await this.ready();
+      const idx = this.index;
+      if (idx === undefined) {
+        // Activation: the index loads in the background (preload); this read does not wait for it.
+        const token = this.tokenNow;
+        try {
+          const e = await this.ctx.journal.currentValue(this.ctx.names, this.encId, token, key);
+          if (e !== undefined) this.ctx.cache.put(this.encId, key, e.version, e.value);
+          return e;
+        } catch (err) {
+          // Re-fenced meanwhile (a newer token is this activation's own): ask again.
+          if (err instanceof FencedError && this.tokenNow !== token && attempt < READ_ATTEMPTS) continue;
+          throw this.failure(err, false);
+        }
+      }
+      const meta = idx.get(key);
+      if (meta === undefined) return undefined;
+      const hit = this.ctx.cache.get(this.encId, key, meta.version);
+      if (hit !== undefined) return { value: hit, version: meta.version };
+      try {
+        const value = await this.ctx.journal.valueAt(this.ctx.names, this.encId, key, meta.version);
+        this.ctx.cache.put(this.encId, key, meta.version, value);
+        return { value, version: meta.version };
+      } catch (err) {
+        if (err instanceof StaleVersionError && attempt < READ_ATTEMPTS) {
+          this.vanished(idx, [{ key, version: meta.version }], err);
+          continue;
+        }
+        throw this.failure(err, false);
+      }
+    }
+  }
+
+  /**
+   * A page of keys with their values, at the versions the index names; at
+   * most MAX_LIST_VALUE_BYTES of values (then `truncated`).
+   */
+  async list(range: ListRange): Promise<{ entries: { key: string; entry: Entry }[]; truncated: boolean }> {
+    for (let attempt = 1; ; attempt++) {
+      const idx = await this.read();
+      const page = idx.list(range, MAX_LIST_VALUE_BYTES);
+      const values = new Map<string, Uint8Array>();
+      const missing: typeof page.entries = [];
+      for (const e of page.entries) {
+        const hit = this.ctx.cache.get(this.encId, e.key, e.version);
+        if (hit === undefined) missing.push(e);
+        else values.set(e.key, hit);
+      }
+      try {
+        if (missing.length > 0) {
+          const got = await this.ctx.journal.valuesAt(this.ctx.names, this.encId, missing);
+          for (const e of missing) {
+            const v = got.get(e.key)!;
+            values.set(e.key, v);
+            this.ctx.cache.put(this.encId, e.key, e.version, v);
+          }
+        }
+      } catch (err) {
+        if (err instanceof StaleVersionError && attempt < READ_ATTEMPTS) {
+          this.vanished(idx, missing, err);
+          continue;
+        }
+        throw this.failure(err, false);
+      }
+      return { entries: page.entries.map((e) => ({ key: e.key, entry: { value: values.get(e.key)!, version: e.version } })), truncated: page.truncated };
+    }
+  }
+
+  /**
+   * A version a read asked for is gone from the stream. If the index (still
+   * this one) names it yet, the index is not current: distrust it (re-fence
+   * and reload before any read or check). Otherwise a write replaced it
+   * meanwhile, and the read just asks again.
+   */
+  private vanished(idx: KeyIndex, asked: readonly { key: string; version: number }[], err: StaleVersionError): void {
+    if (this.index !== idx || asked.some((a) => idx.get(a.key)?.version !== a.version)) return;
+    this.suspect = true;
+    this.index = undefined;
+    this.ctx.metrics.loads.inc({ class: this.ctx.cls, outcome: 'stale_read' });
+    this.ctx.log.warn('a value the index names is not in the stream; re-synchronising before serving it', { id: this.id, error: err.message });
   }
 
   /** After an unknown commit outcome: re-fence (a barrier after that write in the stream), then reload. */
@@ -176,8 +308,21 @@ export class ObjectState {
       item.reject(this.dead);
       return;
     }
+    item.bytes = itemBytes(item);
+    if (this.queue.length > 0 && this.queuedBytes + item.bytes > MAX_QUEUED_WRITE_BYTES) {
+      item.reject(Errors.overloaded(`Storage writes of ${this.ctx.cls}/${this.id} are queued beyond ${MAX_QUEUED_WRITE_BYTES} bytes; retry later.`));
+      return;
+    }
+    this.queuedBytes += item.bytes;
     this.queue.push(item);
     if (!this.running) void this.pump();
+  }
+
+  /** Takes the head of the queue. */
+  private take(): Item {
+    const it = this.queue.shift()!;
+    this.queuedBytes -= it.bytes ?? 0;
+    return it;
   }
 
   private async pump(): Promise<void> {
@@ -188,12 +333,13 @@ export class ObjectState {
         try {
           idx = await this.read();
         } catch (err) {
+          this.queuedBytes = 0;
           for (const it of this.queue.splice(0)) it.reject(err);
           return;
         }
         const head = this.queue[0]!;
         if (head.kind === 'deleteAll') {
-          this.queue.shift();
+          this.take();
           await this.runDeleteAll(idx, head);
         } else {
           await this.runBatch(idx);
@@ -215,11 +361,11 @@ export class ObjectState {
       const it = this.queue[0]!;
       if (it.kind === 'deleteAll') break;
       const size = it.kind === 'raw' ? 1 : it.write.ops.length + it.write.checks.length;
-      const itBytes = it.kind === 'raw' ? it.msg.data.length : it.write.ops.reduce((n, o) => n + (o.op === 'put' ? o.value.length : 0), 0);
+      const itBytes = it.bytes ?? itemBytes(it);
       // A check on a key this batch already writes waits for the batch's outcome (next batch).
       if (it.kind === 'write' && planned.length > 0 && it.write.checks.some((c) => pending.has(c.key))) break;
       if (planned.length > 0 && (msgs.length + size > MAX_BATCH_MESSAGES || bytes + itBytes > MAX_BATCH_BYTES)) break;
-      this.queue.shift();
+      this.take();
       if (it.kind === 'raw') {
         planned.push({ item: it, first: msgs.length, count: 1, deleted: new Map(), keys: [] });
         msgs.push(it.msg);
@@ -244,11 +390,12 @@ export class ObjectState {
       const existedBefore = new Map(it.write.ops.map((o) => [o.key, presentIn(o.key, lookup, pending)] as const));
       // A delete of a key absent before and after needs no tombstone.
       const reduced = reduceOps(it.write.ops, pending).filter((o) => o.op === 'put' || existedBefore.get(o.key) === true);
-      // Version checks (and `if-match: *`, at the version the index has) are enforced by JetStream too:
-      // one check message per key, ahead of the write's own messages, in the same atomic batch.
+      // Every check is enforced by JetStream too: one check message per key, ahead of the write's own
+      // messages, in the same atomic batch, expecting the key's subject at the version checked
+      // (`if-match: *` at the version the index has; absent: at its known tombstone, or 0).
       const checked = new Map<string, number>();
       for (const c of it.write.checks) {
-        const v = 'version' in c ? c.version : 'exists' in c ? lookup(c.key)?.version : undefined;
+        const v = 'version' in c ? c.version : 'exists' in c ? lookup(c.key)?.version : idx.absentAt(c.key);
         if (v !== undefined) checked.set(c.key, v);
       }
       for (const [key, v] of checked) msgs.push(checkMessage(this.ctx.names, this.encId, this.ctx.names.kv(this.encId, keyToken(key)), v));
@@ -283,8 +430,13 @@ export class ObjectState {
       const m = msgs[i]!;
       if (m.headers['Castellan-Key'] === undefined) continue;
       const key = Buffer.from(m.headers['Castellan-Key'], 'base64url').toString('utf8');
-      if (m.headers['Castellan-Op'] === 'del') idx.delete(key);
-      else idx.set(key, { value: m.data, version: seqs[i]! });
+      if (m.headers['Castellan-Op'] === 'del') {
+        idx.delete(key, seqs[i]!);
+        this.ctx.cache.drop(this.encId, key);
+      } else {
+        idx.set(key, { version: seqs[i]!, size: m.data.length });
+        this.ctx.cache.put(this.encId, key, seqs[i]!, m.data);
+      }
     }
     this.ctx.metrics.objectBytes.observe({ class: this.ctx.cls }, idx.totalBytes);
     for (const p of planned) {
@@ -334,6 +486,7 @@ export class ObjectState {
       if (ownerSeq === undefined || it.replans > MAX_REPLANS) it.reject(notApplied);
       else again.push(it);
     }
+    for (const it of again) this.queuedBytes += it.bytes ?? 0;
     this.queue.unshift(...again);
   }
 
@@ -346,8 +499,9 @@ export class ObjectState {
         const msgs = chunk.map((k) => deleteMessage(this.ctx.names, this.encId, k));
         // Listing hook: the index summary rides in the same atomic, fenced batch (sidecar/listing/summary.ts).
         const summary = this.ctx.summarize?.(this.encId, idx, msgs);
-        await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, summary === undefined ? msgs : [...msgs, summary]);
-        for (const k of chunk) idx.delete(k);
+        const seqs = await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, summary === undefined ? msgs : [...msgs, summary]);
+        idx.deleteMany(chunk, seqs.slice(0, chunk.length));
+        for (const k of chunk) this.ctx.cache.drop(this.encId, k);
         deleted += chunk.length;
       }
       this.ctx.metrics.objectBytes.observe({ class: this.ctx.cls }, idx.totalBytes);

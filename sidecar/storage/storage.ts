@@ -2,7 +2,8 @@
  * Object storage of one object host (SPEC §2.2): the per-activation states
  * (object-state.ts) keyed by object and fencing token, the ownership gate
  * (only objects this host serves right now; else 409 NOT_OWNER), and the
- * alarm record of each object (sidecar/alarms explains firing).
+ * alarm record of each object (sidecar/alarms explains firing), and the
+ * host's value cache (value-cache.ts, VALUE_CACHE_BYTES) shared by them.
  */
 import { Errors } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
@@ -11,6 +12,7 @@ import type { ClassNames } from '../objects/subjects.ts';
 import { encodeId } from '../objects/subjects.ts';
 import type { Journal } from './journal.ts';
 import type { Entry } from './key-index.ts';
+import { ValueCache } from './value-cache.ts';
 import { validateKey, validateValue, type ListRange } from './keys.ts';
 import type { StorageMetrics } from './metrics.ts';
 import { ObjectState, type StateContext } from './object-state.ts';
@@ -18,6 +20,8 @@ import type { Write } from './transaction.ts';
 import type { SummarizeCommit } from '../listing/summary.ts';
 
 export const ALARM_HEADER = 'Castellan-Alarm';
+/** Bytes of recently read or written values one host keeps (least recently used out first). */
+export const VALUE_CACHE_BYTES = 32 * 1024 * 1024;
 
 /** The object a storage call is for, and the turn / activation the app says it comes from (its request headers, optional). */
 export interface ObjectRef {
@@ -52,14 +56,13 @@ export class Storage {
         journal,
         metrics,
         log,
+        cache: new ValueCache(VALUE_CACHE_BYTES),
         refence: (encId, token, adopt) => host.refence(encId, token, adopt),
         ...(summarize === undefined ? {} : { summarize }),
       };
       host.onActivate((obj) => {
-        // Preload: activation brings the object's state into memory.
-        this.stateFor(obj)
-          .read()
-          .catch(() => undefined);
+        // Preload: activation loads the object's key index (not its values) in the background.
+        this.stateFor(obj).preload();
       });
       host.onDeactivate((encId, token) => {
         const s = this.states.get(encId);
@@ -93,13 +96,11 @@ export class Storage {
 
   async get(ref: ObjectRef, key: string): Promise<Entry | undefined> {
     validateKey(key);
-    const idx = await this.state(ref).read();
-    return idx.get(key);
+    return this.state(ref).get(key);
   }
 
   async list(ref: ObjectRef, range: ListRange): Promise<{ entries: { key: string; entry: Entry }[]; truncated: boolean }> {
-    const idx = await this.state(ref).read();
-    return idx.list(range);
+    return this.state(ref).list(range);
   }
 
   async put(ref: ObjectRef, key: string, value: Uint8Array, cond: { ifMatch?: number | '*'; ifNoneMatch?: boolean }): Promise<number> {

@@ -12,6 +12,8 @@ import { logger } from '../../common/logger.ts';
 import { CONFLICT, ObjectStore } from '../../sidecar/objects/ownership-store.ts';
 import { encodeId } from '../../sidecar/objects/subjects.ts';
 import { FencedError, Journal, putMessage } from '../../sidecar/storage/journal.ts';
+import { VALUE_CACHE_BYTES } from '../../sidecar/storage/storage.ts';
+import { ValueCache } from '../../sidecar/storage/value-cache.ts';
 import { createStorageMetrics } from '../../sidecar/storage/metrics.ts';
 import { ObjectState, type StateContext } from '../../sidecar/storage/object-state.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
@@ -32,7 +34,7 @@ describe('storage fencing', () => {
     store = new ObjectStore(nc, { prefix: 'castellan', namespace: 'default', timeoutMs: 5_000, log });
     await store.ensureStream(CLS, 3);
     journal = new Journal(nc, 5_000);
-    ctx = { cls: CLS, names: store.names(CLS), journal, metrics: createStorageMetrics(new Registry()), log };
+    ctx = { cls: CLS, names: store.names(CLS), journal, metrics: createStorageMetrics(new Registry()), log, cache: new ValueCache(VALUE_CACHE_BYTES) };
   }, 90_000);
 
   afterAll(async () => {
@@ -62,10 +64,10 @@ describe('storage fencing', () => {
     await journal.commit(names, encId, tokenA, [putMessage(names, encId, 'k', Buffer.from('A1')), putMessage(names, encId, 'j', Buffer.from('A1'))]);
     const tokenB = await claim(encId, tokenA, 'b');
     await expect(journal.commit(names, encId, tokenA, [putMessage(names, encId, 'k', Buffer.from('stale')), putMessage(names, encId, 'n', Buffer.from('stale'))])).rejects.toBeInstanceOf(FencedError);
-    const loaded = await journal.load(names, encId, tokenB);
+    const loaded = await journal.loadWithValues(names, encId, tokenB);
     expect([...loaded.entries.keys()].sort()).toEqual(['j', 'k']);
     expect(Buffer.from(loaded.entries.get('k')!.value).toString()).toBe('A1');
-    await expect(journal.load(names, encId, tokenA)).rejects.toBeInstanceOf(FencedError);
+    await expect(journal.loadWithValues(names, encId, tokenA)).rejects.toBeInstanceOf(FencedError);
   }, 60_000);
 
   it('an activation that lost ownership answers NOT_OWNER and writes nothing', async () => {
@@ -82,7 +84,7 @@ describe('storage fencing', () => {
     expect(stale.isDead).toBe(true);
     await expect(stale.read()).rejects.toMatchObject({ code: 'NOT_OWNER' });
     const check = new ObjectState(ctx, encId, 'obj-2', tokenB);
-    expect(Buffer.from((await check.read()).get('v')!.value).toString()).toBe('2');
+    expect(Buffer.from((await check.get('v'))!.value).toString()).toBe('2');
   }, 60_000);
 
   it('racing commits against a takeover: each lands whole before it or not at all', async () => {
@@ -105,7 +107,7 @@ describe('storage fencing', () => {
     await new Promise((r) => setTimeout(r, 40));
     const tokenB = await claim(encId, tokenA, 'b');
     await Promise.all(writes);
-    const loaded = await journal.load(names, encId, tokenB);
+    const loaded = await journal.loadWithValues(names, encId, tokenB);
     const landed = results.map((r, i) => (r === 'ok' ? i : -1)).filter((i) => i >= 0);
     console.log(`racing takeover: ${landed.length} of 40 commits landed before the takeover, ${40 - landed.length} fenced`);
     expect(results.filter((r) => r === 'fenced').length).toBeGreaterThan(0);
@@ -139,12 +141,59 @@ describe('storage fencing', () => {
     expect(stale.isDead).toBe(false);
     const check = new ObjectState(ctx, encId, 'obj-checks', token);
     const idx = await check.read();
-    expect(Buffer.from(idx.get('k')!.value).toString()).toBe('2');
+    expect(Buffer.from((await check.get('k'))!.value).toString()).toBe('2');
     expect(idx.get('k')!.version).toBe(v2);
     expect(idx.get('other')).toBeUndefined();
     // The re-synchronised view writes on.
     await expect(stale.write({ checks: [{ key: 'k', version: v2 }], ops: [{ op: 'put', key: 'k', value: Buffer.from('3') }] })).resolves.toBeDefined();
   }, 60_000);
+
+  it('enforces absence checks in JetStream too: at the known tombstone, or never written', async () => {
+    const encId = encodeId('obj-absent');
+    const token = await claim(encId, 0, 'a');
+    const current = new ObjectState(ctx, encId, 'obj-absent', token);
+    await current.write({ checks: [], ops: [{ op: 'put', key: 'gone', value: Buffer.from('1') }] });
+    await current.write({ checks: [], ops: [{ op: 'delete', key: 'gone' }] });
+    // Two views at the same token, loaded now: `gone` deleted (its tombstone known), `new` never written.
+    const stale1 = new ObjectState(ctx, encId, 'obj-absent', token);
+    const stale2 = new ObjectState(ctx, encId, 'obj-absent', token);
+    expect((await stale1.read()).absentAt('gone')).toBeGreaterThan(0);
+    expect((await stale2.read()).absentAt('new')).toBe(0);
+    // Absent checks against a tombstone and against nothing pass, and are what JetStream checked.
+    await current.write({ checks: [{ key: 'gone', absent: true }], ops: [{ op: 'put', key: 'gone', value: Buffer.from('c') }] });
+    await current.write({ checks: [{ key: 'new', absent: true }], ops: [{ op: 'put', key: 'new', value: Buffer.from('c') }] });
+    // The stale indexes pass the absence checks; JetStream refuses them; re-planned they are definite 409s.
+    await expect(stale1.write({ checks: [{ key: 'gone', absent: true }], ops: [{ op: 'put', key: 'gone', value: Buffer.from('stale') }] })).rejects.toMatchObject({ status: 409, code: 'CONFLICT' });
+    await expect(stale2.write({ checks: [{ key: 'new', absent: true }], ops: [{ op: 'put', key: 'new', value: Buffer.from('stale') }] })).rejects.toMatchObject({ status: 409, code: 'CONFLICT' });
+    const check = new ObjectState(ctx, encId, 'obj-absent', token);
+    expect(Buffer.from((await check.get('gone'))!.value).toString()).toBe('c');
+    expect(Buffer.from((await check.get('new'))!.value).toString()).toBe('c');
+  }, 60_000);
+
+  it('reads values on demand at the index version, and bounds a list answer by value bytes', async () => {
+    const encId = encodeId('obj-mib');
+    const token = await claim(encId, 0, 'a');
+    const writer = new ObjectState(ctx, encId, 'obj-mib', token);
+    const mib = (i: number) => Buffer.alloc(1024 * 1024, i);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => writer.write({ checks: [], ops: [{ op: 'put', key: `m${String(i).padStart(2, '0')}`, value: mib(i) }] })));
+    // A fresh view (empty value cache: its own) reads everything from the stream.
+    const reader = new ObjectState({ ...ctx, cache: new ValueCache(VALUE_CACHE_BYTES) }, encId, 'obj-mib', token);
+    const page = await reader.list({ limit: 1000, reverse: false });
+    expect(page.truncated).toBe(true);
+    expect(page.entries.length).toBe(16);
+    page.entries.forEach((e, i) => expect(Buffer.from(e.entry.value).equals(mib(i))).toBe(true));
+    const next = await reader.list({ startAfter: page.entries.at(-1)!.key, limit: 1000, reverse: false });
+    expect(next.entries.map((e) => e.key)).toEqual(['m16', 'm17', 'm18', 'm19']);
+    expect(next.truncated).toBe(false);
+    // A write by the current view replaces the version a stale reader's index names: its read refuses
+    // the other value, re-synchronises, and answers the current one.
+    const stale = new ObjectState({ ...ctx, cache: new ValueCache(VALUE_CACHE_BYTES) }, encId, 'obj-mib', token);
+    const before = (await stale.read()).get('m03')!.version;
+    const v2 = (await writer.write({ checks: [], ops: [{ op: 'put', key: 'm03', value: Buffer.from('small') }] })).versions.get('m03')!;
+    expect(v2).toBeGreaterThan(before);
+    const got = await stale.get('m03');
+    expect({ version: got?.version, value: Buffer.from(got!.value).toString() }).toEqual({ version: v2, value: 'small' });
+  }, 90_000);
 
   it('does not answer a check decided by a pending write before that write is known', async () => {
     const encId = encodeId('obj-pending');
@@ -205,10 +254,21 @@ describe('storage fencing', () => {
     await st.read();
     await Promise.all(Array.from({ length: 2500 }, (_, i) => st.write({ checks: [], ops: [{ op: 'put', key: `k${i}`, value: Buffer.from(`v${i}`) }] })));
     await st.write({ checks: [], ops: [{ op: 'put', key: 'k7', value: Buffer.from('newer') }, { op: 'delete', key: 'k8' }] });
-    const loaded = await journal.load(store.names(CLS), encId, token);
+    const loaded = await journal.loadWithValues(store.names(CLS), encId, token);
     expect(loaded.entries.size).toBe(2499);
     expect(Buffer.from(loaded.entries.get('k7')!.value).toString()).toBe('newer');
     expect(loaded.entries.has('k8')).toBe(false);
     expect(Buffer.from(loaded.entries.get('k2499')!.value).toString()).toBe('v2499');
+    // Activation's keys-only load of the same object: keys, versions, sizes and the tombstone; values on demand.
+    const fresh = new ObjectState(ctx, encId, 'obj-big', token);
+    const idx = await fresh.read();
+    expect(idx.size).toBe(2499);
+    expect(idx.get('k7')).toEqual({ version: loaded.entries.get('k7')!.version, size: 5 });
+    expect(idx.absentAt('k8')).toBeGreaterThan(0);
+    expect(Buffer.from((await fresh.get('k7'))!.value).toString()).toBe('newer');
+    expect(await fresh.get('k8')).toBeUndefined();
+    const page = await fresh.list({ prefix: 'k24', limit: 5, reverse: false });
+    expect(page.truncated).toBe(true);
+    expect(page.entries.map((e) => [e.key, Buffer.from(e.entry.value).toString()])).toEqual(['k24', 'k240', 'k2400', 'k2401', 'k2402'].map((k) => [k, `v${k.slice(1)}`]));
   }, 90_000);
 });

@@ -152,7 +152,7 @@ describe('summaries', () => {
   it('adds one summary message to a storage batch, matching the state after it', () => {
     const names = classNames('castellan', 'default', 'c');
     const encId = encodeId('x.y');
-    const idx = KeyIndex.from([['k1', { value: bytes('abc'), version: 1 }]]);
+    const idx = KeyIndex.from([['k1', { size: 3, version: 1 }]]);
     const s = summarizer(names, () => 1234)(encId, idx, [putMessage(names, encId, 'k2', bytes('hello')), deleteMessage(names, encId, 'k1')]);
     expect(s?.subject).toBe(indexNames(names).subject(encId));
     expect(s?.subject).toBe(`castellan.obj.default.c.idx.${encId}`);
@@ -168,7 +168,7 @@ describe('summaries', () => {
   it('skips the summary of a batch that keeps the totals, for up to a second after writing them', () => {
     const names = classNames('castellan', 'default', 'c');
     const encId = encodeId('o');
-    const idx = KeyIndex.from([['k', { value: bytes('abc'), version: 1 }]]);
+    const idx = KeyIndex.from([['k', { size: 3, version: 1 }]]);
     let t = 1_000;
     const hook = summarizer(names, () => t);
     const same = [putMessage(names, encId, 'k', bytes('xyz'))];

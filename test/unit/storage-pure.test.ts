@@ -6,7 +6,8 @@
 import { describe, expect, it } from '@jest/globals';
 import { CastellanError } from '../../common/errors.ts';
 import { afterFailure, DEFAULT_ALARM_RETRY, retryDelay, retrySchedule } from '../../sidecar/alarms/backoff.ts';
-import { KeyIndex } from '../../sidecar/storage/key-index.ts';
+import { KeyIndex, sortedOrder } from '../../sidecar/storage/key-index.ts';
+import { ValueCache } from '../../sidecar/storage/value-cache.ts';
 import { compareKeys, MAX_KEY_BYTES, MAX_VALUE_BYTES, selectRange, validateKey, validateValue, type ListRange } from '../../sidecar/storage/keys.ts';
 import { keyToken } from '../../sidecar/storage/journal.ts';
 import { parseAlarm, parseListQuery, parseStorageUrl } from '../../sidecar/storage/routes.ts';
@@ -97,18 +98,113 @@ describe('list range selection', () => {
 });
 
 describe('key index', () => {
-  it('keeps keys sorted and byte totals through sets and deletes', () => {
-    const idx = KeyIndex.from([['b', { value: new Uint8Array(3), version: 2 }]]);
-    idx.set('a', { value: new Uint8Array(1), version: 3 });
-    idx.set('é', { value: new Uint8Array(2), version: 4 });
-    idx.set('b', { value: new Uint8Array(5), version: 5 });
+  it('keeps keys sorted, versions, sizes and byte totals through sets and deletes', () => {
+    const idx = KeyIndex.from([['b', { size: 3, version: 2 }]]);
+    idx.set('a', { size: 1, version: 3 });
+    idx.set('é', { size: 2, version: 4 });
+    idx.set('b', { size: 5, version: 5 });
     expect(idx.keys()).toEqual(['a', 'b', 'é']);
     expect(idx.totalBytes).toBe(1 + 1 + 1 + 5 + 2 + 2);
+    expect(idx.get('b')).toEqual({ version: 5, size: 5 });
     expect(idx.delete('b')).toBe(true);
     expect(idx.delete('b')).toBe(false);
     expect(idx.keys()).toEqual(['a', 'é']);
-    expect(idx.get('é')?.version).toBe(4);
-    expect(idx.list({ limit: 1, reverse: true })).toEqual({ entries: [{ key: 'é', entry: idx.get('é') }], truncated: true });
+    expect(idx.get('é')).toEqual({ version: 4, size: 2 });
+    expect(idx.get('b')).toBeUndefined();
+    expect(idx.list({ limit: 1, reverse: true })).toEqual({ entries: [{ key: 'é', version: 4, size: 2 }], truncated: true });
+    idx.deleteMany(['a', 'zz']);
+    expect(idx.keys()).toEqual(['é']);
+    expect(idx.totalBytes).toBe(2 + 2);
+  });
+
+  it('remembers tombstone sequences of deleted keys until they are written again', () => {
+    const idx = KeyIndex.from([['a', { size: 1, version: 1 }]]);
+    expect(idx.absentAt('never')).toBe(0);
+    idx.delete('a', 7);
+    expect(idx.get('a')).toBeUndefined();
+    expect(idx.absentAt('a')).toBe(7);
+    idx.set('a', { size: 1, version: 9 });
+    expect(idx.absentAt('a')).toBe(0);
+    idx.deleteMany(['a', 'b'], [11, 12]);
+    expect([idx.absentAt('a'), idx.absentAt('b')]).toEqual([11, 12]);
+  });
+
+  it('truncates a list before the value bytes limit, always returning the first entry', () => {
+    const idx = KeyIndex.from([
+      ['a', { size: 10, version: 1 }],
+      ['b', { size: 10, version: 2 }],
+      ['c', { size: 10, version: 3 }],
+    ]);
+    expect(idx.list({ limit: 10, reverse: false }, 25)).toEqual({ entries: [{ key: 'a', version: 1, size: 10 }, { key: 'b', version: 2, size: 10 }], truncated: true });
+    expect(idx.list({ limit: 10, reverse: false }, 5).entries.map((e) => e.key)).toEqual(['a']);
+    expect(idx.list({ limit: 10, reverse: false }, 30)).toMatchObject({ truncated: false });
+  });
+
+  it('builds from an unordered load equal to one built key by key (many sorted runs merged)', async () => {
+    let seed = 11;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const alphabet = ['a', 'b', 'é', '\u{1F600}', '\uFF5E', '/', '0'];
+    const keys = [...new Set(Array.from({ length: 20_000 }, () => Array.from({ length: 1 + rnd(8) }, () => alphabet[rnd(alphabet.length)]).join('')))];
+    const versions = keys.map((_, i) => i + 1);
+    const sizes = keys.map((k) => k.length * 3);
+    const idx = await KeyIndex.build({ keys, versions, sizes });
+    const expected = [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    expect(idx.keys()).toEqual(expected);
+    expect(idx.size).toBe(keys.length);
+    for (let i = 0; i < keys.length; i += 997) expect(idx.get(keys[i]!)).toEqual({ version: versions[i], size: sizes[i] });
+    expect(idx.totalBytes).toBe(keys.reduce((n, k, i) => n + Buffer.byteLength(k) + sizes[i]!, 0));
+    expect(await sortedOrder([])).toEqual(new Uint32Array(0));
+  });
+
+  it('compares like UTF-8 bytes on random strings with surrogate pairs and high BMP characters', () => {
+    const units = ['a', 'z', '\u00E9', '\uD7FF', '\uE000', '\uFFFD', '\u{10000}', '\u{1F600}', '\u{10FFFF}'];
+    let seed = 3;
+    const rnd = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 3000; i++) {
+      const a = Array.from({ length: rnd(4) }, () => units[rnd(units.length)]).join('');
+      const b = Array.from({ length: rnd(4) }, () => units[rnd(units.length)]).join('');
+      expect(Math.sign(compareKeys(a, b))).toBe(Math.sign(Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    }
+  });
+});
+
+describe('value cache', () => {
+  it('hits only the exact version and evicts least recently used by bytes', () => {
+    const c = new ValueCache(4096);
+    const v = (n: number, fill: number) => new Uint8Array(n).fill(fill);
+    c.put('o', 'a', 1, v(300, 1));
+    expect(c.get('o', 'a', 1)?.[0]).toBe(1);
+    expect(c.get('o', 'a', 2)).toBeUndefined();
+    expect(c.get('p', 'a', 1)).toBeUndefined();
+    c.put('o', 'b', 1, v(300, 2));
+    c.put('o', 'c', 1, v(300, 3));
+    expect(c.get('o', 'a', 1)).toBeDefined(); // a is now the most recently used
+    for (let i = 0; i < 10; i++) c.put('o', `f${i}`, 1, v(300, 9));
+    expect(c.size).toBeLessThanOrEqual(4096);
+    expect(c.get('o', 'b', 1)).toBeUndefined();
+    // Too big for the budget (over an eighth): not held.
+    c.put('o', 'big', 1, v(1000, 7));
+    expect(c.get('o', 'big', 1)).toBeUndefined();
+    // A new version replaces, a drop forgets.
+    c.put('o', 'x', 1, v(10, 1));
+    c.put('o', 'x', 2, v(10, 2));
+    expect(c.get('o', 'x', 1)).toBeUndefined();
+    expect(c.get('o', 'x', 2)?.[0]).toBe(2);
+    c.drop('o', 'x');
+    expect(c.get('o', 'x', 2)).toBeUndefined();
+  });
+
+  it('copies a value that is a view into a bigger buffer', () => {
+    const c = new ValueCache(1 << 20);
+    const big = new Uint8Array(10_000);
+    c.put('o', 'k', 1, big.subarray(10, 20));
+    expect(c.get('o', 'k', 1)!.buffer.byteLength).toBe(10);
   });
 });
 
