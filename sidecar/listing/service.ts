@@ -38,6 +38,19 @@ import { IndexView } from './view.ts';
 
 /** The path the owner's sidecar answers itself (host.ts): delete the object's storage and alarm. */
 export const DELETE_PATH = '/.castellan/sidecar/delete-object';
+/** How long a delete keeps retrying across ownership changes. */
+const DELETE_RETRY_MS = 15_000;
+
+/** The SPEC error an owner answered with, if its body is one. */
+function answerError(status: number, body: Uint8Array): CastellanError | undefined {
+  try {
+    const e = (JSON.parse(Buffer.from(body).toString('utf8')) as { error?: { code?: unknown; message?: unknown; retryable?: unknown } }).error;
+    if (e === undefined || typeof e.code !== 'string') return undefined;
+    return new CastellanError(status, e.code, typeof e.message === 'string' ? e.message : e.code, { retryable: e.retryable === true });
+  } catch {
+    return undefined;
+  }
+}
 
 export interface ListedObject {
   id: string;
@@ -281,11 +294,30 @@ export class Listing {
     return { id, keys: s?.keys ?? 0, bytes: s?.bytes ?? 0, alarm: due, host, lastWrite: s === undefined ? null : new Date(s.lastWrite).toISOString() };
   }
 
-  /** Deletes the object's storage and alarm through its owner (fenced like any write). */
+  /**
+   * Deletes the object's storage and alarm through its owner (fenced like any
+   * write). The delete is idempotent, so when ownership moves during it (the
+   * owner was fenced: 409 NOT_OWNER, or another retryable answer) it runs
+   * again at the new owner, for up to DELETE_RETRY_MS; the caller never sees
+   * a move it did not cause.
+   */
   async delete(cls: string, id: string): Promise<void> {
     await this.checkClass(cls);
-    const r = await this.router.invoke({ cls, id, method: 'POST', path: DELETE_PATH, query: '', headers: [], body: new Uint8Array(0), rid: randomUUID() });
-    if (r.status !== 204) throw Errors.internal(`The owner of ${cls}/${id} answered ${r.status} to the delete: ${Buffer.from(r.body).toString('utf8').slice(0, 300)}`);
+    const deadline = performance.now() + DELETE_RETRY_MS;
+    for (let attempt = 1; ; attempt++) {
+      let problem: CastellanError;
+      try {
+        const r = await this.router.invoke({ cls, id, method: 'POST', path: DELETE_PATH, query: '', headers: [], body: new Uint8Array(0), rid: randomUUID() });
+        if (r.status === 204) return;
+        problem = answerError(r.status, r.body) ?? Errors.internal(`The owner of ${cls}/${id} answered ${r.status} to the delete: ${Buffer.from(r.body).toString('utf8').slice(0, 300)}`);
+      } catch (err) {
+        if (!(err instanceof CastellanError)) throw err;
+        problem = err;
+      }
+      if (!problem.retryable || performance.now() + 250 * attempt > deadline) throw problem;
+      this.log.info('object delete met an ownership change; running it again at the owner', { cls, id, attempt, code: problem.code });
+      await new Promise((r) => setTimeout(r, Math.min(1_000, 100 * attempt)));
+    }
   }
 
   /**
