@@ -15,6 +15,8 @@ export const operatorConfigSchema = z
   .object({
     /** Pod (or process) identity, used as the leader-election identity. */
     identity: z.string().min(1).default(`${hostname()}-${process.pid}`),
+    /** The operator's ServiceAccount: the caller it names in queue-host calls (common/access.ts; with the auth callout, its token's). */
+    serviceAccount: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a ServiceAccount name').default('default'),
     kubeconfig: z.string().min(1).optional(),
     nats: z
       .object({
@@ -163,6 +165,7 @@ export type OperatorConfig = z.infer<typeof operatorConfigSchema>;
 
 export const operatorEnv: EnvMap = {
   POD_NAME: 'identity',
+  CASTELLAN_SERVICE_ACCOUNT: 'serviceAccount',
   KUBECONFIG: 'kubeconfig',
   CASTELLAN_NATS_URL: 'nats.urls',
   CASTELLAN_NATS_PREFIX: 'nats.prefix',

@@ -230,6 +230,7 @@ export function operatorDefaults(config: OperatorConfig): OperatorDefaults {
     sidecarImage: config.sidecar.image,
     sidecarImagePullPolicy: config.sidecar.imagePullPolicy,
     sidecarLogLevel: config.sidecar.logLevel,
+    operatorServiceAccount: config.serviceAccount,
     ...(config.sidecar.resources !== undefined ? { sidecarResources: config.sidecar.resources } : {}),
   };
 }

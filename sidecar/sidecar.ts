@@ -53,6 +53,9 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
       leaseTtlMs: o.leaseTtl,
       requestTimeoutMs: o.requestTimeout,
       unavailableWaitMs: o.unavailableWait,
+      /** Who this sidecar is when it calls, and who may call what it hosts (common/access.ts). */
+      caller: { namespace: config.namespace, serviceAccount: config.serviceAccount },
+      access: { namespace: config.namespace, callers: config.access.callers },
     };
     objects = await startObjects(
       nats.nc,

@@ -28,6 +28,8 @@ export interface OperatorDefaults {
   sidecarLogLevel?: string;
   /** Resources of a sidecar whose resource's spec.sidecar.resources is unset (chart value sidecar.resources). */
   sidecarResources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  /** The operator's own ServiceAccount (its identity when it calls queue hosts, common/access.ts). */
+  operatorServiceAccount?: string;
 }
 
 export type Component = 'object-host' | 'queue-host';

@@ -45,7 +45,8 @@ export interface KindHandler<S> {
   assetName(prefix: string, cr: CustomResource<S>): string;
   statusCounts(view: WorkloadView | undefined): Record<string, number>;
   /** Extra status fields read from the running hosts over NATS (best effort), when some are ready. */
-  observe?(nc: NatsConnection, prefix: string, cr: CustomResource<S>, log: Logger): Promise<Record<string, number>>;
+  /** `serviceAccount`: the operator's, the caller it names in calls (common/access.ts). */
+  observe?(nc: NatsConnection, prefix: string, cr: CustomResource<S>, log: Logger, serviceAccount: string): Promise<Record<string, number>>;
   /** Reconcile a healthy resource again after this long, to refresh what `observe` reads. */
   refreshMs?: number;
 }
@@ -94,8 +95,8 @@ export const replicatedQueueHandler: KindHandler<ReplicatedQueueSpec> = {
   },
   assetName: (prefix, cr) => `streams of queue ${cr.metadata.name} (${queueMetaStreamName({ prefix, namespace: cr.metadata.namespace, queue: cr.metadata.name })} and host streams)`,
   statusCounts: (v) => ({ hosts: v?.replicas ?? 0, readyHosts: v?.ready ?? 0 }),
-  async observe(nc, prefix, cr, log): Promise<Record<string, number>> {
-    const n = await queueMessageCount(nc, { prefix, namespace: cr.metadata.namespace, queue: cr.metadata.name }, cr.spec.hosts, log);
+  async observe(nc, prefix, cr, log, serviceAccount): Promise<Record<string, number>> {
+    const n = await queueMessageCount(nc, { prefix, namespace: cr.metadata.namespace, queue: cr.metadata.name }, cr.spec.hosts, log, { namespace: cr.metadata.namespace, serviceAccount });
     return n === undefined ? {} : { approximateMessages: n };
   },
   refreshMs: 30_000,

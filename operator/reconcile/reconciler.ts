@@ -132,7 +132,7 @@ export class Reconciler<S> {
         this.d.log.debug('JetStream assets ensured', { kind: this.h.kind, key, assets: what });
       }
       if (this.h.observe !== undefined && (view?.ready ?? 0) > 0) {
-        observed = await this.h.observe(nc, prefix, typed, this.d.log);
+        observed = await this.h.observe(nc, prefix, typed, this.d.log, this.d.defaults.operatorServiceAccount ?? 'default');
         this.d.onObserved?.(namespace, name, observed);
       }
     } catch (err) {
