@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { V1ConfigMap, V1Container, V1EnvVar, V1OwnerReference, V1PodDisruptionBudget, V1PodSpec, V1Probe, V1Service } from '@kubernetes/client-node';
+import { formatAccessCallers, type AccessCaller } from '../../common/access.ts';
 import { apiVersion, type CustomResource, type EnvVar, type SidecarOverrides } from '../api/resources.ts';
 
 export const managedBy = 'castellan-operator';
@@ -83,7 +84,7 @@ export function mergeEnv(...lists: (readonly (V1EnvVar | EnvVar)[] | undefined)[
 }
 
 /** Env names the operator owns in the sidecar: a user's spec.sidecar.env cannot replace them. */
-const reservedSidecarEnv = new Set(['POD_NAME', 'POD_NAMESPACE', 'CASTELLAN_ROLE', 'CASTELLAN_CLASS', 'CASTELLAN_QUEUE', 'CASTELLAN_HTTP_PORT', 'CASTELLAN_HTTP_HOST', 'CASTELLAN_ADMIN_PORT', 'CASTELLAN_ADMIN_HOST']);
+const reservedSidecarEnv = new Set(['POD_NAME', 'POD_NAMESPACE', 'CASTELLAN_SERVICE_ACCOUNT', 'CASTELLAN_ACCESS_CALLERS', 'CASTELLAN_ROLE', 'CASTELLAN_CLASS', 'CASTELLAN_QUEUE', 'CASTELLAN_HTTP_PORT', 'CASTELLAN_HTTP_HOST', 'CASTELLAN_ADMIN_PORT', 'CASTELLAN_ADMIN_HOST']);
 
 export interface SidecarInput {
   /** 'client': the sidecar the admission webhook adds to caller pods (operator/webhook/inject.ts). */
@@ -131,6 +132,8 @@ export function sidecarContainer(input: SidecarInput): V1Container {
   const fixed: V1EnvVar[] = [
     { name: 'POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } } },
+    // The caller identity its calls carry (common/access.ts); the auth callout holds it to the pod's token.
+    { name: 'CASTELLAN_SERVICE_ACCOUNT', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'spec.serviceAccountName' } } },
     { name: 'CASTELLAN_HTTP_PORT', value: String(port) },
     { name: 'CASTELLAN_ADMIN_PORT', value: String(sidecarAdminPort) },
   ];
@@ -173,6 +176,12 @@ export function natsSettings(nats: { urls?: string[]; prefix?: string } | undefi
   const level = overrides?.logLevel ?? defaults.sidecarLogLevel;
   if (level !== undefined) out.CASTELLAN_LOG_LEVEL = level;
   return out;
+}
+
+/** Who may call the resource besides its namespace (spec.access.callers), for its hosts to enforce (common/access.ts). */
+export function accessSettings(access: { callers?: AccessCaller[] } | undefined): Record<string, string> {
+  const callers = formatAccessCallers(access?.callers);
+  return callers === '' ? {} : { CASTELLAN_ACCESS_CALLERS: callers };
 }
 
 export function headlessService(cr: CustomResource, component: Component, port: number): V1Service {

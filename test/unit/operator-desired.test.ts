@@ -198,6 +198,26 @@ describe('ReplicatedQueue → children', () => {
   });
 });
 
+describe('access policy → sidecars (spec.access.callers)', () => {
+  it('gives the hosts the callers as JSON (none: only the own namespace) and every sidecar its ServiceAccount', () => {
+    const callers = [{ namespace: 'team-a', serviceAccounts: ['web'] }, { namespace: 'ops' }];
+    for (const out of [desiredDurableObject(dobj({ template, appPort: 8080, access: { callers } }), defaults), desiredReplicatedQueue(rq({ access: { callers } }), defaults)]) {
+      const spec = out.statefulSet.spec!.template.spec!;
+      const env = envOf([...(spec.initContainers ?? []), ...spec.containers].find((c) => c.name === 'castellan-sidecar'));
+      expect(JSON.parse(env.CASTELLAN_ACCESS_CALLERS!.value!)).toEqual(callers);
+      expect(env.CASTELLAN_SERVICE_ACCOUNT!.valueFrom!.fieldRef!.fieldPath).toBe('spec.serviceAccountName');
+    }
+    const plain = desiredDurableObject(dobj({ template, appPort: 8080 }), defaults);
+    expect(plain.settings.CASTELLAN_ACCESS_CALLERS).toBeUndefined();
+    // A policy change rolls the hosts (it is in the hashed settings).
+    expect(desiredDurableObject(dobj({ template, appPort: 8080, access: { callers } }), defaults).hash).not.toBe(plain.hash);
+  });
+
+  it('refuses callers that are not namespaces / ServiceAccounts, naming the field', () => {
+    expect(() => dobj({ template, appPort: 8080, access: { callers: [{ namespace: 'Team A' }] } })).toThrow(/access\.callers\.0\.namespace/);
+  });
+});
+
 describe('status conditions', () => {
   const sts = (status: Record<string, unknown>, generation = 1): V1StatefulSet => ({ metadata: { generation }, status: { replicas: 0, ...status } as V1StatefulSet['status'] });
   const t1 = new Date('2026-01-01T00:00:00Z');
