@@ -101,6 +101,20 @@ export function forbidden(caller: CallerIdentity, kind: ResourceKind, namespace:
   );
 }
 
+/**
+ * The refusal of a listing, storage or queue request (`path`) that names
+ * another namespace than the sidecar's own in `castellan-namespace`;
+ * undefined when it names none or the own one. Only object calls cross
+ * namespaces (sidecar/access/remote-call.ts).
+ */
+export function foreignNamespaceRefusal(header: string | string[] | undefined, own: string, path: string): CastellanError | undefined {
+  const named = Array.isArray(header) ? header : header === undefined || header === '' ? [] : [header];
+  const other = named.find((n) => n !== own);
+  if (other === undefined) return undefined;
+  const what = path.startsWith('/v1/queues') ? 'Queue calls' : path.startsWith('/v1/storage') ? 'Object storage' : "Listing, inspecting and deleting objects";
+  return new CastellanError(403, 'FORBIDDEN', `${what} reach only this sidecar's own namespace "${own}"; namespace "${other}" cannot be used from here (only object calls may name another namespace, when its resource allows it).`);
+}
+
 /** The two subject tokens that name a caller. */
 export function identityTokens(id: CallerIdentity): string {
   return `${id.namespace}.${id.serviceAccount.replaceAll('.', '_')}`;
@@ -117,6 +131,25 @@ export function identityFromSubject(subject: string): CallerIdentity | undefined
   const serviceAccount = (parts[parts.length - 1] as string).replaceAll('_', '.');
   if (!dnsLabel.test(namespace) || !dnsSubdomain.test(serviceAccount)) return undefined;
   return { namespace, serviceAccount };
+}
+
+/**
+ * The ServiceAccount name a projected ServiceAccount token names (`sub` =
+ * `system:serviceaccount:<ns>:<name>`), read without verifying it: the
+ * sidecar states the identity NATS will hold it to (the callout verifies the
+ * token and grants calls only under this name). Undefined when it names none.
+ */
+export function serviceAccountOfToken(token: string): string | undefined {
+  const part = token.trim().split('.')[1];
+  if (part === undefined) return undefined;
+  let sub: unknown;
+  try {
+    sub = (JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as { sub?: unknown }).sub;
+  } catch {
+    return undefined;
+  }
+  const m = typeof sub === 'string' ? /^system:serviceaccount:[a-z0-9-]+:([a-z0-9][-a-z0-9.]*)$/.exec(sub) : null;
+  return m !== null && dnsSubdomain.test(m[1] as string) ? m[1] : undefined;
 }
 
 /** Validates a stated identity (sidecar config): a namespace and ServiceAccount name. */

@@ -3,11 +3,14 @@
  * features its role enables. `startSidecar` wires them; `stop` drains them in
  * reverse order (readiness first, so load balancers and callers move away).
  */
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import express from 'express';
 import type { Registry } from 'prom-client';
+import { serviceAccountOfToken } from '../common/access.ts';
 import { logger, type Logger } from '../common/logger.ts';
 import type { SidecarConfig } from './config.ts';
+import { namespaceGuard } from './access/namespace-guard.ts';
 import { errorHandler, notFoundHandler } from './http/errors.ts';
 import { startAdminServer } from './http/admin.ts';
 import { healthRouter, Readiness } from './http/health.ts';
@@ -54,7 +57,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
       requestTimeoutMs: o.requestTimeout,
       unavailableWaitMs: o.unavailableWait,
       /** Who this sidecar is when it calls, and who may call what it hosts (common/access.ts). */
-      caller: { namespace: config.namespace, serviceAccount: config.serviceAccount },
+      caller: { namespace: config.namespace, serviceAccount: ownServiceAccount(config, log) },
       access: { namespace: config.namespace, callers: config.access.callers },
     };
     objects = await startObjects(
@@ -109,6 +112,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
     app.disable('x-powered-by');
     app.set('etag', false);
     app.use(healthRouter(readiness, registry));
+    app.use(['/v1/classes', '/v1/queues', '/v1/storage'], namespaceGuard(config.namespace));
     app.use(objects.routes);
     app.use(queues.routes);
     app.use(objects.storageRoutes);
@@ -181,4 +185,20 @@ function listen(app: express.Express, host: string, port: number): Promise<Serve
     server.once('listening', () => resolve(server));
     server.once('error', reject);
   });
+}
+
+/**
+ * The ServiceAccount this sidecar's calls name (common/access.ts): the one its
+ * NATS token belongs to when it connects with one (the auth callout grants
+ * calls only under that name), else CASTELLAN_SERVICE_ACCOUNT.
+ */
+function ownServiceAccount(config: SidecarConfig, log: Logger): string {
+  const file = config.nats.auth?.serviceAccountToken;
+  if (file === undefined) return config.serviceAccount;
+  const fromToken = serviceAccountOfToken(readFileSync(file, 'utf8'));
+  if (fromToken === undefined) return config.serviceAccount;
+  if (fromToken !== config.serviceAccount && config.serviceAccount !== 'default') {
+    log.warn('CASTELLAN_SERVICE_ACCOUNT differs from the ServiceAccount of the NATS token; calls name the token\'s', { configured: config.serviceAccount, token: fromToken });
+  }
+  return fromToken;
 }

@@ -27,6 +27,7 @@ import { Router } from './router.ts';
 import { objectRoutes } from './routes.ts';
 import type { Concurrency } from './turn-queue.ts';
 import { META_HEADROOM } from './wire.ts';
+import { RemoteObjects } from '../access/remote-call.ts';
 import { startListing } from '../listing/start.ts';
 import { summarizer } from '../listing/summary.ts';
 
@@ -132,7 +133,14 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
   const storage = new Storage(host, journal, hostNames, storageMetrics, log.child({ component: 'storage' }), hostNames === undefined ? undefined : summarizer(hostNames));
   const listing = startListing(nc, registry, { store, membership, router, journal, storage, host }, log.child({ component: 'listing' }));
   return {
-    routes: objectRoutes(router),
+    routes: objectRoutes(router, {
+      namespace: cfg.namespace,
+      objects: new RemoteObjects(
+        nc,
+        { prefix: cfg.prefix, caller: cfg.caller, requestTimeoutMs: cfg.requestTimeoutMs, unavailableWaitMs: cfg.unavailableWaitMs, maxRedirects: 8, maxBodyBytes },
+        log.child({ component: 'objects.remote' }),
+      ),
+    }),
     storageRoutes: storageRoutes(storage),
     listingRoutes: listing.routes,
     readiness,

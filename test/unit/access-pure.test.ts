@@ -3,7 +3,7 @@
  * subject carries, and the policy's env form.
  */
 import { describe, expect, it } from '@jest/globals';
-import { decideAccess, formatAccessCallers, identityFromSubject, identityTokens, parseAccessCallers, type AccessPolicy } from '../../common/access.ts';
+import { decideAccess, foreignNamespaceRefusal, formatAccessCallers, identityFromSubject, identityTokens, parseAccessCallers, serviceAccountOfToken, type AccessPolicy } from '../../common/access.ts';
 import { CastellanError } from '../../common/errors.ts';
 import { classNames } from '../../sidecar/objects/subjects.ts';
 import { queueNames } from '../../sidecar/queues/names.ts';
@@ -83,5 +83,24 @@ describe('policy in the environment (CASTELLAN_ACCESS_CALLERS)', () => {
     expect([c.serviceAccount, c.access.callers]).toEqual(['web', [{ namespace: 'team-a' }]]);
     expect(loadSidecarConfig({}, { CASTELLAN_NATS_URL: 'nats://n:4222' }).access.callers).toEqual([]);
     expect(() => loadSidecarConfig({}, { CASTELLAN_NATS_URL: 'nats://n:4222', CASTELLAN_ACCESS_CALLERS: '[1]' })).toThrow(/access\.callers \(from CASTELLAN_ACCESS_CALLERS\)/);
+  });
+});
+
+describe('who the sidecar says it is, and what may name another namespace', () => {
+  const jwt = (claims: object) => `h.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.s`;
+  it('reads the ServiceAccount a projected token names', () => {
+    expect(serviceAccountOfToken(jwt({ sub: 'system:serviceaccount:team-a:api.v2' }))).toBe('api.v2');
+    expect(serviceAccountOfToken(`${jwt({ sub: 'system:serviceaccount:team-a:web' })}\n`)).toBe('web');
+    expect(serviceAccountOfToken(jwt({ sub: 'alice' }))).toBeUndefined();
+    expect(serviceAccountOfToken('garbage')).toBeUndefined();
+  });
+
+  it('refuses listing, storage and queue requests naming another namespace (403), lets the own one through', () => {
+    expect(foreignNamespaceRefusal(undefined, 'team-a', '/v1/classes/counter/objects')).toBeUndefined();
+    expect(foreignNamespaceRefusal('team-a', 'team-a', '/v1/classes/counter/objects')).toBeUndefined();
+    const e = foreignNamespaceRefusal('team-b', 'team-a', '/v1/classes/counter/objects');
+    expect([e?.status, e?.code]).toEqual([403, 'FORBIDDEN']);
+    expect(e?.message).toMatch(/^Listing, inspecting and deleting objects reach only .*"team-a".*"team-b"/);
+    expect(foreignNamespaceRefusal(['team-a', 'team-b'], 'team-a', '/v1/queues/jobs/messages')?.message).toMatch(/^Queue calls/);
   });
 });
