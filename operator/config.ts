@@ -45,6 +45,11 @@ export const operatorConfigSchema = z
         image: z.string().min(1).default('ghcr.io/castellan-dev/castellan:0.1.0'),
         imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
         logLevel: z.enum(['debug', 'info', 'warn', 'error']).optional(),
+        /**
+         * Secured cluster (docs/security.md §2): every sidecar the operator adds gets a projected
+         * ServiceAccount token with this audience (the auth callout's) as its NATS credential.
+         */
+        tokenAudience: z.string().min(1).optional(),
         /** Default sidecar resources as JSON ({"requests":{...},"limits":{...}}), for resources that set none. */
         resources: z
           .string()
@@ -177,6 +182,7 @@ export const operatorEnv: EnvMap = {
   CASTELLAN_SIDECAR_IMAGE: 'sidecar.image',
   CASTELLAN_SIDECAR_IMAGE_PULL_POLICY: 'sidecar.imagePullPolicy',
   CASTELLAN_SIDECAR_LOG_LEVEL: 'sidecar.logLevel',
+  CASTELLAN_SIDECAR_TOKEN_AUDIENCE: 'sidecar.tokenAudience',
   CASTELLAN_SIDECAR_RESOURCES: 'sidecar.resources',
   CASTELLAN_LEADER_ELECT: 'leaderElection.enabled',
   CASTELLAN_LEADER_ELECTION_NAMESPACE: 'leaderElection.namespace',

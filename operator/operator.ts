@@ -231,6 +231,7 @@ export function operatorDefaults(config: OperatorConfig): OperatorDefaults {
     sidecarImagePullPolicy: config.sidecar.imagePullPolicy,
     sidecarLogLevel: config.sidecar.logLevel,
     operatorServiceAccount: config.serviceAccount,
+    ...(config.sidecar.tokenAudience !== undefined ? { sidecarTokenAudience: config.sidecar.tokenAudience } : {}),
     ...(config.sidecar.resources !== undefined ? { sidecarResources: config.sidecar.resources } : {}),
   };
 }

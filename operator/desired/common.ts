@@ -4,7 +4,7 @@
  * PodDisruptionBudget and the ConfigMap. Pure functions, no I/O.
  */
 import { createHash } from 'node:crypto';
-import type { V1ConfigMap, V1Container, V1EnvVar, V1OwnerReference, V1PodDisruptionBudget, V1PodSpec, V1Probe, V1Service } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Container, V1EnvVar, V1OwnerReference, V1PodDisruptionBudget, V1PodSpec, V1Probe, V1Service, V1Volume } from '@kubernetes/client-node';
 import { formatAccessCallers, type AccessCaller } from '../../common/access.ts';
 import { apiVersion, type CustomResource, type EnvVar, type SidecarOverrides } from '../api/resources.ts';
 
@@ -31,6 +31,38 @@ export interface OperatorDefaults {
   sidecarResources?: { requests?: Record<string, string>; limits?: Record<string, string> };
   /** The operator's own ServiceAccount (its identity when it calls queue hosts, common/access.ts). */
   operatorServiceAccount?: string;
+  /**
+   * Audience of the projected ServiceAccount token every sidecar presents to
+   * NATS (the auth callout's, docs/security.md §2); unset: no token (NATS
+   * without the callout).
+   */
+  sidecarTokenAudience?: string;
+}
+
+/** Where the sidecar's NATS token is mounted (CASTELLAN_NATS_SA_TOKEN). */
+export const sidecarTokenDir = '/var/run/secrets/castellan';
+const tokenVolume = 'castellan-token';
+const tmpVolume = 'castellan-tmp';
+
+/**
+ * The volumes every pod with a Castellan sidecar needs (the one builder for
+ * StatefulSet pods and injected pods): the sidecar's /tmp and, on a secured
+ * cluster, its projected ServiceAccount token for the auth callout. The
+ * kubelet rotates the token; the sidecar reads it again on every reconnect.
+ */
+export function sidecarVolumes(defaults: OperatorDefaults): V1Volume[] {
+  const out: V1Volume[] = [{ name: tmpVolume, emptyDir: { sizeLimit: '64Mi' } }];
+  if (defaults.sidecarTokenAudience !== undefined) {
+    out.push({ name: tokenVolume, projected: { sources: [{ serviceAccountToken: { audience: defaults.sidecarTokenAudience, expirationSeconds: 3600, path: 'token' } }] } });
+  }
+  return out;
+}
+
+/** A pod's volumes plus the sidecar's (replacing same-named ones: those names belong to Castellan). */
+export function withSidecarVolumes(volumes: V1Volume[] | undefined, defaults: OperatorDefaults): V1Volume[] {
+  const ours = sidecarVolumes(defaults);
+  const names = new Set(ours.map((v) => v.name));
+  return [...(volumes ?? []).filter((v) => !names.has(v.name)), ...ours];
 }
 
 export type Component = 'object-host' | 'queue-host';
@@ -136,6 +168,7 @@ export function sidecarContainer(input: SidecarInput): V1Container {
     { name: 'CASTELLAN_SERVICE_ACCOUNT', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'spec.serviceAccountName' } } },
     { name: 'CASTELLAN_HTTP_PORT', value: String(port) },
     { name: 'CASTELLAN_ADMIN_PORT', value: String(sidecarAdminPort) },
+    ...(defaults.sidecarTokenAudience !== undefined ? [{ name: 'CASTELLAN_NATS_SA_TOKEN', value: `${sidecarTokenDir}/token` }] : []),
   ];
   const settings = Object.entries(input.settings).map(([name, value]) => ({ name, value }));
   const user = (overrides?.env ?? []).filter((e) => !reservedSidecarEnv.has(e.name));
@@ -158,7 +191,10 @@ export function sidecarContainer(input: SidecarInput): V1Container {
       capabilities: { drop: ['ALL'] },
       seccompProfile: { type: 'RuntimeDefault' },
     },
-    volumeMounts: [{ name: 'castellan-tmp', mountPath: '/tmp' }],
+    volumeMounts: [
+      { name: tmpVolume, mountPath: '/tmp' },
+      ...(defaults.sidecarTokenAudience !== undefined ? [{ name: tokenVolume, mountPath: sidecarTokenDir, readOnly: true }] : []),
+    ],
   };
   const pull = overrides?.imagePullPolicy ?? defaults.sidecarImagePullPolicy;
   if (pull !== undefined) container.imagePullPolicy = pull;

@@ -24,6 +24,7 @@ import {
   sidecarContainer,
   sidecarContainerName,
   sidecarPort,
+  withSidecarVolumes,
   type OperatorDefaults,
 } from './common.ts';
 
@@ -75,7 +76,7 @@ export function desiredDurableObject(cr: CustomResource<DurableObjectSpec>, defa
   const sidecar = sidecarContainer({ component: 'object-host', settings, overrides: s.sidecar, defaults, native: true });
   // First, so that the user's own init containers and the app start once the sidecar is up (its startup probe).
   const initContainers = [sidecar, ...(userSpec.initContainers ?? []).filter((c) => c.name !== sidecarContainerName)];
-  const volumes: V1Volume[] = [...(userSpec.volumes ?? []).filter((v) => v.name !== 'castellan-tmp'), { name: 'castellan-tmp', emptyDir: { sizeLimit: '64Mi' } }];
+  const volumes: V1Volume[] = withSidecarVolumes(userSpec.volumes as V1Volume[] | undefined, defaults);
 
   const labels = { ...(s.template.metadata?.labels ?? {}), ...commonLabels('object-host', name) };
   const statefulSet: V1StatefulSet = {
