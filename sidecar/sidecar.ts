@@ -3,11 +3,10 @@
  * features its role enables. `startSidecar` wires them; `stop` drains them in
  * reverse order (readiness first, so load balancers and callers move away).
  */
-import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import express from 'express';
 import type { Registry } from 'prom-client';
-import { serviceAccountOfToken } from '../common/access.ts';
+import { ownServiceAccount } from '../common/service-account.ts';
 import { logger, type Logger } from '../common/logger.ts';
 import type { SidecarConfig } from './config.ts';
 import { namespaceGuard } from './access/namespace-guard.ts';
@@ -57,7 +56,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
       requestTimeoutMs: o.requestTimeout,
       unavailableWaitMs: o.unavailableWait,
       /** Who this sidecar is when it calls, and who may call what it hosts (common/access.ts). */
-      caller: { namespace: config.namespace, serviceAccount: ownServiceAccount(config, log) },
+      caller: { namespace: config.namespace, serviceAccount: ownServiceAccount(config.nats.auth?.serviceAccountToken, config.serviceAccount, log) },
       access: { namespace: config.namespace, callers: config.access.callers },
     };
     objects = await startObjects(
@@ -187,18 +186,3 @@ function listen(app: express.Express, host: string, port: number): Promise<Serve
   });
 }
 
-/**
- * The ServiceAccount this sidecar's calls name (common/access.ts): the one its
- * NATS token belongs to when it connects with one (the auth callout grants
- * calls only under that name), else CASTELLAN_SERVICE_ACCOUNT.
- */
-function ownServiceAccount(config: SidecarConfig, log: Logger): string {
-  const file = config.nats.auth?.serviceAccountToken;
-  if (file === undefined) return config.serviceAccount;
-  const fromToken = serviceAccountOfToken(readFileSync(file, 'utf8'));
-  if (fromToken === undefined) return config.serviceAccount;
-  if (fromToken !== config.serviceAccount && config.serviceAccount !== 'default') {
-    log.warn('CASTELLAN_SERVICE_ACCOUNT differs from the ServiceAccount of the NATS token; calls name the token\'s', { configured: config.serviceAccount, token: fromToken });
-  }
-  return fromToken;
-}
