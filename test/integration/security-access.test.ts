@@ -32,8 +32,8 @@ import { startAuthCallout, type AuthCallout } from '../../operator/authcallout/s
 import { kubeTokenReviewer } from '../../operator/authcallout/token-review.ts';
 import { decodeEnvelope, encodeEnvelope, type ReplyMeta, type RequestMeta } from '../../sidecar/objects/wire.ts';
 import { installCrds, startKube, type TestKube } from '../harness/kube.ts';
-import { killQueueProcs, startQueueHost } from '../harness/queues.ts';
-import { startClient, startHost, stopProc, type SidecarProc } from '../harness/sidecars.ts';
+import { queueEnv } from '../harness/queues.ts';
+import { startApp, startSidecar, stopProc, waitHttp, type SidecarProc } from '../harness/sidecars.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'castellan-security-access-'));
 const log = logger('test.access');
@@ -118,24 +118,32 @@ beforeAll(async () => {
   });
 
   const allowWeb = JSON.stringify([{ namespace: 'team-a', serviceAccounts: ['web'] }]);
+  const host = async (name: string, extra: NodeJS.ProcessEnv) => {
+    const app = await startApp(`${name}-app`);
+    const sc = await startSidecar(name, nats.urls, { CASTELLAN_ROLE: 'object-host', CASTELLAN_CLASS: 'counter', CASTELLAN_APP_PORT: String(app.port), ...extra }, { wait: false });
+    sc.app = app;
+    return sc;
+  };
+  const client = (name: string, extra: NodeJS.ProcessEnv) => startSidecar(name, nats.urls, { CASTELLAN_ROLE: 'client', ...extra }, { wait: false });
   const started = await Promise.all([
-    startHost('b-counter-0', 'counter', nats.urls, env('team-b', 'app', { CASTELLAN_ACCESS_CALLERS: allowWeb })),
-    startHost('c-counter-0', 'counter', nats.urls, env('team-c', 'app')),
-    startClient('a-web', nats.urls, env('team-a', 'web')),
+    host('b-counter-0', env('team-b', 'app', { CASTELLAN_ACCESS_CALLERS: allowWeb })),
+    host('c-counter-0', env('team-c', 'app')),
+    client('a-web', env('team-a', 'web')),
     // Claims to be `web` in its environment; its token says `batch`.
-    startClient('a-batch', nats.urls, env('team-a', 'batch', { CASTELLAN_SERVICE_ACCOUNT: 'web' })),
-    startClient('b-client', nats.urls, env('team-b', 'app')),
-    startQueueHost('jobs', 0, nats.urls, { hosts: 1, replicaCount: 1 }, env('team-b', 'app', { CASTELLAN_ACCESS_CALLERS: allowWeb })),
+    client('a-batch', env('team-a', 'batch', { CASTELLAN_SERVICE_ACCOUNT: 'web' })),
+    client('b-client', env('team-b', 'app')),
+    startSidecar('jobs-0', nats.urls, { ...queueEnv('jobs', { hosts: 1, replicaCount: 1 }), ...env('team-b', 'app', { CASTELLAN_ACCESS_CALLERS: allowWeb }) }, { wait: false }),
   ]);
-  procs.push(...started.slice(0, 5));
+  procs.push(...started);
   [, , clients.aWeb, clients.aBatch, clients.b] = started;
+  // Started together, then awaited with room for a loaded machine (a sidecar may need most of a minute to load there).
+  for (const p of started) await waitHttp(`${p.url}/readyz`, 180_000);
   await crds;
 }, 300_000);
 
 afterAll(async () => {
   await Promise.allSettled(raw.map((nc) => nc.close()));
   await Promise.allSettled(procs.map((p) => stopProc(p, 'SIGKILL')));
-  await killQueueProcs();
   await callout?.stop().catch(() => undefined);
   await calloutNc?.close().catch(() => undefined);
   await nats?.shutdown();
