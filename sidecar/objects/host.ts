@@ -392,21 +392,27 @@ export class ObjectHost {
   }
 
   private async onMessage(msg: Msg): Promise<void> {
-    let reply: Reply;
-    // Who may call (common/access.ts): refused before anything runs; the caller is the one its subject names.
-    const caller = identityFromSubject(msg.subject);
-    const allowed = caller === undefined ? Errors.badRequest(`The call subject ${msg.subject} names no caller.`) : decideAccess(this.opts.access, caller, 'DurableObject', this.opts.cls);
-    if (allowed !== true) {
-      this.log.info('call refused', { subject: msg.subject, code: allowed.code });
-      reply = errorReply(allowed);
-    } else try {
+    const reply = this.refusal(msg.subject) ?? (await this.answer(msg));
+    if (msg.reply !== undefined && msg.reply !== '') msg.respond(encodeEnvelope(reply.meta, reply.body));
+  }
+
+  /** Who may call (common/access.ts): refused before anything runs; the caller is the one the subject names. */
+  private refusal(subject: string): Reply | undefined {
+    const caller = identityFromSubject(subject);
+    const allowed = caller === undefined ? Errors.badRequest(`The call subject ${subject} names no caller.`) : decideAccess(this.opts.access, caller, 'DurableObject', this.opts.cls);
+    if (allowed === true) return undefined;
+    this.log.info('call refused', { subject, code: allowed.code });
+    return errorReply(allowed);
+  }
+
+  private async answer(msg: Msg): Promise<Reply> {
+    try {
       const { meta, body } = decodeEnvelope<RequestMeta>(msg.data);
-      reply = await this.handle(meta, body);
+      return await this.handle(meta, body);
     } catch (err) {
       const e = asCastellanError(err);
-      reply = { meta: { t: 'error', status: 400, code: 'BAD_REQUEST', message: `Malformed forwarded request: ${e.message}`, retryable: false } };
+      return { meta: { t: 'error', status: 400, code: 'BAD_REQUEST', message: `Malformed forwarded request: ${e.message}`, retryable: false } };
     }
-    if (msg.reply !== undefined && msg.reply !== '') msg.respond(encodeEnvelope(reply.meta, reply.body));
   }
 
   private handle(meta: RequestMeta, body: Uint8Array): Promise<Reply> {
