@@ -102,7 +102,10 @@ beforeAll(async () => {
         `  "team-c": { jetstream: enabled, ${exported('team-c')} }`,
         '}',
         'authorization {',
-        '  timeout: 10',
+        // The server waits this long (seconds) for the callout. On a loaded machine a TokenReview can take
+        // longer than nats.js's 20 s connect timeout: the client then times out and retries (not fatal),
+        // instead of being refused (fatal) by a server that gave up first.
+        '  timeout: 60',
         `  auth_callout { issuer: "${issuer.getPublicKey()}", auth_users: [ "callout" ], account: AUTH }`,
         '}',
       ].join('\n'),
@@ -125,17 +128,17 @@ beforeAll(async () => {
     return sc;
   };
   const client = (name: string, extra: NodeJS.ProcessEnv) => startSidecar(name, nats.urls, { CASTELLAN_ROLE: 'client', ...extra }, { wait: false });
-  const started = await Promise.all([
-    host('b-counter-0', env('team-b', 'app', { CASTELLAN_ACCESS_CALLERS: allowWeb })),
-    host('c-counter-0', env('team-c', 'app')),
-    client('a-web', env('team-a', 'web')),
-    // Claims to be `web` in its environment; its token says `batch`.
-    client('a-batch', env('team-a', 'batch', { CASTELLAN_SERVICE_ACCOUNT: 'web' })),
-    client('b-client', env('team-b', 'app')),
-    startSidecar('jobs-0', nats.urls, { ...queueEnv('jobs', { hosts: 1, replicaCount: 1 }), ...env('team-b', 'app', { CASTELLAN_ACCESS_CALLERS: allowWeb }) }, { wait: false }),
-  ]);
+  // One after the other (each picks a free port), without waiting for readiness.
+  const started: SidecarProc[] = [];
+  started.push(await host('b-counter-0', env('team-b', 'app', { CASTELLAN_ACCESS_CALLERS: allowWeb })));
+  started.push(await host('c-counter-0', env('team-c', 'app')));
+  started.push(await client('a-web', env('team-a', 'web')));
+  // Claims to be `web` in its environment; its token says `batch`.
+  started.push(await client('a-batch', env('team-a', 'batch', { CASTELLAN_SERVICE_ACCOUNT: 'web' })));
+  started.push(await client('b-client', env('team-b', 'app')));
+  started.push(await startSidecar('jobs-0', nats.urls, { ...queueEnv('jobs', { hosts: 1, replicaCount: 1 }), ...env('team-b', 'app', { CASTELLAN_ACCESS_CALLERS: allowWeb }) }, { wait: false }));
   procs.push(...started);
-  [, , clients.aWeb, clients.aBatch, clients.b] = started;
+  [, , clients.aWeb, clients.aBatch, clients.b] = started as [SidecarProc, SidecarProc, SidecarProc, SidecarProc, SidecarProc, SidecarProc];
   // Started together, then awaited with room for a loaded machine (a sidecar may need most of a minute to load there).
   for (const p of started) await waitHttp(`${p.url}/readyz`, 180_000);
   await crds;
@@ -170,8 +173,8 @@ describe('object calls across namespaces', () => {
     expect(r.body.error).toMatchObject({ code: 'FORBIDDEN', retryable: false });
     expect(r.body.error!.message).toContain('team-a/batch');
     expect(r.body.error!.message).toContain('DurableObject team-b/counter');
-    // The refused call did not run.
-    expect((await http(clients.b!.url, 'GET', '/v1/objects/counter/shared')).body.value).toBe(4);
+    // The refused call did not run: B's next increment is the 5th.
+    expect((await http(clients.b!.url, 'POST', '/v1/objects/counter/shared/increment')).body.value).toBe(5);
   }, 60_000);
 
   it('a class that lists no callers refuses every other namespace (default: own namespace)', async () => {
@@ -228,8 +231,8 @@ describe('queues', () => {
       const r = await http(clients.aWeb!.url, method, path, 'team-b');
       expect([path, r.status, r.body.error?.code]).toEqual([path, 403, 'FORBIDDEN']);
     }
-    // B's object is still there, with its value.
-    expect((await http(clients.b!.url, 'GET', '/v1/objects/counter/shared')).body.value).toBe(4);
+    // B's object is still there, with its value (the refused DELETE did nothing).
+    expect((await http(clients.b!.url, 'POST', '/v1/objects/counter/shared/increment')).body.value).toBe(6);
   }, 60_000);
 });
 
