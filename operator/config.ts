@@ -15,6 +15,8 @@ export const operatorConfigSchema = z
   .object({
     /** Pod (or process) identity, used as the leader-election identity. */
     identity: z.string().min(1).default(`${hostname()}-${process.pid}`),
+    /** The operator's ServiceAccount: the caller it names in queue-host calls (common/access.ts; with the auth callout, its token's). */
+    serviceAccount: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a ServiceAccount name').default('default'),
     kubeconfig: z.string().min(1).optional(),
     nats: z
       .object({
@@ -43,6 +45,11 @@ export const operatorConfigSchema = z
         image: z.string().min(1).default('ghcr.io/castellan-dev/castellan:0.1.0'),
         imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
         logLevel: z.enum(['debug', 'info', 'warn', 'error']).optional(),
+        /**
+         * Secured cluster (docs/security.md §2): every sidecar the operator adds gets a projected
+         * ServiceAccount token with this audience (the auth callout's) as its NATS credential.
+         */
+        tokenAudience: z.string().min(1).optional(),
         /** Default sidecar resources as JSON ({"requests":{...},"limits":{...}}), for resources that set none. */
         resources: z
           .string()
@@ -163,6 +170,7 @@ export type OperatorConfig = z.infer<typeof operatorConfigSchema>;
 
 export const operatorEnv: EnvMap = {
   POD_NAME: 'identity',
+  CASTELLAN_SERVICE_ACCOUNT: 'serviceAccount',
   KUBECONFIG: 'kubeconfig',
   CASTELLAN_NATS_URL: 'nats.urls',
   CASTELLAN_NATS_PREFIX: 'nats.prefix',
@@ -174,6 +182,7 @@ export const operatorEnv: EnvMap = {
   CASTELLAN_SIDECAR_IMAGE: 'sidecar.image',
   CASTELLAN_SIDECAR_IMAGE_PULL_POLICY: 'sidecar.imagePullPolicy',
   CASTELLAN_SIDECAR_LOG_LEVEL: 'sidecar.logLevel',
+  CASTELLAN_SIDECAR_TOKEN_AUDIENCE: 'sidecar.tokenAudience',
   CASTELLAN_SIDECAR_RESOURCES: 'sidecar.resources',
   CASTELLAN_LEADER_ELECT: 'leaderElection.enabled',
   CASTELLAN_LEADER_ELECTION_NAMESPACE: 'leaderElection.namespace',

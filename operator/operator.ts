@@ -14,6 +14,7 @@ import type { Server } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import express from 'express';
 import type * as k8s from '@kubernetes/client-node';
+import { ownServiceAccount } from '../common/service-account.ts';
 import { describeError, type Logger } from '../common/logger.ts';
 import { healthRouter, Readiness } from '../sidecar/http/health.ts';
 import { kinds, type CustomResource, type KindName } from './api/resources.ts';
@@ -99,7 +100,8 @@ class Controllers {
       this.informers.push(...list);
     }
 
-    const defaults = operatorDefaults(config);
+    // The ServiceAccount the operator names in queue-host calls: its NATS token's (common/service-account.ts).
+    const defaults: OperatorDefaults = { ...operatorDefaults(config), operatorServiceAccount: ownServiceAccount(config.nats.auth?.serviceAccountToken, config.serviceAccount, log) };
     const events = new EventRecorder(kube, 'castellan-operator', config.identity, log);
     const children = Object.fromEntries(childKinds.map((k) => [k, this.union(this.childInformers.get(k) ?? [])])) as Record<ChildKind, Informer<k8s.KubernetesObject>>;
     const refuseNatsUrls = (urls: readonly string[] | undefined) => refusedNatsUrls(urls, config.nats.urls, config.nats.allowedUrls);
@@ -230,6 +232,8 @@ export function operatorDefaults(config: OperatorConfig): OperatorDefaults {
     sidecarImage: config.sidecar.image,
     sidecarImagePullPolicy: config.sidecar.imagePullPolicy,
     sidecarLogLevel: config.sidecar.logLevel,
+    operatorServiceAccount: config.serviceAccount,
+    ...(config.sidecar.tokenAudience !== undefined ? { sidecarTokenAudience: config.sidecar.tokenAudience } : {}),
     ...(config.sidecar.resources !== undefined ? { sidecarResources: config.sidecar.resources } : {}),
   };
 }

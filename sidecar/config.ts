@@ -5,6 +5,7 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { loadConfig, zDuration, zList, zPort, type EnvMap } from '../common/config.ts';
+import { accessCallersSchema, parseAccessCallers } from '../common/access.ts';
 import { natsSecurityEnv, natsSecurityShape } from '../common/nats-security.ts';
 
 export const sidecarRoles = ['client', 'object-host', 'queue-host'] as const;
@@ -16,6 +17,25 @@ export const sidecarConfigSchema = z
     /** Stable name of this pod/process (StatefulSet pod name in a cluster). */
     podName: z.string().min(1).default(hostname()),
     namespace: z.string().min(1).default('default'),
+    /** This pod's ServiceAccount: the caller identity its calls carry (common/access.ts; with the auth callout it must be the token's). */
+    serviceAccount: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'expected a ServiceAccount name').default('default'),
+    /** Who may call the resource this sidecar hosts besides its own namespace (spec.access.callers, JSON in the env). */
+    access: z
+      .object({
+        callers: z
+          .union([z.string(), accessCallersSchema])
+          .transform((v, ctx) => {
+            if (typeof v !== 'string') return v;
+            try {
+              return parseAccessCallers(v);
+            } catch (err) {
+              ctx.addIssue({ code: 'custom', message: (err as Error).message });
+              return z.NEVER;
+            }
+          })
+          .default([]),
+      })
+      .prefault({}),
     http: z
       .object({
         host: z.string().default('127.0.0.1'),
@@ -105,6 +125,8 @@ export const sidecarEnv: EnvMap = {
   CASTELLAN_NATS_PREFIX: 'nats.prefix',
   POD_NAME: 'podName',
   POD_NAMESPACE: 'namespace',
+  CASTELLAN_SERVICE_ACCOUNT: 'serviceAccount',
+  CASTELLAN_ACCESS_CALLERS: 'access.callers',
   CASTELLAN_CLASS: 'objects.class',
   CASTELLAN_APP_PORT: 'objects.appPort',
   CASTELLAN_CONCURRENCY: 'objects.concurrency',

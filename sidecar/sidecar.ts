@@ -6,8 +6,10 @@
 import type { Server } from 'node:http';
 import express from 'express';
 import type { Registry } from 'prom-client';
+import { ownServiceAccount } from '../common/service-account.ts';
 import { logger, type Logger } from '../common/logger.ts';
 import type { SidecarConfig } from './config.ts';
+import { namespaceGuard } from './access/namespace-guard.ts';
 import { errorHandler, notFoundHandler } from './http/errors.ts';
 import { startAdminServer } from './http/admin.ts';
 import { healthRouter, Readiness } from './http/health.ts';
@@ -53,6 +55,9 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
       leaseTtlMs: o.leaseTtl,
       requestTimeoutMs: o.requestTimeout,
       unavailableWaitMs: o.unavailableWait,
+      /** Who this sidecar is when it calls, and who may call what it hosts (common/access.ts). */
+      caller: { namespace: config.namespace, serviceAccount: ownServiceAccount(config.nats.auth?.serviceAccountToken, config.serviceAccount, log) },
+      access: { namespace: config.namespace, callers: config.access.callers },
     };
     objects = await startObjects(
       nats.nc,
@@ -106,6 +111,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
     app.disable('x-powered-by');
     app.set('etag', false);
     app.use(healthRouter(readiness, registry));
+    app.use(['/v1/classes', '/v1/queues', '/v1/storage'], namespaceGuard(config.namespace));
     app.use(objects.routes);
     app.use(queues.routes);
     app.use(objects.storageRoutes);
@@ -179,3 +185,4 @@ function listen(app: express.Express, host: string, port: number): Promise<Serve
     server.once('error', reject);
   });
 }
+

@@ -8,6 +8,7 @@
  * clear InvalidSpec condition instead of a crash.
  */
 import { z } from 'zod';
+import { accessCallersSchema } from '../../common/access.ts';
 
 export const group = 'castellan.dev';
 export const version = 'v1alpha1';
@@ -48,6 +49,8 @@ const zSidecar = z
   .optional();
 
 const deletionPolicy = z.enum(['Retain', 'Delete']).default('Retain');
+/** Who may call the resource besides its own namespace (common/access.ts, docs/security.md §3). */
+const zAccess = z.object({ callers: accessCallersSchema.optional() }).optional();
 
 export const durableObjectSpecSchema = z
   .object({
@@ -66,6 +69,7 @@ export const durableObjectSpecSchema = z
     idleTimeout: zDurationText.default('5m'),
     turnTimeout: zDurationText.default('60s'),
     storage: z.object({ replicas: z.number().int().min(1).max(5).default(3) }).prefault({}),
+    access: zAccess,
     deletionPolicy,
     nats: zNats,
     sidecar: zSidecar,
@@ -85,6 +89,7 @@ export const replicatedQueueSpecSchema = z
     maxMessageBytes: z.number().int().min(1).max(1_048_576).default(262_144),
     delay: zDurationText.or(z.literal('0s')).default('0s'),
     deadLetter: z.object({ queue: z.string().min(1), maxReceiveCount: z.number().int().min(1).max(1000) }).optional(),
+    access: zAccess,
     deletionPolicy,
     nats: zNats,
     sidecar: zSidecar,

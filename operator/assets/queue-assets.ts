@@ -5,6 +5,7 @@
  * config record.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { CallerIdentity } from '../../common/access.ts';
 import { parseDuration } from '../../common/duration.ts';
 import type { Logger } from '../../common/logger.ts';
 import { describeError } from '../../common/logger.ts';
@@ -56,13 +57,14 @@ export function queueMetaStreamName(t: QueueTarget): string {
  * Approximate number of messages (visible, in flight and delayed), summed from the `stats`
  * request each queue host answers over NATS (the same one GET /v1/queues/{queue} uses; each
  * message is counted by the one host that holds its visible copy). Undefined when no host answered.
+ * `caller`: the operator as a member of the queue's namespace (an admin of the auth callout acts as one).
  */
-export async function queueMessageCount(nc: NatsConnection, t: QueueTarget, hosts: number, log: Logger, timeoutMs = 2_000): Promise<number | undefined> {
+export async function queueMessageCount(nc: NatsConnection, t: QueueTarget, hosts: number, log: Logger, caller: CallerIdentity, timeoutMs = 2_000): Promise<number | undefined> {
   const n = queueNames(t.prefix, t.namespace, t.queue);
   const counts = await Promise.all(
     hostPods({ name: t.queue, hosts }).map(async (pod) => {
       try {
-        const m = await nc.request(n.rpc(pod), encodeJson({ op: 'stats' }), { timeout: timeoutMs });
+        const m = await nc.request(n.rpc(pod, caller), encodeJson({ op: 'stats' }), { timeout: timeoutMs });
         const reply = decodeJson<HostReply>(m.data);
         if (!reply.ok || reply.stats === undefined) return undefined;
         return reply.stats.visible + reply.stats.inFlight + reply.stats.delayed;

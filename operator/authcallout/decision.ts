@@ -13,10 +13,13 @@
  *   token is the namespace for every name Castellan uses
  *   (`<prefix>.obj|rpc|q|qrpc|qwake.<ns>.…`, sidecar/objects/subjects.ts,
  *   sidecar/queues/names.ts), the account's JetStream API and inbox replies;
+ *   calls (`rpc`, `qrpc`) only under the connection's own identity, which is
+ *   how a target host knows its caller (common/access.ts);
  * - how long the connection may live: no longer than the token (NATS closes
  *   the connection when the user JWT expires; the client reconnects with the
  *   rotated token, and a revoked one is refused then).
  */
+import { identityTokens } from '../../common/access.ts';
 
 export interface ReviewedToken {
   authenticated: boolean;
@@ -47,7 +50,7 @@ export interface Grant {
   user: string;
   /** Expiry, epoch seconds. */
   exp: number;
-  permissions: { pub: { allow: string[] }; sub: { allow: string[] } };
+  permissions: { pub: { allow: string[] }; sub: { allow: string[] }; resp: { max: number; ttl: number } };
 }
 
 export interface Refusal {
@@ -70,12 +73,46 @@ export function unverifiedClaims(token: string): { exp?: number } {
   }
 }
 
-/** Subjects a connection acting for `namespace` may publish to and subscribe to. */
-export function namespacePermissions(namespace: string): Grant['permissions'] {
-  const castellan = `*.*.${namespace}.>`;
+/**
+ * Subject kinds a namespace's connections use freely: `<prefix>.<kind>.<ns>.…`
+ * (sidecar/objects/subjects.ts, sidecar/queues/names.ts, sidecar/listing/layout.ts).
+ * A new kind must be added here (the isolation test fails otherwise).
+ */
+export const namespaceSubjectKinds = ['obj', 'q', 'qwake'] as const;
+/**
+ * Call kinds: `<prefix>.<kind>.<targetNs>.<name>.<pod>.<callerNs>.<callerSa>`
+ * (common/access.ts). A connection may publish them only under its own
+ * identity; the target namespace is any, because the account still confines
+ * them: they reach another namespace only through a service import the NATS
+ * administrator configured (docs/security.md §3), and its hosts then check
+ * the resource's `spec.access.callers`.
+ */
+export const callSubjectKinds = ['rpc', 'qrpc'] as const;
+
+/** Response permission: a host may answer the requests it received, also from other accounts (`_R_.…` replies of service imports). */
+export const responsePermission = { max: 1, ttl: 120_000_000_000 } as const;
+
+/**
+ * Subjects a connection acting for `namespace` as ServiceAccount
+ * `serviceAccount` (of that namespace; an admin acting for it counts as one
+ * of its members: it holds the whole account anyway) may publish to and
+ * subscribe to.
+ */
+export function namespacePermissions(namespace: string, serviceAccount: string): Grant['permissions'] {
+  const self = identityTokens({ namespace, serviceAccount });
   return {
-    pub: { allow: [castellan, '$JS.API.>', '_INBOX.>', '$JS.ACK.>', '$JS.FC.>'] },
-    sub: { allow: [castellan, '_INBOX.>'] },
+    pub: {
+      allow: [
+        ...namespaceSubjectKinds.map((k) => `*.${k}.${namespace}.>`),
+        ...callSubjectKinds.map((k) => `*.${k}.*.*.*.${self}`),
+        '$JS.API.>',
+        '_INBOX.>',
+        '$JS.ACK.>',
+        '$JS.FC.>',
+      ],
+    },
+    sub: { allow: [`*.*.${namespace}.>`, '_INBOX.>'] },
+    resp: { ...responsePermission },
   };
 }
 
@@ -92,6 +129,7 @@ export function decide(review: ReviewedToken, token: string, requested: string, 
   const m = saUser.exec(review.username ?? '');
   if (m === null) return { ok: false, reason: `"${review.username ?? ''}" is not a ServiceAccount` };
   const own = m[1] as string;
+  const serviceAccount = m[3] as string;
   const admin = policy.admins.includes(review.username as string);
   const namespace = requested === '' ? own : requested;
   if (!dnsLabel.test(namespace)) return { ok: false, reason: `"${namespace}" is not a namespace name` };
@@ -100,5 +138,5 @@ export function decide(review: ReviewedToken, token: string, requested: string, 
   const nowS = Math.floor(nowMs / 1000);
   if (typeof tokenExp !== 'number' || tokenExp <= nowS) return { ok: false, reason: 'ServiceAccount token has expired or has no expiry' };
   const exp = policy.maxTtlMs > 0 ? Math.min(tokenExp, Math.ceil((nowMs + policy.maxTtlMs) / 1000)) : tokenExp;
-  return { ok: true, namespace, account: `${policy.accountPrefix}${namespace}`, user: review.username as string, exp, permissions: namespacePermissions(namespace) };
+  return { ok: true, namespace, account: `${policy.accountPrefix}${namespace}`, user: review.username as string, exp, permissions: namespacePermissions(namespace, serviceAccount) };
 }

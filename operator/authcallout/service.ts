@@ -80,7 +80,7 @@ export function startAuthCallout(opts: AuthCalloutOptions): AuthCallout {
       const decision = decide(await opts.review(token), token, requested, opts.policy, now());
       if (decision.ok) {
         granted++;
-        const jwt = await encodeUser(decision.user, userNkey, issuer, { pub: decision.permissions.pub, sub: decision.permissions.sub }, { aud: decision.account, exp: decision.exp });
+        const jwt = await encodeUser(decision.user, userNkey, issuer, decision.permissions, { aud: decision.account, exp: decision.exp });
         data = { jwt };
         opts.log.info('NATS connection granted', { ...client, user: decision.user, namespace: decision.namespace, account: decision.account, exp: decision.exp });
       } else {

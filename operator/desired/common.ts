@@ -4,7 +4,8 @@
  * PodDisruptionBudget and the ConfigMap. Pure functions, no I/O.
  */
 import { createHash } from 'node:crypto';
-import type { V1ConfigMap, V1Container, V1EnvVar, V1OwnerReference, V1PodDisruptionBudget, V1PodSpec, V1Probe, V1Service } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Container, V1EnvVar, V1OwnerReference, V1PodDisruptionBudget, V1PodSpec, V1Probe, V1Service, V1Volume } from '@kubernetes/client-node';
+import { formatAccessCallers, type AccessCaller } from '../../common/access.ts';
 import { apiVersion, type CustomResource, type EnvVar, type SidecarOverrides } from '../api/resources.ts';
 
 export const managedBy = 'castellan-operator';
@@ -28,6 +29,40 @@ export interface OperatorDefaults {
   sidecarLogLevel?: string;
   /** Resources of a sidecar whose resource's spec.sidecar.resources is unset (chart value sidecar.resources). */
   sidecarResources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  /** The operator's own ServiceAccount (its identity when it calls queue hosts, common/access.ts). */
+  operatorServiceAccount?: string;
+  /**
+   * Audience of the projected ServiceAccount token every sidecar presents to
+   * NATS (the auth callout's, docs/security.md §2); unset: no token (NATS
+   * without the callout).
+   */
+  sidecarTokenAudience?: string;
+}
+
+/** Where the sidecar's NATS token is mounted (CASTELLAN_NATS_SA_TOKEN). */
+export const sidecarTokenDir = '/var/run/secrets/castellan';
+const tokenVolume = 'castellan-token';
+const tmpVolume = 'castellan-tmp';
+
+/**
+ * The volumes every pod with a Castellan sidecar needs (the one builder for
+ * StatefulSet pods and injected pods): the sidecar's /tmp and, on a secured
+ * cluster, its projected ServiceAccount token for the auth callout. The
+ * kubelet rotates the token; the sidecar reads it again on every reconnect.
+ */
+export function sidecarVolumes(defaults: OperatorDefaults): V1Volume[] {
+  const out: V1Volume[] = [{ name: tmpVolume, emptyDir: { sizeLimit: '64Mi' } }];
+  if (defaults.sidecarTokenAudience !== undefined) {
+    out.push({ name: tokenVolume, projected: { sources: [{ serviceAccountToken: { audience: defaults.sidecarTokenAudience, expirationSeconds: 3600, path: 'token' } }] } });
+  }
+  return out;
+}
+
+/** A pod's volumes plus the sidecar's (replacing same-named ones: those names belong to Castellan). */
+export function withSidecarVolumes(volumes: V1Volume[] | undefined, defaults: OperatorDefaults): V1Volume[] {
+  const ours = sidecarVolumes(defaults);
+  const names = new Set(ours.map((v) => v.name));
+  return [...(volumes ?? []).filter((v) => !names.has(v.name)), ...ours];
 }
 
 export type Component = 'object-host' | 'queue-host';
@@ -81,7 +116,7 @@ export function mergeEnv(...lists: (readonly (V1EnvVar | EnvVar)[] | undefined)[
 }
 
 /** Env names the operator owns in the sidecar: a user's spec.sidecar.env cannot replace them. */
-const reservedSidecarEnv = new Set(['POD_NAME', 'POD_NAMESPACE', 'CASTELLAN_ROLE', 'CASTELLAN_CLASS', 'CASTELLAN_QUEUE', 'CASTELLAN_HTTP_PORT', 'CASTELLAN_HTTP_HOST', 'CASTELLAN_ADMIN_PORT', 'CASTELLAN_ADMIN_HOST']);
+const reservedSidecarEnv = new Set(['POD_NAME', 'POD_NAMESPACE', 'CASTELLAN_SERVICE_ACCOUNT', 'CASTELLAN_ACCESS_CALLERS', 'CASTELLAN_ROLE', 'CASTELLAN_CLASS', 'CASTELLAN_QUEUE', 'CASTELLAN_HTTP_PORT', 'CASTELLAN_HTTP_HOST', 'CASTELLAN_ADMIN_PORT', 'CASTELLAN_ADMIN_HOST']);
 
 export interface SidecarInput {
   /** 'client': the sidecar the admission webhook adds to caller pods (operator/webhook/inject.ts). */
@@ -129,8 +164,11 @@ export function sidecarContainer(input: SidecarInput): V1Container {
   const fixed: V1EnvVar[] = [
     { name: 'POD_NAME', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } } },
+    // The caller identity its calls carry (common/access.ts); the auth callout holds it to the pod's token.
+    { name: 'CASTELLAN_SERVICE_ACCOUNT', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'spec.serviceAccountName' } } },
     { name: 'CASTELLAN_HTTP_PORT', value: String(port) },
     { name: 'CASTELLAN_ADMIN_PORT', value: String(sidecarAdminPort) },
+    ...(defaults.sidecarTokenAudience !== undefined ? [{ name: 'CASTELLAN_NATS_SA_TOKEN', value: `${sidecarTokenDir}/token` }] : []),
   ];
   const settings = Object.entries(input.settings).map(([name, value]) => ({ name, value }));
   const user = (overrides?.env ?? []).filter((e) => !reservedSidecarEnv.has(e.name));
@@ -153,7 +191,10 @@ export function sidecarContainer(input: SidecarInput): V1Container {
       capabilities: { drop: ['ALL'] },
       seccompProfile: { type: 'RuntimeDefault' },
     },
-    volumeMounts: [{ name: 'castellan-tmp', mountPath: '/tmp' }],
+    volumeMounts: [
+      { name: tmpVolume, mountPath: '/tmp' },
+      ...(defaults.sidecarTokenAudience !== undefined ? [{ name: tokenVolume, mountPath: sidecarTokenDir, readOnly: true }] : []),
+    ],
   };
   const pull = overrides?.imagePullPolicy ?? defaults.sidecarImagePullPolicy;
   if (pull !== undefined) container.imagePullPolicy = pull;
@@ -171,6 +212,12 @@ export function natsSettings(nats: { urls?: string[]; prefix?: string } | undefi
   const level = overrides?.logLevel ?? defaults.sidecarLogLevel;
   if (level !== undefined) out.CASTELLAN_LOG_LEVEL = level;
   return out;
+}
+
+/** Who may call the resource besides its namespace (spec.access.callers), for its hosts to enforce (common/access.ts). */
+export function accessSettings(access: { callers?: AccessCaller[] } | undefined): Record<string, string> {
+  const callers = formatAccessCallers(access?.callers);
+  return callers === '' ? {} : { CASTELLAN_ACCESS_CALLERS: callers };
 }
 
 export function headlessService(cr: CustomResource, component: Component, port: number): V1Service {

@@ -17,12 +17,14 @@ import {
   hostSpread,
   mergeEnv,
   natsSettings,
+  accessSettings,
   ownerReference,
   selectorLabels,
   settingsConfigMap,
   sidecarContainer,
   sidecarContainerName,
   sidecarPort,
+  withSidecarVolumes,
   type OperatorDefaults,
 } from './common.ts';
 
@@ -44,6 +46,7 @@ export function objectHostSettings(cr: CustomResource<DurableObjectSpec>, defaul
     CASTELLAN_CLASS: cr.metadata.name,
     CASTELLAN_APP_PORT: String(s.appPort),
     ...natsSettings(s.nats, s.sidecar, defaults),
+    ...accessSettings(s.access),
     CASTELLAN_CONCURRENCY: s.concurrency,
     CASTELLAN_IDLE_TIMEOUT: s.idleTimeout,
     CASTELLAN_TURN_TIMEOUT: s.turnTimeout,
@@ -73,7 +76,7 @@ export function desiredDurableObject(cr: CustomResource<DurableObjectSpec>, defa
   const sidecar = sidecarContainer({ component: 'object-host', settings, overrides: s.sidecar, defaults, native: true });
   // First, so that the user's own init containers and the app start once the sidecar is up (its startup probe).
   const initContainers = [sidecar, ...(userSpec.initContainers ?? []).filter((c) => c.name !== sidecarContainerName)];
-  const volumes: V1Volume[] = [...(userSpec.volumes ?? []).filter((v) => v.name !== 'castellan-tmp'), { name: 'castellan-tmp', emptyDir: { sizeLimit: '64Mi' } }];
+  const volumes: V1Volume[] = withSidecarVolumes(userSpec.volumes as V1Volume[] | undefined, defaults);
 
   const labels = { ...(s.template.metadata?.labels ?? {}), ...commonLabels('object-host', name) };
   const statefulSet: V1StatefulSet = {

@@ -57,7 +57,8 @@ export interface KindHandler<S> {
    * What the running hosts report over NATS (best effort), when some are ready:
    * extra status fields, and problems to record as Warning Events.
    */
-  observe?(nc: NatsConnection, prefix: string, cr: CustomResource<S>, log: Logger): Promise<Observation>;
+  /** `serviceAccount`: the operator's, the caller it names in calls (common/access.ts). */
+  observe?(nc: NatsConnection, prefix: string, cr: CustomResource<S>, log: Logger, serviceAccount: string): Promise<Observation>;
   /** Reconcile a healthy resource again after this long, to refresh what `observe` reads. */
   refreshMs?: number;
 }
@@ -116,8 +117,8 @@ export const replicatedQueueHandler: KindHandler<ReplicatedQueueSpec> = {
   },
   assetName: (prefix, cr) => `streams of queue ${cr.metadata.name} (${queueMetaStreamName({ prefix, namespace: cr.metadata.namespace, queue: cr.metadata.name })} and host streams)`,
   statusCounts: (v) => ({ hosts: v?.replicas ?? 0, readyHosts: v?.ready ?? 0 }),
-  async observe(nc, prefix, cr, log): Promise<Observation> {
-    const n = await queueMessageCount(nc, { prefix, namespace: cr.metadata.namespace, queue: cr.metadata.name }, cr.spec.hosts, log);
+  async observe(nc, prefix, cr, log, serviceAccount): Promise<Observation> {
+    const n = await queueMessageCount(nc, { prefix, namespace: cr.metadata.namespace, queue: cr.metadata.name }, cr.spec.hosts, log, { namespace: cr.metadata.namespace, serviceAccount });
     return { status: n === undefined ? {} : { approximateMessages: n }, warnings: [] };
   },
   refreshMs: 30_000,

@@ -132,7 +132,7 @@ export class Reconciler<S> {
         this.d.log.debug('JetStream assets ensured', { kind: this.h.kind, key, assets: what });
       }
       if (this.h.observe !== undefined && (view?.ready ?? 0) > 0) {
-        const seen = await this.h.observe(nc, prefix, typed, this.d.log);
+        const seen = await this.h.observe(nc, prefix, typed, this.d.log, this.d.defaults.operatorServiceAccount ?? 'default');
         observed = seen.status;
         this.d.onObserved?.(namespace, name, observed);
         for (const w of seen.warnings) this.d.events.record(cr, 'Warning', w.reason, w.message);

@@ -18,7 +18,7 @@
  */
 import type { V1Container, V1EnvVar, V1Pod, V1Volume } from '@kubernetes/client-node';
 import type { SidecarOverrides } from '../api/resources.ts';
-import { defaultSidecarPort, natsSettings, sidecarContainer, sidecarContainerName, type OperatorDefaults } from '../desired/common.ts';
+import { defaultSidecarPort, natsSettings, sidecarContainer, sidecarContainerName, sidecarVolumes, type OperatorDefaults } from '../desired/common.ts';
 import { annotations, injectWish, parseSidecarRequest, quantityValue, type SidecarRequest } from './annotations.ts';
 
 export interface InjectionSettings {
@@ -41,8 +41,6 @@ export type InjectionDecision =
   | { decision: 'allow'; reason: string }
   | { decision: 'patch'; reason: string; patch: JsonPatchOp[] }
   | { decision: 'deny'; message: string };
-
-const tmpVolume = 'castellan-tmp';
 
 /** Is this container a Castellan sidecar (by name, or by running `castellan sidecar`)? */
 export function isCastellanSidecar(c: V1Container): boolean {
@@ -100,7 +98,8 @@ export function planInjection(pod: V1Pod, namespace: string, s: InjectionSetting
     { op: 'add', path: '/spec/initContainers', value: [sidecar, ...inits.map(withUrl)] },
     { op: 'add', path: '/spec/containers', value: spec.containers.map(withUrl) },
   ];
-  if (!volumes.some((v) => v.name === tmpVolume)) patch.push({ op: 'add', path: '/spec/volumes', value: [...volumes, { name: tmpVolume, emptyDir: { sizeLimit: '64Mi' } }] });
+  const missing = sidecarVolumes(s.defaults).filter((v) => !volumes.some((have) => have.name === v.name));
+  if (missing.length > 0) patch.push({ op: 'add', path: '/spec/volumes', value: [...volumes, ...missing] });
   patch.push({ op: 'add', path: '/metadata/annotations', value: { ...podAnnotations, [annotations.injected]: sidecar.image ?? '' } });
   return { decision: 'patch', reason: `injected the client sidecar (opted in by ${wish.via})`, patch };
 }

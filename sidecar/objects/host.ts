@@ -34,6 +34,7 @@
  * (`castellan-activation`), as the app received them, must name the running ones.
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { decideAccess, identityFromSubject, type AccessPolicy } from '../../common/access.ts';
 import { asCastellanError, CastellanError, Errors } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
 import type { AppProxy } from './app-proxy.ts';
@@ -42,7 +43,7 @@ import { HostHeartbeat } from '../leases/heartbeat.ts';
 import type { ClassView } from './membership.ts';
 import type { ObjectMetrics } from './metrics.ts';
 import { CONFLICT, type ObjectStore } from './ownership-store.ts';
-import { encodeId } from './subjects.ts';
+import { doorQueue, encodeId } from './subjects.ts';
 import { TurnQueue, type Concurrency } from './turn-queue.ts';
 import { decodeEnvelope, encodeEnvelope, type ReplyMeta, type RequestMeta } from './wire.ts';
 
@@ -62,6 +63,8 @@ export interface HostOptions {
   maxQueueBytes: number;
   /** Replay cache bounds: entries, bytes of remembered replies, age. */
   dedupe: { max: number; maxBytes: number; ttlMs: number };
+  /** Who may call this class (common/access.ts): checked on every request, from the caller named in its subject. */
+  access: AccessPolicy;
 }
 
 interface Reply {
@@ -155,6 +158,7 @@ export class ObjectHost {
   private appTimer: NodeJS.Timeout | undefined;
   private probing = false;
   private sub: Subscription | undefined;
+  private doorSub: Subscription | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
   private readonly inflight = new Set<Promise<void>>();
@@ -193,20 +197,22 @@ export class ObjectHost {
     }
     await this.view.whenReady();
     await this.heartbeat.start();
-    const subject = this.store.names(this.opts.cls).rpc(this.opts.pod);
-    this.sub = this.nc.subscribe(subject, {
-      callback: (err, msg) => {
-        if (err !== null) {
-          this.log.warn('rpc subscription error', { error: describeError(err) });
-          return;
-        }
-        const p = this.onMessage(msg).catch((e: unknown) => {
-          this.log.error('handling a forwarded request failed', { error: describeError(e) });
-        });
-        this.inflight.add(p);
-        void p.finally(() => this.inflight.delete(p));
-      },
-    });
+    const names = this.store.names(this.opts.cls);
+    const subject = names.rpcServe(this.opts.pod);
+    const callback = (err: Error | null, msg: Msg): void => {
+      if (err !== null) {
+        this.log.warn('rpc subscription error', { error: describeError(err) });
+        return;
+      }
+      const p = this.onMessage(msg).catch((e: unknown) => {
+        this.log.error('handling a forwarded request failed', { error: describeError(e) });
+      });
+      this.inflight.add(p);
+      void p.finally(() => this.inflight.delete(p));
+    };
+    this.sub = this.nc.subscribe(subject, { callback });
+    // The class's door: callers from other namespaces (they cannot see the host records) reach any host; it serves, claims or redirects.
+    this.doorSub = this.nc.subscribe(names.doorServe, { queue: doorQueue, callback });
     const every = Math.max(100, Math.min(1_000, this.opts.idleTimeoutMs / 4));
     this.sweeper = setInterval(() => this.sweep(), every);
     this.sweeper.unref();
@@ -393,15 +399,27 @@ export class ObjectHost {
   }
 
   private async onMessage(msg: Msg): Promise<void> {
-    let reply: Reply;
+    const reply = this.refusal(msg.subject) ?? (await this.answer(msg));
+    if (msg.reply !== undefined && msg.reply !== '') msg.respond(encodeEnvelope(reply.meta, reply.body));
+  }
+
+  /** Who may call (common/access.ts): refused before anything runs; the caller is the one the subject names. */
+  private refusal(subject: string): Reply | undefined {
+    const caller = identityFromSubject(subject);
+    const allowed = caller === undefined ? Errors.badRequest(`The call subject ${subject} names no caller.`) : decideAccess(this.opts.access, caller, 'DurableObject', this.opts.cls);
+    if (allowed === true) return undefined;
+    this.log.info('call refused', { subject, code: allowed.code });
+    return errorReply(allowed);
+  }
+
+  private async answer(msg: Msg): Promise<Reply> {
     try {
       const { meta, body } = decodeEnvelope<RequestMeta>(msg.data);
-      reply = await this.handle(meta, body);
+      return await this.handle(meta, body);
     } catch (err) {
       const e = asCastellanError(err);
-      reply = { meta: { t: 'error', status: 400, code: 'BAD_REQUEST', message: `Malformed forwarded request: ${e.message}`, retryable: false } };
+      return { meta: { t: 'error', status: 400, code: 'BAD_REQUEST', message: `Malformed forwarded request: ${e.message}`, retryable: false } };
     }
-    if (msg.reply !== undefined && msg.reply !== '') msg.respond(encodeEnvelope(reply.meta, reply.body));
   }
 
   private handle(meta: RequestMeta, body: Uint8Array): Promise<Reply> {
@@ -750,6 +768,8 @@ export class ObjectHost {
   async drain(): Promise<void> {
     if (this.draining) return;
     this.draining = true;
+    // Door requests go to the other hosts from now on.
+    this.doorSub?.unsubscribe();
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
     if (this.replicaTimer !== undefined) clearInterval(this.replicaTimer);
     if (this.appTimer !== undefined) clearInterval(this.appTimer);
@@ -772,5 +792,6 @@ export class ObjectHost {
     if (this.replicaTimer !== undefined) clearInterval(this.replicaTimer);
     if (this.appTimer !== undefined) clearInterval(this.appTimer);
     this.sub?.unsubscribe();
+    this.doorSub?.unsubscribe();
   }
 }

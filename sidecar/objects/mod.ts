@@ -9,6 +9,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Router as ExpressRouter } from 'express';
 import type { Registry } from 'prom-client';
+import type { AccessPolicy, CallerIdentity } from '../../common/access.ts';
 import type { Logger } from '../../common/logger.ts';
 import { DEFAULT_ALARM_RETRY } from '../alarms/backoff.ts';
 import { AlarmDispatcher } from '../alarms/dispatcher.ts';
@@ -26,6 +27,7 @@ import { Router } from './router.ts';
 import { objectRoutes } from './routes.ts';
 import type { Concurrency } from './turn-queue.ts';
 import { META_HEADROOM } from './wire.ts';
+import { RemoteObjects } from '../access/remote-call.ts';
 import { startListing } from '../listing/start.ts';
 import { summarizer } from '../listing/summary.ts';
 
@@ -39,6 +41,10 @@ export interface ObjectsConfig {
   leaseTtlMs: number;
   requestTimeoutMs: number;
   unavailableWaitMs: number;
+  /** This sidecar's identity as a caller (common/access.ts). */
+  caller: CallerIdentity;
+  /** Who may call the class this sidecar hosts (object hosts). */
+  access: AccessPolicy;
   /** Present on object hosts. */
   host?: {
     cls: string;
@@ -75,7 +81,7 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
     store,
     membership,
     metrics,
-    { requestTimeoutMs: cfg.requestTimeoutMs, unavailableWaitMs: cfg.unavailableWaitMs, maxRedirects: 8, maxBodyBytes },
+    { requestTimeoutMs: cfg.requestTimeoutMs, unavailableWaitMs: cfg.unavailableWaitMs, maxRedirects: 8, maxBodyBytes, caller: cfg.caller },
     log.child({ component: 'objects.router' }),
   );
   const readiness: Objects['readiness'] = {};
@@ -104,6 +110,7 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
         turnTimeoutMs: cfg.host.turnTimeoutMs ?? 60_000,
         maxQueueBytes: 64 * 1024 * 1024,
         dedupe: { max: 10_000, maxBytes: 64 * 1024 * 1024, ttlMs: Math.max(60_000, 2 * cfg.requestTimeoutMs) },
+        access: cfg.access,
       },
       log.child({ component: 'objects.host', cls: cfg.host.cls }),
     );
@@ -126,7 +133,14 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
   const storage = new Storage(host, journal, hostNames, storageMetrics, log.child({ component: 'storage' }), hostNames === undefined ? undefined : summarizer(hostNames));
   const listing = startListing(nc, registry, { store, membership, router, journal, storage, host }, log.child({ component: 'listing' }));
   return {
-    routes: objectRoutes(router),
+    routes: objectRoutes(router, {
+      namespace: cfg.namespace,
+      objects: new RemoteObjects(
+        nc,
+        { prefix: cfg.prefix, caller: cfg.caller, requestTimeoutMs: cfg.requestTimeoutMs, unavailableWaitMs: cfg.unavailableWaitMs, maxRedirects: 8, maxBodyBytes },
+        log.child({ component: 'objects.remote' }),
+      ),
+    }),
     storageRoutes: storageRoutes(storage),
     listingRoutes: listing.routes,
     readiness,

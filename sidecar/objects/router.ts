@@ -14,6 +14,7 @@
  * retried: the request may have run; the caller gets 504 OBJECT_TIMEOUT.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
+import type { CallerIdentity } from '../../common/access.ts';
 import { CastellanError, Errors } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
@@ -44,6 +45,8 @@ export interface RouterOptions {
   maxRedirects: number;
   /** Largest request body (bytes); larger → 413. */
   maxBodyBytes: number;
+  /** Who this sidecar is: named in every call subject (common/access.ts). */
+  caller: CallerIdentity;
 }
 
 const MAX_OWNER_CACHE = 10_000;
@@ -151,7 +154,7 @@ export class Router {
       this.metrics.forwards.inc({ class: inv.cls, kind });
       let data: Uint8Array;
       try {
-        const request = this.nc.request(names.rpc(target), encodeEnvelope(meta, inv.body), { timeout: Math.max(1, Math.floor(remaining)) });
+        const request = this.nc.request(names.rpc(target, this.opts.caller), encodeEnvelope(meta, inv.body), { timeout: Math.max(1, Math.floor(remaining)) });
         data = (await this.unlessHostDies(request, view, target)).data;
       } catch (err) {
         if (err instanceof CastellanError) throw err;

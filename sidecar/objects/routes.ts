@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Router as ExpressRouter, type Request, type Response } from 'express';
 import { CastellanError, Errors } from '../../common/errors.ts';
+import type { RemoteObjects } from '../access/remote-call.ts';
 import type { Router } from './router.ts';
 import { parseIdSegment } from './subjects.ts';
 import { filterHeaders } from './wire.ts';
@@ -84,20 +85,28 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-export function objectRoutes(router: Router): ExpressRouter {
+/**
+ * `remote`: calls naming another namespace (`castellan-namespace: <ns>`, an
+ * extension of SPEC §2.1; docs/security.md §3) go there through its door
+ * (sidecar/access/remote-call.ts); without the header, or naming the own
+ * namespace, the class is resolved in the caller's namespace as before.
+ */
+export function objectRoutes(router: Router, remote?: { namespace: string; objects: RemoteObjects }): ExpressRouter {
   const r = ExpressRouter();
   r.all(/^\/v1\/objects(?:\/.*)?$/, async (req: Request, res: Response) => {
     const target = parseObjectUrl(req.originalUrl);
     const body = await readBody(req, router.maxBodyBytes);
     const given = req.headers['castellan-request-id'];
     const rid = typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
-    const result = await router.invoke({
+    const inv = {
       ...target,
       method: req.method,
-      headers: filterHeaders(req.rawHeaders, ['castellan-class', 'castellan-id', 'castellan-request-id', 'castellan-activation']),
+      headers: filterHeaders(req.rawHeaders, ['castellan-class', 'castellan-id', 'castellan-request-id', 'castellan-activation', 'castellan-namespace']),
       body,
       rid,
-    });
+    };
+    const ns = req.headers['castellan-namespace'];
+    const result = typeof ns === 'string' && ns !== '' && remote !== undefined && ns !== remote.namespace ? await remote.objects.invoke(ns, inv) : await router.invoke(inv);
     res.status(result.status);
     for (const [k, v] of result.headers) res.appendHeader(k, v);
     res.end(result.body);

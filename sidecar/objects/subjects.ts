@@ -16,8 +16,12 @@
  *   storage  <prefix>.obj.<ns>.<class>.kv.<encId>.<keyHash>  (Objects II, sidecar/storage)
  *   alarm    <prefix>.obj.<ns>.<class>.alarm.<encId>          (schedule message, sidecar/alarms)
  *   fire     <prefix>.obj.<ns>.<class>.fire.<encId>           (where a due alarm lands)
- *   rpc      <prefix>.rpc.<ns>.<class>.<pod>                 (core NATS request/reply)
+ *   rpc      <prefix>.rpc.<ns>.<class>.<pod>.<callerNs>.<callerSa>   (core NATS request/reply;
+ *            the caller's identity, common/access.ts, bound by the auth callout's grant)
+ *   door     <prefix>.rpc.<ns>.<class>._.<callerNs>.<callerSa>       (any host of the class, queue
+ *            group: callers of another namespace, who cannot read this one's host records)
  */
+import { identityTokens, type CallerIdentity } from '../../common/access.ts';
 import { Errors } from '../../common/errors.ts';
 
 export const MAX_ID_CHARS = 256;
@@ -76,8 +80,14 @@ export interface ClassNames {
   host(pod: string): string;
   /** Filter matching every host heartbeat of the class. */
   hosts: string;
-  /** RPC subject of one host of the class. */
-  rpc(pod: string): string;
+  /** RPC subject of one host of the class, as `caller` calls it. */
+  rpc(pod: string, caller: CallerIdentity): string;
+  /** What a host subscribes to: its RPC subject, any caller. */
+  rpcServe(pod: string): string;
+  /** Door of the class (any host; the pod token `_` is no pod name), as `caller` calls it. */
+  door(caller: CallerIdentity): string;
+  /** What every host subscribes to (queue group `doorQueue`): the class's door, any caller. */
+  doorServe: string;
   /** Storage: one subject per key of an object (`keyToken` from storage/layout.ts). */
   kv(encId: string, keyToken: string): string;
   /** Filter matching every key subject of an object. */
@@ -92,6 +102,9 @@ export interface ClassNames {
   chk(encId: string): string;
 }
 
+/** Queue group of a class's door subscriptions: one host takes each door request. */
+export const doorQueue = 'door';
+
 export function classNames(prefix: string, namespace: string, cls: string): ClassNames {
   const ns = sanitizeToken(namespace);
   const c = sanitizeToken(cls);
@@ -104,7 +117,10 @@ export function classNames(prefix: string, namespace: string, cls: string): Clas
     owner: (encId) => `${base}.own.${encId}`,
     host: (pod) => `${base}.host.${sanitizeToken(pod)}`,
     hosts: `${base}.host.>`,
-    rpc: (pod) => `${prefix}.rpc.${ns}.${c}.${sanitizeToken(pod)}`,
+    rpc: (pod, caller) => `${prefix}.rpc.${ns}.${c}.${sanitizeToken(pod)}.${identityTokens(caller)}`,
+    rpcServe: (pod) => `${prefix}.rpc.${ns}.${c}.${sanitizeToken(pod)}.*.*`,
+    door: (caller) => `${prefix}.rpc.${ns}.${c}._.${identityTokens(caller)}`,
+    doorServe: `${prefix}.rpc.${ns}.${c}._.*.*`,
     kv: (encId, keyToken) => `${base}.kv.${encId}.${keyToken}`,
     kvAll: (encId) => `${base}.kv.${encId}.*`,
     alarm: (encId) => `${base}.alarm.${encId}`,

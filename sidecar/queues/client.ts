@@ -6,6 +6,7 @@
  * durable tombstone in the meta stream that the host applies when it returns.
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { CallerIdentity } from '../../common/access.ts';
 import { CastellanError, Errors } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
@@ -55,6 +56,8 @@ export interface ClientOptions {
   timing: LeaseTiming;
   requestTimeoutMs: number;
   unavailableWaitMs: number;
+  /** Who this sidecar is: named in every host RPC subject (common/access.ts). */
+  caller: CallerIdentity;
 }
 
 /** What a sidecar knows about one queue it talks to. */
@@ -159,7 +162,7 @@ export class QueueClient {
   async rpc(ctx: QueueCtx, pod: string, req: HostRequest, timeoutMs = this.opts.requestTimeoutMs): Promise<Extract<HostReply, { ok: true }>> {
     let data: Uint8Array;
     try {
-      const m = await this.nc.request(ctx.names.rpc(pod), encodeJson(req), { timeout: Math.max(1, Math.floor(timeoutMs)) });
+      const m = await this.nc.request(ctx.names.rpc(pod, this.opts.caller), encodeJson(req), { timeout: Math.max(1, Math.floor(timeoutMs)) });
       data = m.data;
     } catch (err) {
       throw new HostUnreachable(`queue host ${pod} did not answer ${req.op}: ${isNoResponders(err) ? 'no responders' : describeError(err)}`, { cause: err });

@@ -38,6 +38,7 @@
  *   remembered long enough to refuse a late replication of it.
  */
 import { randomUUID } from 'node:crypto';
+import { decideAccess, identityFromSubject, type AccessPolicy } from '../../common/access.ts';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { asCastellanError, CastellanError, Errors } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
@@ -58,7 +59,12 @@ export interface QueueHostOptions {
   pod: string;
   ttlMs: number;
   requestTimeoutMs: number;
+  /** Who may call this queue (common/access.ts): checked on every request, from the caller named in its subject. */
+  access: AccessPolicy;
 }
+
+/** Operations only the queue's own hosts send each other: never from another namespace. */
+const hostOnlyOps = new Set<HostRequest['op']>(['replicate', 'state', 'states']);
 
 /** How long a delete of a copy this host does not have is remembered (a late replication of it is refused). */
 const DEAD_ID_MS = 60_000;
@@ -257,7 +263,7 @@ export class QueueHost {
 
   /** Loads the index, applies pending deletes, then starts the lease (see the header for why in this order). */
   async start(): Promise<void> {
-    this.sub = this.nc.subscribe(this.ctx.names.rpc(this.self), {
+    this.sub = this.nc.subscribe(this.ctx.names.rpcServe(this.self), {
       callback: (err, m) => {
         if (err !== null) return;
         this.handle(m).catch((e: unknown) => this.log.error('queue host request handling failed', { error: describeError(e) }));
@@ -315,6 +321,10 @@ export class QueueHost {
     let reply: HostReply;
     try {
       const req = decodeJson<HostRequest>(m.data);
+      // Who may call (common/access.ts): refused before anything runs; the caller is the one the subject names.
+      const caller = identityFromSubject(m.subject);
+      const allowed = caller === undefined ? Errors.badRequest(`The call subject ${m.subject} names no caller.`) : decideAccess(this.opts.access, caller, 'ReplicatedQueue', this.ctx.name, hostOnlyOps.has(req.op));
+      if (allowed !== true) throw allowed;
       reply = await this.serve(req);
     } catch (err) {
       const e = asCastellanError(err);

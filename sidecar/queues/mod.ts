@@ -7,6 +7,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Router as ExpressRouter } from 'express';
 import type { Registry } from 'prom-client';
+import type { AccessPolicy, CallerIdentity } from '../../common/access.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
 import { defaultMargin, type LeaseTiming } from '../objects/lease.ts';
@@ -29,6 +30,10 @@ export interface QueuesConfig {
   leaseTtlMs: number;
   requestTimeoutMs: number;
   unavailableWaitMs: number;
+  /** This sidecar's identity as a caller (common/access.ts). */
+  caller: CallerIdentity;
+  /** Who may call the queue this sidecar hosts (queue hosts). */
+  access: AccessPolicy;
   /** Present on queue hosts: the queue this host serves. */
   host?: QueueSpec;
 }
@@ -47,7 +52,7 @@ export async function startQueues(nc: NatsConnection, registry: Registry, cfg: Q
   const client = new QueueClient(
     nc,
     metrics,
-    { prefix: cfg.prefix, namespace: cfg.namespace, timing, requestTimeoutMs: cfg.requestTimeoutMs, unavailableWaitMs: cfg.unavailableWaitMs },
+    { prefix: cfg.prefix, namespace: cfg.namespace, timing, requestTimeoutMs: cfg.requestTimeoutMs, unavailableWaitMs: cfg.unavailableWaitMs, caller: cfg.caller },
     log.child({ component: 'queues.client' }),
   );
   const readiness: Queues['readiness'] = {};
@@ -81,7 +86,7 @@ export async function startQueues(nc: NatsConnection, registry: Registry, cfg: Q
       { onFenced: () => ref.host?.onFenced(), onWritten: (seq, record) => ctx.view.observe(seq, record) },
       hlog,
     );
-    const h = new QueueHost(nc, ctx, client, heartbeat, metrics, { pod: cfg.pod, ttlMs: timing.ttl, requestTimeoutMs: cfg.requestTimeoutMs }, hlog);
+    const h = new QueueHost(nc, ctx, client, heartbeat, metrics, { pod: cfg.pod, ttlMs: timing.ttl, requestTimeoutMs: cfg.requestTimeoutMs, access: cfg.access }, hlog);
     ref.host = h;
     host = h;
     // The host starts its lease itself, once it has loaded (not placeable before).

@@ -13,10 +13,12 @@
  *     message    <base>.h.<pod>.m.<msgId>      the replica (immutable)
  *     state      <base>.h.<pod>.s.<msgId>      receive count, invisible-until, replica list
  *     purge mark <base>.h.<pod>.x.purge        enqueue time up to which a purge removed everything
- *   rpc          <prefix>.qrpc.<ns>.<q>.<pod>   core NATS request/reply to one host
+ *   rpc          <prefix>.qrpc.<ns>.<q>.<pod>.<callerNs>.<callerSa>   core NATS request/reply to one
+ *                host, naming the caller (common/access.ts; bound by the auth callout's grant)
  *   wake         <prefix>.qwake.<ns>.<q>        "a message may be visible now" (long polls)
  */
 import { createHash } from 'node:crypto';
+import { identityTokens, type CallerIdentity } from '../../common/access.ts';
 import { sanitizeToken } from '../objects/subjects.ts';
 
 /** ReplicatedQueue names are Kubernetes resource names. */
@@ -52,7 +54,10 @@ export interface QueueNames {
   purgeMark(pod: string): string;
   /** Filter of both subjects of one message in one host stream. */
   messageAll(pod: string, id: string): string;
-  rpc(pod: string): string;
+  /** RPC subject of one host, as `caller` calls it. */
+  rpc(pod: string, caller: CallerIdentity): string;
+  /** What a host subscribes to: its RPC subject, any caller. */
+  rpcServe(pod: string): string;
   wake: string;
 }
 
@@ -83,7 +88,8 @@ export function queueNames(prefix: string, namespace: string, queue: string): Qu
     state: (p, id) => `${base}.h.${pod(p)}.s.${id}`,
     purgeMark: (p) => `${base}.h.${pod(p)}.x.purge`,
     messageAll: (p, id) => `${base}.h.${pod(p)}.*.${id}`,
-    rpc: (p) => `${prefix}.qrpc.${ns}.${q}.${pod(p)}`,
+    rpc: (p, caller) => `${prefix}.qrpc.${ns}.${q}.${pod(p)}.${identityTokens(caller)}`,
+    rpcServe: (p) => `${prefix}.qrpc.${ns}.${q}.${pod(p)}.*.*`,
     wake: `${prefix}.qwake.${ns}.${q}`,
   };
 }

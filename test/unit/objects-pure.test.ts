@@ -50,7 +50,10 @@ describe('object ids', () => {
     expect(n.stream).toBe('CASTELLAN_OBJ_default_my_counter');
     expect(n.owner(encodeId('a.b'))).toBe(`castellan.obj.default.my_counter.own.${encodeId('a.b')}`);
     expect(n.host('pod-0')).toBe('castellan.obj.default.my_counter.host.pod-0');
-    expect(n.rpc('pod-0')).toBe('castellan.rpc.default.my_counter.pod-0');
+    expect(n.rpc('pod-0', { namespace: 'team-a', serviceAccount: 'web.v2' })).toBe('castellan.rpc.default.my_counter.pod-0.team-a.web_v2');
+    expect(n.rpcServe('pod-0')).toBe('castellan.rpc.default.my_counter.pod-0.*.*');
+    expect(n.door({ namespace: 'team-a', serviceAccount: 'web' })).toBe('castellan.rpc.default.my_counter._.team-a.web');
+    expect(n.doorServe).toBe('castellan.rpc.default.my_counter._.*.*');
   });
 
   it('parses object URLs, keeping the rest of the path raw', () => {

@@ -198,6 +198,47 @@ describe('ReplicatedQueue → children', () => {
   });
 });
 
+describe('access policy → sidecars (spec.access.callers)', () => {
+  it('gives the hosts the callers as JSON (none: only the own namespace) and every sidecar its ServiceAccount', () => {
+    const callers = [{ namespace: 'team-a', serviceAccounts: ['web'] }, { namespace: 'ops' }];
+    for (const out of [desiredDurableObject(dobj({ template, appPort: 8080, access: { callers } }), defaults), desiredReplicatedQueue(rq({ access: { callers } }), defaults)]) {
+      const spec = out.statefulSet.spec!.template.spec!;
+      const env = envOf([...(spec.initContainers ?? []), ...spec.containers].find((c) => c.name === 'castellan-sidecar'));
+      expect(JSON.parse(env.CASTELLAN_ACCESS_CALLERS!.value!)).toEqual(callers);
+      expect(env.CASTELLAN_SERVICE_ACCOUNT!.valueFrom!.fieldRef!.fieldPath).toBe('spec.serviceAccountName');
+    }
+    const plain = desiredDurableObject(dobj({ template, appPort: 8080 }), defaults);
+    expect(plain.settings.CASTELLAN_ACCESS_CALLERS).toBeUndefined();
+    // A policy change rolls the hosts (it is in the hashed settings).
+    expect(desiredDurableObject(dobj({ template, appPort: 8080, access: { callers } }), defaults).hash).not.toBe(plain.hash);
+  });
+
+  it('refuses callers that are not namespaces / ServiceAccounts, naming the field', () => {
+    expect(() => dobj({ template, appPort: 8080, access: { callers: [{ namespace: 'Team A' }] } })).toThrow(/access\.callers\.0\.namespace/);
+  });
+});
+
+describe('secured cluster: the NATS token of the sidecars the operator creates', () => {
+  it('mounts a projected ServiceAccount token (audience of the callout) into every host sidecar, and nothing without the setting', () => {
+    const secured = { ...defaults, sidecarTokenAudience: 'castellan' };
+    for (const spec of [desiredDurableObject(dobj({ template, appPort: 8080 }), secured).statefulSet.spec!.template.spec!, desiredReplicatedQueue(rq({}), secured).statefulSet.spec!.template.spec!]) {
+      const volume = spec.volumes!.find((v) => v.name === 'castellan-token');
+      expect(volume?.projected?.sources).toEqual([{ serviceAccountToken: { audience: 'castellan', expirationSeconds: 3600, path: 'token' } }]);
+      const sidecar = [...(spec.initContainers ?? []), ...spec.containers].find((c) => c.name === 'castellan-sidecar')!;
+      expect(envOf(sidecar).CASTELLAN_NATS_SA_TOKEN!.value).toBe('/var/run/secrets/castellan/token');
+      expect(sidecar.volumeMounts).toContainEqual({ name: 'castellan-token', mountPath: '/var/run/secrets/castellan', readOnly: true });
+      expect(spec.volumes!.filter((v) => v.name === 'castellan-tmp')).toHaveLength(1);
+    }
+    const plain = desiredDurableObject(dobj({ template, appPort: 8080 }), defaults).statefulSet.spec!.template.spec!;
+    expect(plain.volumes!.map((v) => v.name)).toEqual(['castellan-tmp']);
+    expect(envOf(plain.initContainers![0]).CASTELLAN_NATS_SA_TOKEN).toBeUndefined();
+  });
+
+  it('is an operator setting (CASTELLAN_SIDECAR_TOKEN_AUDIENCE)', () => {
+    expect(loadOperatorConfig({}, { CASTELLAN_NATS_URL: 'nats://a:4222', CASTELLAN_SIDECAR_TOKEN_AUDIENCE: 'castellan' }).sidecar.tokenAudience).toBe('castellan');
+  });
+});
+
 describe('status conditions', () => {
   const sts = (status: Record<string, unknown>, generation = 1): V1StatefulSet => ({ metadata: { generation }, status: { replicas: 0, ...status } as V1StatefulSet['status'] });
   const t1 = new Date('2026-01-01T00:00:00Z');

@@ -20,7 +20,7 @@ const inAnHour = now / 1000 + 3600;
 describe('auth callout decision', () => {
   it('grants a ServiceAccount its own namespace, as its own account, until the token expires', () => {
     const g = decide({ authenticated: true, username: 'system:serviceaccount:team-a:app', audiences: ['castellan'] }, token(inAnHour), '', policy, now);
-    expect(g).toEqual({ ok: true, namespace: 'team-a', account: 'team-a', user: 'system:serviceaccount:team-a:app', exp: inAnHour, permissions: namespacePermissions('team-a') });
+    expect(g).toEqual({ ok: true, namespace: 'team-a', account: 'team-a', user: 'system:serviceaccount:team-a:app', exp: inAnHour, permissions: namespacePermissions('team-a', 'app') });
     // Asking for its own namespace explicitly is the same.
     expect(decide({ authenticated: true, username: 'system:serviceaccount:team-a:app' }, token(inAnHour), 'team-a', policy, now).ok).toBe(true);
   });
@@ -52,11 +52,19 @@ describe('auth callout decision', () => {
     expect(d.ok && [d.exp, d.account]).toEqual([now / 1000 + 60, 'k8s-team-a']);
   });
 
-  it('permissions: only subjects whose namespace token is the namespace, the account JetStream API and inbox replies', () => {
-    expect(namespacePermissions('team-a')).toEqual({
-      pub: { allow: ['*.*.team-a.>', '$JS.API.>', '_INBOX.>', '$JS.ACK.>', '$JS.FC.>'] },
+  it('permissions: the namespace subjects, calls only under its own identity, the account JetStream API, inbox replies and responses', () => {
+    expect(namespacePermissions('team-a', 'web.v2')).toEqual({
+      pub: {
+        allow: ['*.obj.team-a.>', '*.q.team-a.>', '*.qwake.team-a.>', '*.rpc.*.*.*.team-a.web_v2', '*.qrpc.*.*.*.team-a.web_v2', '$JS.API.>', '_INBOX.>', '$JS.ACK.>', '$JS.FC.>'],
+      },
       sub: { allow: ['*.*.team-a.>', '_INBOX.>'] },
+      resp: { max: 1, ttl: 120_000_000_000 },
     });
+  });
+
+  it('an admin acting for a namespace calls as a member of it, under its own ServiceAccount name', () => {
+    const d = decide({ authenticated: true, username: 'system:serviceaccount:castellan-system:castellan' }, token(inAnHour), 'team-b', policy, now);
+    expect(d.ok && d.permissions.pub.allow).toContain('*.qrpc.*.*.*.team-b.castellan');
   });
 });
 

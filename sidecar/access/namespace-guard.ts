@@ -1,0 +1,19 @@
+/**
+ * The one place the HTTP API looks at `castellan-namespace` outside object
+ * calls (docs/security.md §3): object calls may name another namespace
+ * (sidecar/access/remote-call.ts); listing, inspecting and deleting objects
+ * (SPEC §2.6), object storage and queue calls are served only in the
+ * sidecar's own namespace. A request that names another namespace is refused
+ * with 403 FORBIDDEN instead of being answered silently from the own one:
+ * listing another namespace's objects is impossible by construction (this
+ * sidecar's NATS account holds only its own namespace's streams).
+ */
+import type { NextFunction, Request, Response } from 'express';
+import { foreignNamespaceRefusal } from '../../common/access.ts';
+
+export function namespaceGuard(namespace: string): (req: Request, res: Response, next: NextFunction) => void {
+  return (req, _res, next) => {
+    const refusal = foreignNamespaceRefusal(req.headers['castellan-namespace'], namespace, req.originalUrl);
+    next(refusal);
+  };
+}
