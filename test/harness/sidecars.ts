@@ -39,7 +39,7 @@ function spawnLogged(name: string, args: string[], env: NodeJS.ProcessEnv): Chil
   }
 }
 
-export async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
+export async function waitHttp(url: string, timeoutMs = 60_000): Promise<void> {
   await waitFor(
     `${url} to answer 200`,
     async () => {

@@ -208,7 +208,7 @@ describe('castellan dev failures', () => {
     expect(r.code).toBe(2);
     expect(r.output).toMatch(pattern);
     expect(r.output).toMatch(/Invalid configuration/);
-  }, 30_000);
+  }, 90_000);
 
   it('exits 2 for a missing file or an unknown flag', async () => {
     const missing = await runToExit(undefined);
@@ -217,7 +217,7 @@ describe('castellan dev failures', () => {
     const flag = await runToExit('client: {port: 3600}\n', ['--bogus']);
     expect(flag.code).toBe(2);
     expect(flag.output).toMatch(/bogus/);
-  }, 30_000);
+  }, 120_000);
 
   it('exits 1 with a clear message when the client port is taken', async () => {
     const port = await freePort();
@@ -230,7 +230,7 @@ describe('castellan dev failures', () => {
     } finally {
       blocker.close();
     }
-  }, 30_000);
+  }, 90_000);
 
   it('does not restart a crashed child with --no-restart', async () => {
     const port = await freePort();
