@@ -35,6 +35,8 @@ export interface HeartbeatOptions {
   timing: LeaseTiming;
   /** First-heartbeat attempts before start() gives up. */
   startAttempts?: number;
+  /** Whether the first heartbeat offers the host for placements (default true); setPlaceable changes it. */
+  placeable?: boolean;
 }
 
 export class HostHeartbeat {
@@ -61,6 +63,7 @@ export class HostHeartbeat {
     this.pod = opts.pod;
     this.timing = opts.timing;
     this.startAttempts = opts.startAttempts ?? 20;
+    this.kind = opts.placeable === false ? 'draining' : 'alive';
     this.events = events;
     this.log = log;
   }
@@ -156,7 +159,8 @@ export class HostHeartbeat {
   /**
    * Whether the host takes new placements (`alive`) or not (`draining`:
    * still reachable for what it owns), published at once. Object hosts use
-   * it while their app is down. No effect once draining for good.
+   * it while their app is down (and before it first answered). No effect
+   * once draining for good.
    */
   async setPlaceable(placeable: boolean): Promise<void> {
     if (this.stopped || this.drainingForGood) return;
