@@ -35,7 +35,7 @@ import { spawnOwned, terminate } from '../../common/children.ts';
 import { sleep, waitFor } from '../../common/net.ts';
 import { projectRoot, toolPath } from '../../common/paths.ts';
 import { hostBridge } from '../../local/nodes/layout.ts';
-import { mountsUnder } from '../../local/nodes/host.ts';
+import { kubeChains, mountsUnder } from '../../local/nodes/host.ts';
 import { processesMatching } from '../../local/nodes/processes.ts';
 import { installCrds, startKube, type TestKube } from '../harness/kube.ts';
 import { apply, loadImages, natsManifest, natsUrls, pods, waitPodsReady, type PodInfo } from '../harness/pods.ts';
@@ -156,6 +156,7 @@ describe('Castellan on real pods: two real nodes, images built here, the chart, 
   let caller: string;
   const dir = mkdtempSync(join(tmpdir(), 'castellan-pods-'));
   const netnsBefore = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
+  const chainsBefore = kubeChains();
   const numbers: Record<string, unknown> = {};
 
   async function call(method: string, path: string, body?: unknown): Promise<Reply> {
@@ -429,7 +430,7 @@ describe('Castellan on real pods: two real nodes, images built here, the chart, 
     });
   }, 400_000);
 
-  it('cluster down leaves no process, mount, bridge or network namespace behind', async () => {
+  it('cluster down leaves no process, mount, bridge, network namespace or iptables chain behind', async () => {
     const workdir = (kube as TestKube).cluster.workdir;
     disposed = true;
     await (kube as TestKube).dispose();
@@ -438,5 +439,6 @@ describe('Castellan on real pods: two real nodes, images built here, the chart, 
     const links = readdirSync('/sys/class/net').filter((l) => l === hostBridge || /^cstl\d+$/.test(l));
     expect(links).toEqual([]);
     expect(existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => !netnsBefore.includes(n)) : []).toEqual([]);
+    expect(kubeChains().filter((c) => !chainsBefore.includes(c))).toEqual([]);
   }, 300_000);
 });
