@@ -83,9 +83,36 @@ function newKubeChains(workdir: string): string[] {
   return kubeChains().filter((c) => !before.has(c));
 }
 
-/** Removes `KUBE-*` chains that appeared since `up` (the kubelets' canaries, what kube-proxy --cleanup left): rules first, then the chains. */
+/** The words of an iptables-save rule line (double-quoted words, e.g. comments, kept whole). */
+export function ruleWords(line: string): string[] {
+  const words: string[] = [];
+  for (const m of line.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)) words.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : (m[2] as string));
+  return words;
+}
+
+/**
+ * Removes `KUBE-*` chains that appeared since `up` (what kube-proxy --cleanup
+ * leaves, e.g. the kubelets' KUBE-FIREWALL with its jumps from INPUT and
+ * OUTPUT): the rules jumping to them first, then their rules, then the chains.
+ */
 function removeNewKubeChains(workdir: string): void {
   const chains = newKubeChains(workdir).map((c) => c.split(' ') as [string, string, string]);
+  const names = new Set(chains.map(([, , chain]) => chain));
+  for (const [cmd, table] of [...new Set(chains.map(([c, t]) => `${c} ${t}`))].map((k) => k.split(' ') as [string, string])) {
+    let text: string;
+    try {
+      text = sh(`${cmd}-save`, ['-t', table]);
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('-A ')) continue;
+      const words = ruleWords(line);
+      const j = words.findIndex((w) => w === '-j' || w === '--jump');
+      const target = j >= 0 ? words[j + 1] : undefined;
+      if (target !== undefined && names.has(target) && !names.has(words[1] ?? '')) quiet(cmd, ['-t', table, '-D', ...words.slice(1)]);
+    }
+  }
   for (const [cmd, table, chain] of chains) quiet(cmd, ['-t', table, '-F', chain]);
   for (const [cmd, table, chain] of chains) quiet(cmd, ['-t', table, '-X', chain]);
 }

@@ -5,7 +5,8 @@
  * business (a HostRecordStore over its stream).
  *
  * The chain writes an `alive` (or, while draining, `draining`) record every
- * ~TTL/4 by compare-and-set on the pod's host subject. The send time of the
+ * ~TTL/4 by compare-and-set on the pod's host subject, carrying this host's
+ * TTL (observers judge its heartbeats by it: lease.ts hostTiming). The send time of the
  * last acknowledged write bounds how long the host may serve. A failed CAS
  * means another host fenced this session: the host forgets everything it
  * held (onFenced) and starts a new session. `leave` is written at shutdown,
@@ -126,7 +127,7 @@ export class HostHeartbeat {
 
   private async doBeat(): Promise<void> {
     if (!this.started) await this.beginSession();
-    const record: HostRecord = { kind: this.kind, pod: this.pod, sessionId: this.sessionId, ts: Date.now() };
+    const record: HostRecord = { kind: this.kind, pod: this.pod, sessionId: this.sessionId, ts: Date.now(), ttl: this.timing.ttl };
     if (this.prev !== undefined) {
       record.prevSessionId = this.prev.sessionId;
       record.prevDead = this.prev.dead;
@@ -184,7 +185,7 @@ export class HostHeartbeat {
     await this.loopDone;
     await this.chain;
     if (!this.started) return;
-    const record: HostRecord = { kind: 'leave', pod: this.pod, sessionId: this.sessionId, ts: Date.now() };
+    const record: HostRecord = { kind: 'leave', pod: this.pod, sessionId: this.sessionId, ts: Date.now(), ttl: this.timing.ttl };
     for (let i = 0; i < 3; i++) {
       try {
         const r = await this.store.write(this.pod, this.seq, record);
