@@ -19,8 +19,7 @@ export default {
       setupFilesAfterEnv: ['<rootDir>/test/harness/integration-timeout.ts'],
       slowTestThreshold: 60,
     },
-    // Real nodes (containerd, kubelet, root): `npm run test:e2e`. Not yet part of `npm test`:
-    // its rollout case still fails calls (issue 14).
+    // Real nodes (containerd, kubelet, root): the last phase of `npm test` (scripts/test.sh), or alone: `npm run test:e2e`.
     { ...base, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.test.ts'], setupFilesAfterEnv: ['<rootDir>/test/harness/integration-timeout.ts'], slowTestThreshold: 300 },
   ],
 };

@@ -17,6 +17,8 @@ and the examples image (castellan-examples:dev: "node examples/counter/app.js",
 examples/chat/app.js, examples/jobs/worker.js) as image archives in
 .castellan/images, without Docker, plus castellan-nats:dev (the pinned nats-server,
 for charts/castellan/examples/nats-local.yaml). Prints each tag, archive and size.
+Nothing is rebuilt when no input changed since the last build (sources,
+examples, package files, the Node and nats-server binaries).
 
   --load      also import all three into every real node of the local cluster
               (castellan cluster up); the chart then takes them with
@@ -39,6 +41,7 @@ export async function run(argv: string[]): Promise<number> {
     if (cluster.real.nodes.length === 0) throw new UsageError('--load needs a local cluster with real nodes: run "castellan cluster up --nodes N" first');
   }
   const images = await buildImages(join(root, 'images'));
+  if (images.cached === true) process.stdout.write('inputs unchanged since the last build: kept the archives\n');
   for (const img of images) process.stdout.write(`${img.tag}\t${img.archive}\t${(img.bytes / 1024 / 1024).toFixed(1)} MiB\n`);
   if (cluster !== undefined) {
     for (const img of images) await cluster.real.importImage(img.archive);

@@ -3,15 +3,17 @@
  * the `cstl-host` bridge holding the host address, IPv4 forwarding, a cgroup
  * parent per node, the node bridges, the mounts containerd and the kubelet make
  * under the work directory, the pod network namespaces, the CNI result cache
- * and kube-proxy's iptables chains. `teardownHost` is synchronous and
- * idempotent (it runs from `down`, from a failed `up` and from exit hooks) and
- * removes only what carries this cluster's names or lies under its work
- * directory, plus the pod network namespaces that appeared after `up` began.
+ * and the iptables chains kube-proxy and the kubelets create (`KUBE-*`).
+ * `teardownHost` is synchronous and idempotent (it runs from `down`, from a
+ * failed `up` and from exit hooks) and removes only what carries this
+ * cluster's names or lies under its work directory, plus the pod network
+ * namespaces and `KUBE-*` chains that appeared after `up` began (their
+ * baselines are recorded by `prepareHostNetwork`).
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { hostAddress, hostBridge, type NodeLayout, netnsBaselinePath } from './layout.ts';
+import { hostAddress, hostBridge, iptablesBaselinePath, type NodeLayout, netnsBaselinePath } from './layout.ts';
 
 const cgroupFs = '/sys/fs/cgroup';
 const netnsDir = '/run/netns';
@@ -39,6 +41,7 @@ export function prepareHostNetwork(workdir: string): void {
     throw new Error(`a local cluster with real nodes already runs on this machine (interface ${hostBridge} exists); stop it with "castellan cluster down" first`);
   }
   mkdirSync(join(workdir, 'nodes'), { recursive: true });
+  writeFileSync(iptablesBaselinePath(workdir), JSON.stringify(kubeChains()));
   writeFileSync(netnsBaselinePath(workdir), JSON.stringify(listNetns()));
   sh('ip', ['link', 'add', hostBridge, 'type', 'bridge']);
   sh('ip', ['addr', 'add', `${hostAddress}/32`, 'dev', hostBridge]);
@@ -46,6 +49,72 @@ export function prepareHostNetwork(workdir: string): void {
   writeFileSync('/proc/sys/net/ipv4/ip_forward', '1');
   if (!existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables')) quiet('modprobe', ['br_netfilter']);
   if (existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables')) writeFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', '1');
+}
+
+const iptablesFamilies = [
+  ['iptables-save', 'iptables'],
+  ['ip6tables-save', 'ip6tables'],
+] as const;
+
+/** `KUBE-*` chains on this machine as `command table chain` (IPv4 and, where available, IPv6). */
+export function kubeChains(): string[] {
+  const out: string[] = [];
+  for (const [save, cmd] of iptablesFamilies) {
+    let text: string;
+    try {
+      text = sh(save, []);
+    } catch {
+      continue; // not installed, or no such family here
+    }
+    let table = '';
+    for (const line of text.split('\n')) {
+      if (line.startsWith('*')) table = line.slice(1).trim();
+      const m = /^:(KUBE-\S+)/.exec(line);
+      if (m?.[1] !== undefined) out.push(`${cmd} ${table} ${m[1]}`);
+    }
+  }
+  return out.sort();
+}
+
+function newKubeChains(workdir: string): string[] {
+  const file = iptablesBaselinePath(workdir);
+  if (!existsSync(file)) return [];
+  const before = new Set(JSON.parse(readFileSync(file, 'utf8')) as string[]);
+  return kubeChains().filter((c) => !before.has(c));
+}
+
+/** The words of an iptables-save rule line (double-quoted words, e.g. comments, kept whole). */
+export function ruleWords(line: string): string[] {
+  const words: string[] = [];
+  for (const m of line.matchAll(/"((?:[^"\\]|\\.)*)"|(\S+)/g)) words.push(m[1] !== undefined ? m[1].replace(/\\(.)/g, '$1') : (m[2] as string));
+  return words;
+}
+
+/**
+ * Removes `KUBE-*` chains that appeared since `up` (what kube-proxy --cleanup
+ * leaves, e.g. the kubelets' KUBE-FIREWALL with its jumps from INPUT and
+ * OUTPUT): the rules jumping to them first, then their rules, then the chains.
+ */
+function removeNewKubeChains(workdir: string): void {
+  const chains = newKubeChains(workdir).map((c) => c.split(' ') as [string, string, string]);
+  const names = new Set(chains.map(([, , chain]) => chain));
+  for (const [cmd, table] of [...new Set(chains.map(([c, t]) => `${c} ${t}`))].map((k) => k.split(' ') as [string, string])) {
+    let text: string;
+    try {
+      text = sh(`${cmd}-save`, ['-t', table]);
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('-A ')) continue;
+      const words = ruleWords(line);
+      const j = words.findIndex((w) => w === '-j' || w === '--jump');
+      const target = j >= 0 ? words[j + 1] : undefined;
+      if (target !== undefined && names.has(target) && !names.has(words[1] ?? '')) quiet(cmd, ['-t', table, '-D', ...words.slice(1)]);
+    }
+  }
+  for (const [cmd, table, chain] of chains) quiet(cmd, ['-t', table, '-F', chain]);
+  for (const [cmd, table, chain] of chains) quiet(cmd, ['-t', table, '-X', chain]);
 }
 
 function listNetns(): string[] {
@@ -97,6 +166,8 @@ export interface Leftovers {
   links: string[];
   netns: string[];
   cgroups: string[];
+  /** `KUBE-*` iptables chains created since `up`. */
+  iptables: string[];
 }
 
 /** What of this cluster is still on the machine (empty after a clean `down`). */
@@ -106,6 +177,7 @@ export function leftovers(workdir: string, nodes: NodeLayout[]): Leftovers {
     links: [hostBridge, ...nodes.map((n) => n.bridge)].filter(linkExists),
     netns: newNetns(workdir),
     cgroups: nodes.flatMap((n) => cgroupHierarchies().map((h) => join(h, n.cgroupRoot))).filter(existsSync),
+    iptables: newKubeChains(workdir),
   };
 }
 
@@ -129,6 +201,7 @@ function doneMarker(workdir: string): string {
 export function teardownHost(workdir: string, nodes: NodeLayout[], kubeProxyCleanup: (() => void) | undefined): void {
   if (!existsSync(netnsBaselinePath(workdir))) return;
   kubeProxyCleanup?.();
+  removeNewKubeChains(workdir);
   for (const ns of newNetns(workdir)) {
     if (!quiet('ip', ['netns', 'delete', ns])) {
       quiet('umount', [join(netnsDir, ns)]);

@@ -86,6 +86,11 @@ export function kubeProxyConfigPath(workdir: string): string {
   return join(workdir, 'nodes', 'kube-proxy.yaml');
 }
 
+/** `KUBE-*` iptables chains that existed before `up` (local/nodes/host.ts kubeChains). */
+export function iptablesBaselinePath(workdir: string): string {
+  return join(workdir, 'nodes', 'iptables-before.json');
+}
+
 /** Network namespaces that existed before `up` (containerd names its pod namespaces cni-<uuid>). */
 export function netnsBaselinePath(workdir: string): string {
   return join(workdir, 'nodes', 'netns-before.json');

@@ -190,7 +190,7 @@ export class RealNodes {
     teardownHost(this.opts.workdir, this.nodes, () => this.kubeProxyCleanup());
     for (const name of pids.keys()) removePidFile(dir, name);
     const left = this.leftovers();
-    const count = left.mounts.length + left.links.length + left.netns.length + left.cgroups.length;
+    const count = left.mounts.length + left.links.length + left.netns.length + left.cgroups.length + left.iptables.length;
     // Never delete a directory something is still mounted under (a hostPath bind mount would take host files with it).
     if (count > 0) throw new Error(`real nodes left behind: ${JSON.stringify(left)}`);
     rmSync(join(this.opts.workdir, 'nodes'), { recursive: true, force: true });

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { V1ConfigMap, V1Container, V1EnvVar, V1OwnerReference, V1PodDisruptionBudget, V1PodSpec, V1Probe, V1Service, V1Volume } from '@kubernetes/client-node';
 import { formatAccessCallers, type AccessCaller } from '../../common/access.ts';
+import { parseDuration } from '../../common/duration.ts';
 import { apiVersion, type CustomResource, type EnvVar, type SidecarOverrides } from '../api/resources.ts';
 
 export const managedBy = 'castellan-operator';
@@ -150,6 +151,19 @@ export function adminProbe(path: '/healthz' | '/readyz', periodSeconds: number, 
  */
 export function drainHook(): NonNullable<V1Container['lifecycle']> {
   return { preStop: { httpGet: { path: '/drain', port: sidecarAdminPort, scheme: 'HTTP' } } };
+}
+
+/**
+ * The object-host pod's termination grace period unless the user's template
+ * sets one: the preStop drain keeps an object whose handler still runs up to
+ * the longer of turnTimeout and the sidecar's request timeout (30 s), then
+ * releases it and leaves; 30 s more covers that, the app's exit and the
+ * sidecar's own stop. Kubernetes' default of 30 s would cut a drain short and
+ * kill the app under a running turn.
+ */
+export function drainGraceSeconds(turnTimeout: string): number {
+  const turnMs = parseDuration(turnTimeout) ?? 60_000;
+  return Math.ceil(Math.max(turnMs, 30_000) / 1000) + 30;
 }
 
 /** Spread a StatefulSet's hosts over nodes (soft), unless the user's template says how. */

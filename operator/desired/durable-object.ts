@@ -3,7 +3,8 @@
  * user's pod template plus the Castellan sidecar as a native sidecar), a
  * headless Service, a PodDisruptionBudget and a ConfigMap with the sidecar
  * settings, all owned by the DurableObject. A change of the settings changes
- * the config-hash annotation of the pod template, which rolls the pods.
+ * the config-hash annotation of the pod template, which rolls the pods. The
+ * app's preStop hook drains the sidecar, within a grace period sized for it.
  */
 import type { V1ConfigMap, V1Container, V1PodDisruptionBudget, V1PodSpec, V1Service, V1StatefulSet, V1Volume } from '@kubernetes/client-node';
 import type { CustomResource, DurableObjectSpec } from '../api/resources.ts';
@@ -12,6 +13,7 @@ import {
   configHash,
   configHashAnnotation,
   disruptionBudget,
+  drainGraceSeconds,
   drainHook,
   headlessService,
   hostSpread,
@@ -101,6 +103,7 @@ export function desiredDurableObject(cr: CustomResource<DurableObjectSpec>, defa
           initContainers,
           volumes,
           topologySpreadConstraints: userSpec.topologySpreadConstraints ?? hostSpread('object-host', name),
+          terminationGracePeriodSeconds: userSpec.terminationGracePeriodSeconds ?? drainGraceSeconds(s.turnTimeout),
         },
       },
     },

@@ -5,7 +5,8 @@
  * business (a HostRecordStore over its stream).
  *
  * The chain writes an `alive` (or, while draining, `draining`) record every
- * ~TTL/4 by compare-and-set on the pod's host subject. The send time of the
+ * ~TTL/4 by compare-and-set on the pod's host subject, carrying this host's
+ * TTL (observers judge its heartbeats by it: lease.ts hostTiming). The send time of the
  * last acknowledged write bounds how long the host may serve. A failed CAS
  * means another host fenced this session: the host forgets everything it
  * held (onFenced) and starts a new session. `leave` is written at shutdown,
@@ -37,6 +38,8 @@ export interface HeartbeatOptions {
   startAttempts?: number;
   /** What the host reports about itself with every heartbeat (object hosts: their stuck objects). */
   report?: () => Pick<HostRecord, 'stuck'>;
+  /** Whether the first heartbeat offers the host for placements (default true); setPlaceable changes it. */
+  placeable?: boolean;
 }
 
 export class HostHeartbeat {
@@ -65,6 +68,7 @@ export class HostHeartbeat {
     this.timing = opts.timing;
     this.startAttempts = opts.startAttempts ?? 20;
     this.report = opts.report;
+    this.kind = opts.placeable === false ? 'draining' : 'alive';
     this.events = events;
     this.log = log;
   }
@@ -127,7 +131,7 @@ export class HostHeartbeat {
 
   private async doBeat(): Promise<void> {
     if (!this.started) await this.beginSession();
-    const record: HostRecord = { kind: this.kind, pod: this.pod, sessionId: this.sessionId, ts: Date.now(), ...this.report?.() };
+    const record: HostRecord = { kind: this.kind, pod: this.pod, sessionId: this.sessionId, ts: Date.now(), ttl: this.timing.ttl, ...this.report?.() };
     if (this.prev !== undefined) {
       record.prevSessionId = this.prev.sessionId;
       record.prevDead = this.prev.dead;
@@ -160,7 +164,8 @@ export class HostHeartbeat {
   /**
    * Whether the host takes new placements (`alive`) or not (`draining`:
    * still reachable for what it owns), published at once. Object hosts use
-   * it while their app is down. No effect once draining for good.
+   * it while their app is down (and before it first answered). No effect
+   * once draining for good.
    */
   async setPlaceable(placeable: boolean): Promise<void> {
     if (this.stopped || this.drainingForGood) return;
@@ -184,7 +189,7 @@ export class HostHeartbeat {
     await this.loopDone;
     await this.chain;
     if (!this.started) return;
-    const record: HostRecord = { kind: 'leave', pod: this.pod, sessionId: this.sessionId, ts: Date.now() };
+    const record: HostRecord = { kind: 'leave', pod: this.pod, sessionId: this.sessionId, ts: Date.now(), ttl: this.timing.ttl };
     for (let i = 0; i < 3; i++) {
       try {
         const r = await this.store.write(this.pod, this.seq, record);

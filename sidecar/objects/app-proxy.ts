@@ -4,7 +4,8 @@
  * plus the readiness probe (TCP connect). A turn's call has no deadline: it
  * ends when the app answers or when its connection drops (the app process
  * died or closed it), so a turn never ends while its handler may still run
- * (host.ts). Callers that want a deadline pass `timeoutMs`.
+ * (host.ts). Callers that want a deadline pass `timeoutMs`. A refused
+ * connection keeps its cause (`appRefused`): such a call certainly never ran.
  */
 import { Agent, request } from 'node:http';
 import { connect } from 'node:net';
@@ -64,7 +65,7 @@ export class AppProxy {
         const refused = err.code === 'ECONNREFUSED';
         fail(
           refused
-            ? Errors.unavailable(`The object's app is not reachable on port ${this.port}.`, 'OBJECT_UNAVAILABLE')
+            ? Errors.unavailable(`The object's app is not reachable on port ${this.port}.`, 'OBJECT_UNAVAILABLE', err)
             : Errors.unavailable(`The request to the object's app failed: ${err.message}`, 'OBJECT_UNAVAILABLE'),
         );
       });
@@ -118,4 +119,10 @@ export class AppProxy {
   close(): void {
     this.agent.destroy();
   }
+}
+
+/** Whether a failed call never reached the app: nothing accepted the connection (ECONNREFUSED), so no handler ran. */
+export function appRefused(err: unknown): boolean {
+  const cause = err instanceof Error ? (err.cause as NodeJS.ErrnoException | undefined) : undefined;
+  return cause?.code === 'ECONNREFUSED';
 }

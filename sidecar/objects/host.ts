@@ -6,8 +6,17 @@
  * owner records (lease.ts decides when that is allowed), runs each object's
  * requests through its turn queue (turn-queue.ts) into the app
  * (app-proxy.ts), deactivates idle objects (releasing their owner record so
- * placement can move them), and drains on stop: no new work, in-flight work
- * finished, every object released, a `leave` record, then silence.
+ * placement can move them), and drains on stop: first it stops being
+ * placeable (a `draining` heartbeat, given the callers' views a poll to see
+ * it) while still serving, then it refuses new work unexecuted (`retry`:
+ * callers move on), finishes the turns queued, releases each object as soon
+ * as its own queue is empty, writes `leave`, then goes silent.
+ *
+ * Placement follows the app: a host is placeable only once its app has
+ * accepted a connection (a new pod's sidecar starts before its app) and
+ * while it keeps doing so; a turn whose connection the app refused never
+ * reached it and is answered `retry`, so the caller tries again instead of
+ * failing a call that never started.
  *
  * Serving rule (lease.ts, invariant rule 1): a turn calls the app only if the
  * activation is `active`, was claimed by the current session, and the host
@@ -37,7 +46,8 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import { decideAccess, identityFromSubject, type AccessPolicy } from '../../common/access.ts';
 import { asCastellanError, CastellanError, Errors } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
-import type { AppProxy } from './app-proxy.ts';
+import { sleep } from '../../common/net.ts';
+import { appRefused, type AppProxy } from './app-proxy.ts';
 import { decideClaim, type HostRecord, type LeaseTiming, type OwnerRecord } from './lease.ts';
 import { HostHeartbeat } from '../leases/heartbeat.ts';
 import type { ClassView } from './membership.ts';
@@ -152,8 +162,12 @@ export class ObjectHost {
   private streamReplicas = 0;
   private replicaTimer: NodeJS.Timeout | undefined;
   private raising = false;
-  /** App health: down after failing its probe for a lease TTL; then not placeable, objects handed over. */
-  private appDown = false;
+  /**
+   * App health: down until the app first accepts a connection, and after it
+   * failed its probe for a lease TTL; meanwhile not placeable, objects handed over.
+   */
+  private appDown = true;
+  private appSeen = false;
   private appFailingSince: number | undefined;
   private appTimer: NodeJS.Timeout | undefined;
   private probing = false;
@@ -161,6 +175,7 @@ export class ObjectHost {
   private doorSub: Subscription | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
+  private drained: Promise<void> | undefined;
   private readonly inflight = new Set<Promise<void>>();
   private readonly deactivateListeners: ((encId: string, token: number) => void)[] = [];
   private readonly activateListeners: ((obj: ActiveObject) => void)[] = [];
@@ -177,7 +192,8 @@ export class ObjectHost {
     this.log = log;
     this.heartbeat = new HostHeartbeat(
       { read: (p) => store.readHost(opts.cls, p), write: (p, seq, record) => store.writeHost(opts.cls, p, seq, record) },
-      { pod: opts.pod, timing: opts.timing, report: () => this.stuckReport() },
+      // Not placeable until the app answers (probeApp): a new pod's sidecar starts before its app.
+      { pod: opts.pod, timing: opts.timing, placeable: false, report: () => this.stuckReport() },
       { onFenced: () => this.dropAll('host lease fenced'), onWritten: (seq, record) => view.observe({ seq, record }) },
       log,
     );
@@ -220,6 +236,7 @@ export class ObjectHost {
     this.replicaTimer.unref();
     this.appTimer = setInterval(() => void this.probeApp(), Math.max(100, Math.min(500, this.opts.timing.ttl / 2)));
     this.appTimer.unref();
+    void this.probeApp();
     this.log.info('object host started', { cls: this.opts.cls, subject, session: this.heartbeat.sessionId });
   }
 
@@ -239,9 +256,12 @@ export class ObjectHost {
       if (ok === true) {
         this.appFailingSince = undefined;
         if (this.appDown) {
-          this.appDown = false;
-          this.log.warn('app reachable again; taking placements again');
+          // Placeable in the heartbeat first; only then does the host take work (handle, ready).
           await this.heartbeat.setPlaceable(true);
+          this.appDown = false;
+          if (this.appSeen) this.log.warn('app reachable again; taking placements again');
+          else this.log.info('app reachable; taking placements');
+          this.appSeen = true;
         }
         return;
       }
@@ -296,7 +316,7 @@ export class ObjectHost {
   /** Whether this host can take requests (for /readyz); stuck objects are named. */
   ready(): true | string {
     if (this.draining) return 'draining';
-    if (this.appDown) return 'app down: objects handed over to other hosts';
+    if (this.appDown) return this.appSeen ? 'app down: objects handed over to other hosts' : 'app not reachable yet: not taking placements';
     if (!this.heartbeat.leaseValid()) return 'host lease not held';
     const stuck = this.stuckObjects();
     if (stuck.length > 0) {
@@ -536,6 +556,12 @@ export class ObjectHost {
       });
       answer({ meta: { t: 'ok', status: res.status, headers: res.headers, pod: this.opts.pod, token: a.token }, body: res.body });
     } catch (err) {
+      if (appRefused(err)) {
+        // Nothing accepted the connection: the request never reached the app. The caller retries (here or, once
+        // this host is unplaceable and has handed the object over, elsewhere) instead of seeing a failure.
+        answer(retry('app not reachable'));
+        return;
+      }
       const e = err instanceof CastellanError ? err : asCastellanError(err);
       if (!(err instanceof CastellanError)) this.log.error('object turn failed', { error: describeError(err) });
       answer(errorReply(e));
@@ -762,23 +788,38 @@ export class ObjectHost {
   }
 
   /**
-   * Graceful stop: refuse new work (callers retry elsewhere, nothing ran),
-   * finish what is queued, release every object, leave, unsubscribe.
+   * Graceful stop (idempotent): stop being placeable while still serving,
+   * then refuse new work (callers retry elsewhere, nothing ran), finish what
+   * is queued, release each object once its queue is empty, leave,
+   * unsubscribe.
    */
-  async drain(): Promise<void> {
-    if (this.draining) return;
-    this.draining = true;
-    // Door requests go to the other hosts from now on.
-    this.doorSub?.unsubscribe();
+  drain(): Promise<void> {
+    this.drained ??= this.drainOnce();
+    return this.drained;
+  }
+
+  private async drainOnce(): Promise<void> {
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
     if (this.replicaTimer !== undefined) clearInterval(this.replicaTimer);
     if (this.appTimer !== undefined) clearInterval(this.appTimer);
+    // Not placeable first, and long enough for the callers' views to poll it (every TTL/4), while this host
+    // still serves what it owns: new objects stop coming here before anything is refused.
     await this.heartbeat.drain();
-    // A handler still running keeps its object here (never released under a running handler) up to turnTimeout.
-    const idle = Promise.all([...this.acts.values()].map((a) => Promise.all([a.ready, a.queue.whenIdle()])));
+    await sleep(this.opts.timing.ttl / 4 + this.opts.timing.margin);
+    this.draining = true;
+    // Door requests (callers of other namespaces) go to the other hosts from now on.
+    this.doorSub?.unsubscribe();
+    // Each object moves as soon as its own queued turns are done; a handler still running keeps its object here
+    // (never released under a running handler) up to the longer of drainTimeout and turnTimeout.
     const waitMs = Math.max(this.opts.drainTimeoutMs, this.opts.turnTimeoutMs);
-    await Promise.race([idle, new Promise((r) => setTimeout(r, waitMs).unref())]);
-    await Promise.all([...this.acts.values()].map((a) => this.release(a)));
+    const late = new Promise<void>((r) => setTimeout(r, waitMs).unref());
+    // Every activation is here: a claim that starts from now on answers `retry` (claim checks draining).
+    await Promise.all(
+      [...this.acts.values()].map(async (a) => {
+        await Promise.race([Promise.all([a.ready, a.queue.whenIdle()]), late]);
+        await this.release(a);
+      }),
+    );
     await this.heartbeat.leave();
     this.log.info('object host drained', { cls: this.opts.cls });
     await Promise.race([Promise.all([...this.inflight]), new Promise((r) => setTimeout(r, 1_000).unref())]);

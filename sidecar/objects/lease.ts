@@ -38,7 +38,11 @@
  *      (`prevDead`) or TTL + margin have passed since S' was first observed.
  * Only durations measured on one machine's monotonic clock are compared, so
  * wall-clock skew between pods does not matter; `margin` absorbs clock-rate
- * drift and scheduling. Watch lag (seeing a heartbeat late) only delays
+ * drift and scheduling. TTL here is the HOLDER's: host records carry the
+ * writer's TTL (`ttl`) and observers judge a host's heartbeats by it
+ * (hostTiming), not by their own setting, so a caller or a host configured
+ * with a shorter TTL never takes a live host for expired (and never fences
+ * it early); records without `ttl` are judged by the observer's. Watch lag (seeing a heartbeat late) only delays
  * failover, it cannot break the invariant: the CAS on the host subject is what
  * settles a race between a late heartbeat and a fence.
  */
@@ -67,6 +71,8 @@ export interface HostRecord {
   prevDead?: boolean;
   /** On `fenced`: who fenced. */
   by?: string;
+  /** The writer's lease TTL (ms), on its own heartbeats and `leave`. */
+  ttl?: number;
   /**
    * Objects whose request ran past turnTimeout on this host (object hosts; the
    * operator turns them into Warning Events): how many, and the first few.
@@ -132,6 +138,12 @@ export function selfLeaseEnd(lastSentAt: number | undefined, t: LeaseTiming): nu
   return lastSentAt === undefined ? -Infinity : lastSentAt + t.ttl - t.margin;
 }
 
+/** The timing to judge `host`'s heartbeats by: its own TTL when its records carry one, else the observer's. */
+export function hostTiming(host: HostState, t: LeaseTiming): LeaseTiming {
+  const ttl = host.record.ttl;
+  return ttl === undefined || !(ttl > 0) ? t : { ttl, margin: defaultMargin(ttl) };
+}
+
 export type SessionStatus =
   /** Heartbeats observed recently: the session is (possibly) serving. */
   | 'live'
@@ -142,8 +154,9 @@ export type SessionStatus =
   /** Replaced by a newer session of the pod too recently: wait. */
   | 'wait';
 
-export function sessionStatus(host: HostState | undefined, sessionId: string, now: number, t: LeaseTiming): SessionStatus {
+export function sessionStatus(host: HostState | undefined, sessionId: string, now: number, observer: LeaseTiming): SessionStatus {
   if (host === undefined) return 'expired';
+  const t = hostTiming(host, observer);
   if (host.deadSessions.includes(sessionId)) return 'dead';
   if (host.record.sessionId === sessionId) {
     if (host.record.kind === 'leave' || host.record.kind === 'fenced') return 'dead';
@@ -153,12 +166,14 @@ export function sessionStatus(host: HostState | undefined, sessionId: string, no
 }
 
 /** Whether a host can take new placements (alive heartbeat observed within TTL + margin). */
-export function placeable(host: HostState, now: number, t: LeaseTiming): boolean {
+export function placeable(host: HostState, now: number, observer: LeaseTiming): boolean {
+  const t = hostTiming(host, observer);
   return host.record.kind === 'alive' && now - host.observedAt <= t.ttl + t.margin;
 }
 
 /** Whether requests may be sent to the host at all (alive or draining, and not expired). */
-export function reachable(host: HostState, now: number, t: LeaseTiming): boolean {
+export function reachable(host: HostState, now: number, observer: LeaseTiming): boolean {
+  const t = hostTiming(host, observer);
   return (host.record.kind === 'alive' || host.record.kind === 'draining') && now - host.observedAt <= t.ttl + t.margin;
 }
 
@@ -171,8 +186,9 @@ export function reachable(host: HostState, now: number, t: LeaseTiming): boolean
  * request it received, and later ones got "no responders", so its callers
  * keep waiting for the reply.
  */
-export function lostInFlight(host: HostState | undefined, sessionId: string | undefined, now: number, t: LeaseTiming): boolean {
+export function lostInFlight(host: HostState | undefined, sessionId: string | undefined, now: number, observer: LeaseTiming): boolean {
   if (host === undefined) return false;
+  const t = hostTiming(host, observer);
   if (sessionId !== undefined && host.record.sessionId !== sessionId) return true;
   if (host.record.kind === 'leave') return false;
   if (host.record.kind === 'fenced') return true;

@@ -9,8 +9,11 @@
  *
  * Safe retries: NATS "no responders" (nobody subscribed: the request was not
  * delivered), and `retry` / `redirect` replies (the host refused before
- * running the app) are retried with backoff until the deadline, with the same
- * request id (hosts de-duplicate by id). A timeout after sending is NOT
+ * running the app: draining, not the owner, lease not valid, the app not
+ * accepting connections) are retried with backoff until the deadline, with
+ * the same request id (hosts de-duplicate by id). A draining host is avoided
+ * for new placements; a redirect back to it (it still owns the object until
+ * its queued turns are done) backs off. A timeout after sending is NOT
  * retried: the request may have run; the caller gets 504 OBJECT_TIMEOUT.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -188,7 +191,8 @@ export class Router {
           this.remember(cacheKey, reply.pod);
           redirectTo = reply.pod;
           kind = 'redirect';
-          if (redirects > 2) {
+          // Back to a host that just answered `draining`: it still owns the object until its queue is done; back off.
+          if (redirects > 2 || avoid.has(reply.pod)) {
             backoff = nextBackoff(backoff);
             await sleep(Math.min(backoff, Math.max(0, deadline - performance.now())));
           }

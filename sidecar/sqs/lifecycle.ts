@@ -9,8 +9,10 @@
  * SetQueueAttributes on Kubernetes patches the ReplicatedQueue's spec too, so
  * the operator, which rewrites the config record from it, agrees.
  * Without either, CreateQueue of a new queue is UnsupportedOperation.
+ * The Kubernetes client is imported on first use: it is most of an idle
+ * sidecar's memory otherwise, and most sidecars never create a queue.
  */
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { describeError } from '../../common/logger.ts';
 import { isNoResponders } from '../nats-errors.ts';
@@ -75,17 +77,18 @@ export interface LifecycleOptions {
 export function createLifecycle(nc: NatsConnection, prefix: string, namespace: string, opts: LifecycleOptions = {}): Lifecycle {
   const subject = devQueueSubject(prefix, namespace);
   const env = opts.env ?? process.env;
-  let custom: k8s.CustomObjectsApi | undefined;
-  const kube = (): k8s.CustomObjectsApi | undefined => {
+  let custom: { api: k8s.CustomObjectsApi; lib: typeof k8s } | undefined;
+  const kube = async (): Promise<{ api: k8s.CustomObjectsApi; lib: typeof k8s } | undefined> => {
     if (env.KUBERNETES_SERVICE_HOST === undefined) return undefined;
     if (custom === undefined) {
+      const lib = await import('@kubernetes/client-node');
       let kc: k8s.KubeConfig;
       if (opts.kubeConfig !== undefined) kc = opts.kubeConfig();
       else {
-        kc = new k8s.KubeConfig();
+        kc = new lib.KubeConfig();
         kc.loadFromDefault();
       }
-      custom = kc.makeApiClient(k8s.CustomObjectsApi);
+      custom = { api: kc.makeApiClient(lib.CustomObjectsApi), lib };
     }
     return custom;
   };
@@ -113,7 +116,7 @@ export function createLifecycle(nc: NatsConnection, prefix: string, namespace: s
   return {
     async create(spec) {
       if ((await dev({ op: 'create', spec })) === true) return;
-      const api = kube();
+      const api = (await kube())?.api;
       if (api === undefined) throw Sqs.unsupported('CreateQueue needs castellan dev or Kubernetes: neither is reachable from this sidecar.');
       try {
         const body = replicatedQueueResource(spec, namespace);
@@ -128,10 +131,10 @@ export function createLifecycle(nc: NatsConnection, prefix: string, namespace: s
       }
     },
     async update(spec) {
-      const api = kube();
-      if (api === undefined) return;
+      const k = await kube();
+      if (k === undefined) return;
       try {
-        await api.patchNamespacedCustomObject({ ...target, name: spec.name, body: { spec: settings(spec) } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+        await k.api.patchNamespacedCustomObject({ ...target, name: spec.name, body: { spec: settings(spec) } }, k.lib.setHeaderOptions('Content-Type', k.lib.PatchStrategy.MergePatch));
       } catch (err) {
         const s = statusOf(err);
         if (s === 403) throw denied('patch', err);
@@ -141,7 +144,7 @@ export function createLifecycle(nc: NatsConnection, prefix: string, namespace: s
     },
     async delete(name) {
       if ((await dev({ op: 'delete', name })) === true) return;
-      const api = kube();
+      const api = (await kube())?.api;
       if (api === undefined) throw Sqs.unsupported('DeleteQueue needs castellan dev or Kubernetes: neither is reachable from this sidecar.');
       try {
         await api.deleteNamespacedCustomObject({ ...target, name });

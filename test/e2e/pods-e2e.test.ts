@@ -15,17 +15,28 @@
  * operator leader hands leadership over; and `down` leaves no process, mount,
  * bridge or network namespace behind. The test dials only pod IPs of pods it
  * created.
+ *
+ * It runs in `npm test` (scripts/test.sh, phase "e2e tests") and needs root,
+ * containerd, runc and the CNI plugins (scripts/tools.sh node-runtime): without
+ * them it fails, naming what is missing. Every pod has CPU requests: a
+ * BestEffort pod's cgroup gets 2 CPU shares of 1024, and a NATS or an app
+ * starved that way while a rollout starts pods stalls leases for seconds.
+ * The images are reused while their inputs are unchanged (.castellan/images).
+ * The numbers it measured are printed at the end (`pods-e2e numbers:`),
+ * with, when the rollout failed calls, the directory holding the object
+ * hosts' logs of it.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawnOwned, terminate } from '../../common/children.ts';
 import { sleep, waitFor } from '../../common/net.ts';
 import { projectRoot, toolPath } from '../../common/paths.ts';
 import { hostBridge } from '../../local/nodes/layout.ts';
-import { mountsUnder } from '../../local/nodes/host.ts';
+import { kubeChains, mountsUnder } from '../../local/nodes/host.ts';
 import { processesMatching } from '../../local/nodes/processes.ts';
 import { installCrds, startKube, type TestKube } from '../harness/kube.ts';
 import { apply, loadImages, natsManifest, natsUrls, pods, waitPodsReady, type PodInfo } from '../harness/pods.ts';
@@ -59,6 +70,22 @@ http.createServer((req, res) => {
 }).listen(8080, '0.0.0.0');
 `;
 
+/** An idle Node process (its command line names it for the RSS reading). */
+const baselineScript = 'setInterval(() => {}, 1 << 30) /* castellan-rss-baseline */';
+
+/** RSS (MiB) of the processes on this machine whose command line contains `pattern`. */
+function rssMiB(pattern: string): number[] {
+  return processesMatching(pattern).map((pid) => {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return Math.round((Number(m?.[1] ?? 0) / 1024) * 10) / 10;
+  });
+}
+
+function percentile(xs: number[], p: number): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+}
+
 function workloads(): string {
   const env = [
     `{name: CASTELLAN_NATS_URL, value: "${natsUrls.join(',')}"}`,
@@ -86,6 +113,7 @@ spec:
         - name: app
           image: castellan-examples:dev
           command: [node, examples/counter/app.js]
+          resources: {requests: {cpu: 50m, memory: 64Mi}}
 ---
 apiVersion: castellan.dev/v1alpha1
 kind: ReplicatedQueue
@@ -104,10 +132,17 @@ spec:
       env: [${env}]
       ports: [{name: admin, containerPort: 3601}]
       readinessProbe: {httpGet: {path: /readyz, port: 3601}, periodSeconds: 2}
+      resources: {requests: {cpu: 50m, memory: 96Mi}}
     - name: proxy
       image: castellan-examples:dev
       command: [node, -e, ${JSON.stringify(proxy)}]
       readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 2}
+      resources: {requests: {cpu: 50m, memory: 64Mi}}
+    # the same-run baseline for the sidecar's RSS: the image's Node, idle, nothing loaded
+    - name: baseline
+      image: castellan:dev
+      command: [node, -e, ${JSON.stringify(baselineScript)}]
+      resources: {requests: {cpu: 5m, memory: 32Mi}}
 `;
 }
 
@@ -122,7 +157,10 @@ describe('Castellan on real pods: two real nodes, images built here, the chart, 
   let caller: string;
   const dir = mkdtempSync(join(tmpdir(), 'castellan-pods-'));
   const netnsBefore = existsSync('/run/netns') ? readdirSync('/run/netns') : [];
+  const chainsBefore = kubeChains();
   const numbers: Record<string, unknown> = {};
+  /** The rollout's logs stay (their directory is printed) only when it failed calls. */
+  let keepLogs = false;
 
   async function call(method: string, path: string, body?: unknown): Promise<Reply> {
     try {
@@ -161,10 +199,13 @@ describe('Castellan on real pods: two real nodes, images built here, the chart, 
   }
 
   beforeAll(async () => {
-    kube = await startKube(0, 2);
     const t0 = Date.now();
-    numbers.images = await loadImages(kube, dir);
-    numbers.imageBuildAndLoadMs = Date.now() - t0;
+    kube = await startKube(0, 2);
+    numbers.clusterUpMs = Date.now() - t0;
+    const t1 = Date.now();
+    const built = await loadImages(kube);
+    numbers.images = built.images;
+    numbers[built.cached ? 'imageLoadMs (cached build)' : 'imageBuildAndLoadMs'] = Date.now() - t1;
     await installCrds(kube);
     await apply(kube, natsManifest());
     const natsPods = await waitPodsReady(kube, 'nats', 'app=nats', 3);
@@ -184,11 +225,13 @@ describe('Castellan on real pods: two real nodes, images built here, the chart, 
     await waitPodsReady(kube, ns, 'castellan.dev/queue=jobs', 3, 600_000);
     const [c] = await waitPodsReady(kube, ns, 'app=caller', 1, 300_000);
     caller = `http://${c?.ip}:8080`;
+    numbers.setupMs = Date.now() - t0;
   }, 1_800_000);
 
   afterAll(async () => {
     process.stdout.write(`pods-e2e numbers: ${JSON.stringify(numbers)}\n`);
     if (kube !== undefined && !disposed) await kube.dispose();
+    if (!keepLogs) rmSync(dir, { recursive: true, force: true });
   }, 300_000);
 
   it('a call from the caller pod reaches the one owner, in another pod, and the hosts spread over both nodes', async () => {
@@ -200,12 +243,10 @@ describe('Castellan on real pods: two real nodes, images built here, the chart, 
     }
     const owner = await ownerOf();
     expect(hosts.map((h) => h.name)).toContain(owner.name);
-    // sidecar RSS in the image: the idle queue-host sidecars (node /usr/local/bin/castellan sidecar)
-    const rss = processesMatching('/usr/local/bin/castellan sidecar').map((pid) => {
-      const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      return Number(m?.[1] ?? 0) / 1024;
-    });
-    numbers.sidecarRssMiB = { min: Math.min(...rss), max: Math.max(...rss), n: rss.length };
+    // sidecar RSS in the image (node /usr/local/bin/castellan sidecar: object hosts, queue hosts, the caller's),
+    // against an idle Node of the same image in the same run
+    const rss = rssMiB('/usr/local/bin/castellan sidecar');
+    numbers.sidecarRssMiB = { min: Math.min(...rss), max: Math.max(...rss), n: rss.length, idleNodeBaseline: rssMiB('castellan-rss-baseline')[0] };
   }, 300_000);
 
   it('a force-deleted owner pod fails over to another pod and no acknowledged increment is lost', async () => {
@@ -233,38 +274,101 @@ describe('Castellan on real pods: two real nodes, images built here, the chart, 
     expect(next.name === owner.name && next.uid === owner.uid).toBe(false);
   }, 300_000);
 
+  /**
+   * Follows the sidecar and app logs of every Ready pod matching `selector` (pods that appear later too) into
+   * `into`, until the returned function is called: the old pods' logs are gone with them otherwise.
+   */
+  function followLogs(selector: string, into: string): () => Promise<void> {
+    const seen = new Set<string>();
+    const children: ChildProcess[] = [];
+    let polling = false;
+    const timer = setInterval(() => {
+      if (polling) return;
+      polling = true;
+      void pods(kube as TestKube, ns, selector)
+        .then((list) => {
+          for (const p of list.filter((x) => x.ready && !seen.has(x.uid))) {
+            seen.add(p.uid);
+            for (const c of ['castellan-sidecar', 'app']) {
+              const fd = openSync(join(into, `${p.name}-${p.uid.slice(0, 8)}-${c}.log`), 'a');
+              children.push(spawnOwned(toolPath('kubectl'), ['--kubeconfig', (kube as TestKube).kubeconfig, 'logs', '-f', '-n', ns, p.name, '-c', c], { stdio: ['ignore', fd, fd] }));
+              closeSync(fd);
+            }
+          }
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          polling = false;
+        });
+    }, 1_000);
+    return async () => {
+      clearInterval(timer);
+      await Promise.all(children.map((c) => terminate(c, 'SIGTERM', 2_000)));
+    };
+  }
+
   it('kubectl rollout restart of the object hosts under continuous calls fails no call', async () => {
     let stop = false;
     let total = 0;
+    let t0 = Date.now();
     const failures: string[] = [];
-    const worker = async (id: string) => {
-      let expected = 0;
-      while (!stop) {
+    const latencies: number[] = [];
+    // 4 concurrent callers, each going round its own 8 objects (one call in flight per caller): every host owns some
+    const worker = async (w: number) => {
+      const expectedOf = new Map<string, number>();
+      for (let i = 0; !stop; i++) {
+        const id = `roll-${w}-${i % 8}`;
+        const started = Date.now();
         const r = await call('POST', `/v1/objects/counter/${id}/increment`);
         total++;
+        latencies.push(Date.now() - started);
+        const at = `${((started - t0) / 1000).toFixed(1)}s+${Date.now() - started}ms`;
         if (r.status !== 200) {
-          failures.push(`${id}: ${r.status} ${r.body.slice(0, 200)}`);
+          failures.push(`${at} ${id}: ${r.status} ${r.body.slice(0, 300)}`);
           continue;
         }
         const { value } = JSON.parse(r.body) as { value: number };
-        expected++;
-        if (value !== expected) failures.push(`${id}: expected ${expected}, got ${value}`);
-        expected = value;
+        const expected = (expectedOf.get(id) ?? 0) + 1;
+        if (value !== expected) failures.push(`${at} ${id}: expected ${expected}, got ${value}`);
+        expectedOf.set(id, value);
       }
     };
-    const workers = ['roll-a', 'roll-b', 'roll-c', 'roll-d'].map(worker);
-    await sleep(2_000);
-    const t0 = Date.now();
+    const logs = join(dir, 'rollout-logs');
+    mkdirSync(logs, { recursive: true });
+    const stopLogs = followLogs('castellan.dev/class=counter', logs);
+    const workers = [0, 1, 2, 3].map(worker);
+    await sleep(3_000);
+    t0 = Date.now();
+    const before = total;
     await kubectl(['rollout', 'restart', 'statefulset/counter', '-n', ns]);
     await kubectl(['rollout', 'status', 'statefulset/counter', '-n', ns, '--timeout=15m'], 16 * 60_000);
     await waitPodsReady(kube as TestKube, ns, 'castellan.dev/class=counter', 3);
     numbers.rolloutMs = Date.now() - t0;
-    await sleep(2_000);
+    const during = latencies.slice(before);
+    await sleep(3_000);
     stop = true;
     await Promise.all(workers);
-    numbers.rollout = { failed: failures.length, total, failures: failures.slice(0, 5) };
+    await stopLogs();
+    const drains = readdirSync(logs)
+      .filter((f) => f.endsWith('castellan-sidecar.log'))
+      .flatMap((f) => readFileSync(join(logs, f), 'utf8').split('\n'))
+      .map((l) => /"message":"drained".*?"ms":(\d+)/.exec(l)?.[1])
+      .filter((m): m is string => m !== undefined)
+      .map(Number);
+    numbers.rollout = {
+      failed: failures.length,
+      total,
+      duringRollout: during.length,
+      p50Ms: percentile(during, 50),
+      p99Ms: percentile(during, 99),
+      maxMs: Math.max(...during),
+      drainMs: drains,
+      ...(failures.length > 0 ? { logs } : {}),
+      failures: failures.slice(0, 10),
+    };
+    keepLogs = failures.length > 0;
     expect(failures).toEqual([]);
-    expect(total).toBeGreaterThan(20);
+    expect(during.length).toBeGreaterThan(100);
   }, 1_200_000);
 
   it('deleting a queue-host pod under load loses no acknowledged message', async () => {
@@ -331,7 +435,7 @@ describe('Castellan on real pods: two real nodes, images built here, the chart, 
     });
   }, 400_000);
 
-  it('cluster down leaves no process, mount, bridge or network namespace behind', async () => {
+  it('cluster down leaves no process, mount, bridge, network namespace or iptables chain behind', async () => {
     const workdir = (kube as TestKube).cluster.workdir;
     disposed = true;
     await (kube as TestKube).dispose();
@@ -340,5 +444,6 @@ describe('Castellan on real pods: two real nodes, images built here, the chart, 
     const links = readdirSync('/sys/class/net').filter((l) => l === hostBridge || /^cstl\d+$/.test(l));
     expect(links).toEqual([]);
     expect(existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => !netnsBefore.includes(n)) : []).toEqual([]);
+    expect(kubeChains().filter((c) => !chainsBefore.includes(c))).toEqual([]);
   }, 300_000);
 });

@@ -14,11 +14,14 @@ import { projectRoot } from '../../common/paths.ts';
 import { buildImages } from '../../local/image/build.ts';
 import type { TestKube } from './kube.ts';
 
-/** castellan:dev, castellan-examples:dev and castellan-nats:dev as `castellan image build --load` makes them. */
-export async function loadImages(kube: TestKube, dir: string): Promise<{ tag: string; bytes: number }[]> {
-  const images = await buildImages(join(dir, 'images'));
+/**
+ * castellan:dev, castellan-examples:dev and castellan-nats:dev as `castellan image build --load` makes them, in
+ * the same place (.castellan/images), so an unchanged tree reuses the archives (local/image/build.ts).
+ */
+export async function loadImages(kube: TestKube): Promise<{ images: { tag: string; bytes: number }[]; cached: boolean }> {
+  const images = await buildImages(join(projectRoot, '.castellan', 'images'));
   for (const i of images) await kube.cluster.real.importImage(i.archive);
-  return images.map((i) => ({ tag: i.tag, bytes: i.bytes }));
+  return { images: images.map((i) => ({ tag: i.tag, bytes: i.bytes })), cached: images.cached === true };
 }
 
 export async function apply(kube: TestKube, yaml: string): Promise<void> {

@@ -51,9 +51,9 @@ export async function waitHttp(url: string, timeoutMs = 60_000): Promise<void> {
   );
 }
 
-/** Starts the counter test app on a free port. */
-export async function startApp(name: string): Promise<Proc & { port: number; url: string }> {
-  const port = await freePort();
+/** Starts the counter test app on a free port (or the given one). */
+export async function startApp(name: string, port?: number): Promise<Proc & { port: number; url: string }> {
+  port ??= await freePort();
   const child = spawnLogged(name, [counterApp], { PORT: String(port) });
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(`${url}/stats`);

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from '@jest/globals';
 import { CastellanError } from '../../common/errors.ts';
-import { decideClaim, lostInFlight, observeHost, selfLeaseValid, sessionStatus, placeable, type HostRecord, type LeaseTiming } from '../../sidecar/objects/lease.ts';
+import { decideClaim, lostInFlight, observeHost, reachable, selfLeaseValid, sessionStatus, placeable, type HostRecord, type LeaseTiming } from '../../sidecar/objects/lease.ts';
 import { rendezvous } from '../../sidecar/objects/placement.ts';
 import { classNames, decodeId, encodeId, parseIdSegment } from '../../sidecar/objects/subjects.ts';
 import { TurnQueue } from '../../sidecar/objects/turn-queue.ts';
@@ -213,6 +213,25 @@ describe('requests in flight to a host', () => {
     expect(lostInFlight(s, 'a1', 1101, t)).toBe(true);
     expect(lostInFlight(observeHost(s, 2, hb('a1', 'fenced'), 10), 'a1', 20, t)).toBe(true);
     expect(lostInFlight(observeHost(s, 2, hb('a2'), 10), 'a1', 20, t)).toBe(true);
+  });
+
+  it("judges a host by its own TTL (in its records), not the observer's: a 1 s caller and a 5 s host", () => {
+    const five = observeHost(undefined, 1, { ...hb('a1'), ttl: 5000 }, 0);
+    // 2 s without a heartbeat: expired for a 1 s lease, live for the host's 5 s one
+    expect(lostInFlight(five, 'a1', 2000, t)).toBe(false);
+    expect(placeable(five, 2000, t)).toBe(true);
+    expect(reachable(five, 2000, t)).toBe(true);
+    expect(sessionStatus(five, 'a1', 2000, t)).toBe('live');
+    // past the host's TTL + margin (5000 + 625): expired all the same
+    expect(lostInFlight(five, 'a1', 5626, t)).toBe(true);
+    expect(placeable(five, 5626, t)).toBe(false);
+    expect(sessionStatus(five, 'a1', 5626, t)).toBe('expired');
+    // a record without ttl (an older sidecar): the observer's setting
+    const old = observeHost(undefined, 1, hb('a1'), 0);
+    expect(placeable(old, 2000, t)).toBe(false);
+    // and a host with a shorter TTL than the observer's is not kept alive longer than its own lease
+    const short = observeHost(undefined, 1, { ...hb('a1'), ttl: 200 }, 0);
+    expect(sessionStatus(short, 'a1', 300, { ttl: 5000, margin: 625 })).toBe('expired');
   });
 });
 

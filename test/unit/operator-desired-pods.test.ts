@@ -55,6 +55,16 @@ describe('object-host and queue-host pods', () => {
     expect(withOwn.containers[0]!.lifecycle).toEqual(own.lifecycle);
   });
 
+  it('give object hosts a grace period that covers the drain (turnTimeout + 30 s), unless the template sets one', () => {
+    expect(pod.terminationGracePeriodSeconds).toBe(90);
+    const slow = desiredDurableObject(dobj({ appPort: 8080, turnTimeout: '5m', template: { spec: { containers: [app] } } }), defaults).statefulSet.spec!.template.spec!;
+    expect(slow.terminationGracePeriodSeconds).toBe(330);
+    const fast = desiredDurableObject(dobj({ appPort: 8080, turnTimeout: '2s', template: { spec: { containers: [app] } } }), defaults).statefulSet.spec!.template.spec!;
+    expect(fast.terminationGracePeriodSeconds).toBe(60);
+    const own = desiredDurableObject(dobj({ appPort: 8080, template: { spec: { containers: [app], terminationGracePeriodSeconds: 7 } } }), defaults).statefulSet.spec!.template.spec!;
+    expect(own.terminationGracePeriodSeconds).toBe(7);
+  });
+
   it('give sidecars the default resources unless the resource sets its own', () => {
     expect(sidecar.resources).toEqual(resources);
     expect(queuePod.containers[0]!.resources).toEqual(resources);
