@@ -24,6 +24,7 @@ import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
 import { isNoResponders } from '../nats-errors.ts';
 import type { Invocation, InvocationResult } from '../objects/router.ts';
+import { nextBackoff, OwnerCache } from '../objects/owner-cache.ts';
 import { classNames, encodeId, isValidClassName } from '../objects/subjects.ts';
 import { decodeEnvelope, encodeEnvelope, type ReplyMeta, type RequestMeta } from '../objects/wire.ts';
 
@@ -38,14 +39,13 @@ export interface RemoteCallOptions {
 }
 
 const namespacePattern = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const MAX_OWNER_CACHE = 10_000;
 
 export class RemoteObjects {
   private readonly nc: NatsConnection;
   private readonly opts: RemoteCallOptions;
   private readonly log: Logger;
   /** `ns\0class\0encId` → owner pod, from the last reply. */
-  private readonly owners = new Map<string, string>();
+  private readonly owners = new OwnerCache();
 
   constructor(nc: NatsConnection, opts: RemoteCallOptions, log: Logger) {
     this.nc = nc;
@@ -83,7 +83,7 @@ export class RemoteObjects {
         if (isNoResponders(err)) {
           // Not delivered: safe to try again (the door, or the door again after a while).
           if (target !== undefined) {
-            this.owners.delete(cacheKey);
+            this.owners.forget(cacheKey);
             target = undefined;
             continue;
           }
@@ -110,13 +110,13 @@ export class RemoteObjects {
       const { meta: reply, body } = decodeEnvelope<ReplyMeta>(data);
       switch (reply.t) {
         case 'ok':
-          this.remember(cacheKey, reply.pod);
+          this.owners.remember(cacheKey, reply.pod);
           return { status: reply.status, headers: reply.headers, body, pod: reply.pod };
         case 'error':
           throw new CastellanError(reply.status, reply.code, reply.message, { retryable: reply.retryable });
         case 'redirect':
           if (++redirects > this.opts.maxRedirects) throw Errors.unavailable(`Object ${what} is unavailable: ownership is moving (too many redirects).`, 'OBJECT_UNAVAILABLE');
-          this.remember(cacheKey, reply.pod);
+          this.owners.remember(cacheKey, reply.pod);
           target = reply.pod;
           if (redirects > 2) {
             backoff = nextBackoff(backoff);
@@ -125,7 +125,7 @@ export class RemoteObjects {
           continue;
         case 'retry':
           lastReason = `host ${target ?? '(door)'}: ${reply.reason}`;
-          this.owners.delete(cacheKey);
+          this.owners.forget(cacheKey);
           target = undefined;
           backoff = nextBackoff(backoff);
           this.log.debug('retrying remote object request', { namespace, cls: inv.cls, id: inv.id, reason: reply.reason });
@@ -135,16 +135,4 @@ export class RemoteObjects {
     }
   }
 
-  private remember(key: string, pod: string): void {
-    this.owners.delete(key);
-    this.owners.set(key, pod);
-    if (this.owners.size > MAX_OWNER_CACHE) {
-      const oldest = this.owners.keys().next().value;
-      if (oldest !== undefined) this.owners.delete(oldest);
-    }
-  }
-}
-
-function nextBackoff(prev: number): number {
-  return prev === 0 ? 20 : Math.min(250, prev * 2);
 }

@@ -28,6 +28,7 @@ import { lostInFlight } from './lease.ts';
 import { rendezvous } from './placement.ts';
 import { encodeId, isValidClassName } from './subjects.ts';
 import { decodeEnvelope, encodeEnvelope, type HeaderList, type ReplyMeta, type RequestMeta } from './wire.ts';
+import { nextBackoff, OwnerCache } from './owner-cache.ts';
 import { isNoResponders } from '../nats-errors.ts';
 
 /** A call to forward: the wire request fields the caller knows, plus the body. */
@@ -52,7 +53,6 @@ export interface RouterOptions {
   caller: CallerIdentity;
 }
 
-const MAX_OWNER_CACHE = 10_000;
 
 export class Router {
   private readonly nc: NatsConnection;
@@ -62,7 +62,7 @@ export class Router {
   private readonly opts: RouterOptions;
   private readonly log: Logger;
   /** `class\0encId` → owner pod, from the last reply. */
-  private readonly owners = new Map<string, string>();
+  private readonly owners = new OwnerCache();
 
   constructor(nc: NatsConnection, store: ObjectStore, membership: Membership, metrics: ObjectMetrics, opts: RouterOptions, log: Logger) {
     this.nc = nc;
@@ -165,7 +165,7 @@ export class Router {
         if (isNoResponders(err)) {
           // Not delivered to anyone: safe to try another host.
           lastReason = `host ${target} is not answering`;
-          this.owners.delete(cacheKey);
+          this.owners.forget(cacheKey);
           avoid.set(target, performance.now() + 1_000);
           kind = 'retry';
           backoff = nextBackoff(backoff);
@@ -180,7 +180,7 @@ export class Router {
       const { meta: reply, body } = decodeEnvelope<ReplyMeta>(data);
       switch (reply.t) {
         case 'ok':
-          this.remember(cacheKey, reply.pod);
+          this.owners.remember(cacheKey, reply.pod);
           return { status: reply.status, headers: reply.headers, body, pod: reply.pod };
         case 'error':
           throw new CastellanError(reply.status, reply.code, reply.message, { retryable: reply.retryable });
@@ -188,7 +188,7 @@ export class Router {
           if (++redirects > this.opts.maxRedirects) {
             throw Errors.unavailable(`Object ${inv.cls}/${inv.id} is unavailable: ownership is moving (too many redirects).`, 'OBJECT_UNAVAILABLE');
           }
-          this.remember(cacheKey, reply.pod);
+          this.owners.remember(cacheKey, reply.pod);
           redirectTo = reply.pod;
           kind = 'redirect';
           // Back to a host that just answered `draining`: it still owns the object until its queue is done; back off.
@@ -199,7 +199,7 @@ export class Router {
           continue;
         case 'retry':
           lastReason = `host ${target}: ${reply.reason}`;
-          this.owners.delete(cacheKey);
+          this.owners.forget(cacheKey);
           if (reply.reason === 'draining') avoid.set(target, performance.now() + 5_000);
           redirects = 0;
           kind = 'retry';
@@ -245,16 +245,4 @@ export class Router {
     return Promise.race([request, died]).finally(() => clearInterval(timer));
   }
 
-  private remember(key: string, pod: string): void {
-    this.owners.delete(key);
-    this.owners.set(key, pod);
-    if (this.owners.size > MAX_OWNER_CACHE) {
-      const oldest = this.owners.keys().next().value;
-      if (oldest !== undefined) this.owners.delete(oldest);
-    }
-  }
-}
-
-function nextBackoff(prev: number): number {
-  return prev === 0 ? 20 : Math.min(250, prev * 2);
 }
