@@ -55,15 +55,28 @@ export class QueueClient {
   }
 
   /** Waits until the queue answers its info route (hosts registered). */
-  async waitReady(timeoutMs = 60_000): Promise<void> {
+  /**
+   * Waits until the queue is known and `replicas` of its hosts are live: a
+   * probe message with that replica count is accepted (then received and
+   * deleted), so a measurement never starts while hosts are still loading.
+   */
+  async waitReady(timeoutMs = 60_000, replicas = 1): Promise<void> {
     const deadline = performance.now() + timeoutMs;
     let last = '';
     while (performance.now() < deadline) {
       const r = await http(this.base).catch((e: Error) => ({ status: 0, body: Buffer.from(e.message) }));
-      if (r.status === 200) return;
-      last = `${r.status} ${r.body.toString('utf8').slice(0, 200)}`;
+      if (r.status === 200) {
+        const sent = await http(`${this.base}/messages`, { method: 'POST', body: JSON.stringify({ body: 'bench-probe', replicas }) }).catch((e: Error) => ({ status: 0, body: Buffer.from(e.message) }));
+        if (sent.status === 201) {
+          await this.delete((await this.receiveOne(Math.max(1_000, deadline - performance.now()))).receiptHandle);
+          return;
+        }
+        last = `probe send: ${sent.status} ${sent.body.toString('utf8').slice(0, 200)}`;
+      } else {
+        last = `${r.status} ${r.body.toString('utf8').slice(0, 200)}`;
+      }
       await sleep(200);
     }
-    throw new Error(`queue ${this.base} not ready after ${timeoutMs} ms: ${last}`);
+    throw new Error(`queue ${this.base} not ready (${replicas} live hosts) after ${timeoutMs} ms: ${last}`);
   }
 }

@@ -45,7 +45,7 @@ export const queues: Scenario = {
     let hosts5: SidecarProc[] = [];
     try {
       const q = new QueueClient(fx.client.url, 'bq');
-      await q.waitReady();
+      await q.waitReady(120_000, 3);
       const baselineOp = async (i: number) => {
         await wq.js.publish(`${wq.subject}.m`, `m-${i}`);
         const m = await consumer.next({ expires: 5_000 });

@@ -30,7 +30,7 @@ export const sqs: Scenario = {
     const client = new SQSClient({ endpoint: fx.client.url, region: 'us-east-1', credentials: { accessKeyId: 'bench', secretAccessKey: 'unchecked' } });
     try {
       const q = new QueueClient(fx.client.url, 'bsqs');
-      await q.waitReady();
+      await q.waitReady(120_000, 2);
       const QueueUrl = `${fx.client.url}/sqs/default/bsqs`;
       const native = async (i: number) => {
         await q.send(`n-${i}`, 2);
