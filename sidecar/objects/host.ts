@@ -43,7 +43,7 @@
  * (`castellan-activation`), as the app received them, must name the running ones.
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { decideAccess, identityFromSubject, type AccessPolicy } from '../../common/access.ts';
+import { decideAccess, identityFromSubject, type AccessPolicy, type CallerIdentity } from '../../common/access.ts';
 import { asCastellanError, CastellanError, Errors } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
@@ -175,6 +175,7 @@ export class ObjectHost {
   private doorSub: Subscription | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private draining = false;
+  private stopped = false;
   private drained: Promise<void> | undefined;
   private readonly inflight = new Set<Promise<void>>();
   private readonly deactivateListeners: ((encId: string, token: number) => void)[] = [];
@@ -432,13 +433,44 @@ export class ObjectHost {
     return errorReply(allowed);
   }
 
+  /**
+   * A request from this sidecar's own router (router.ts LocalHost): served
+   * exactly as one that came over NATS from `caller`, without the round trip.
+   * After a hard stop it is refused unexecuted, as NATS would find no responder.
+   */
+  serveLocal(meta: RequestMeta, body: Uint8Array, caller: CallerIdentity): Promise<Reply> {
+    if (this.stopped) return Promise.resolve(retry('draining'));
+    const allowed = decideAccess(this.opts.access, caller, 'DurableObject', this.opts.cls);
+    if (allowed !== true) {
+      this.log.info('call refused', { caller, code: allowed.code });
+      return Promise.resolve(errorReply(allowed));
+    }
+    const p = this.handle(meta, body);
+    const tracked = p.then(() => undefined, () => undefined);
+    this.inflight.add(tracked);
+    void tracked.finally(() => this.inflight.delete(tracked));
+    return p;
+  }
+
+  get pod(): string {
+    return this.opts.pod;
+  }
+
   private async answer(msg: Msg): Promise<Reply> {
+    let meta: RequestMeta;
+    let body: Uint8Array;
     try {
-      const { meta, body } = decodeEnvelope<RequestMeta>(msg.data);
+      ({ meta, body } = decodeEnvelope<RequestMeta>(msg.data));
+    } catch (err) {
+      return { meta: { t: 'error', status: 400, code: 'BAD_REQUEST', message: `Malformed forwarded request: ${asCastellanError(err).message}`, retryable: false } };
+    }
+    // The receipt (call-channel.ts): sent before anything of the request can run; its flush is queued ahead of the turn.
+    if (meta.ack === true && msg.reply !== undefined && msg.reply !== '') msg.respond();
+    try {
       return await this.handle(meta, body);
     } catch (err) {
-      const e = asCastellanError(err);
-      return { meta: { t: 'error', status: 400, code: 'BAD_REQUEST', message: `Malformed forwarded request: ${e.message}`, retryable: false } };
+      this.log.error('handling a forwarded request failed', { error: describeError(err) });
+      return errorReply(asCastellanError(err));
     }
   }
 
@@ -828,6 +860,7 @@ export class ObjectHost {
 
   /** Hard stop (tests): no release, no leave; the lease runs out. */
   stop(): void {
+    this.stopped = true;
     this.heartbeat.stop();
     if (this.sweeper !== undefined) clearInterval(this.sweeper);
     if (this.replicaTimer !== undefined) clearInterval(this.replicaTimer);

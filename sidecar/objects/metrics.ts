@@ -36,7 +36,7 @@ export function createObjectMetrics(registry: Registry): ObjectMetrics {
     }),
     forwards: new Counter({
       name: 'castellan_object_forwards_total',
-      help: 'NATS forwards sent by the caller side, by kind (first, redirect, retry).',
+      help: 'Requests the caller side sent to an object host, by kind: first, redirect, retry (over NATS), local (to this sidecar\'s own host, in process).',
       labelNames: ['class', 'kind'],
       registers,
     }),

@@ -115,6 +115,7 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
       log.child({ component: 'objects.host', cls: cfg.host.cls }),
     );
     await host.start();
+    router.attachLocal(host);
     const names = store.names(cfg.host.cls);
     alarms = new AlarmDispatcher(
       nc,

@@ -15,6 +15,15 @@
  * for new placements; a redirect back to it (it still owns the object until
  * its queued turns are done) backs off. A timeout after sending is NOT
  * retried: the request may have run; the caller gets 504 OBJECT_TIMEOUT.
+ * Except when the host died before it took the request: hosts acknowledge
+ * receipt before anything of a request can run (call-channel.ts), so a call
+ * whose host is lost (fenced, expired, restarted) without a receipt never
+ * ran there and is sent elsewhere, transparently, with the same request id.
+ *
+ * Local calls: when the target is this sidecar's own object host (the app
+ * calling an object its pod owns), the request goes to that host in process
+ * (`LocalHost`): the same access decision, de-duplication, turn queue and
+ * replies as over NATS, without the NATS round trip or envelope coding.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { CallerIdentity } from '../../common/access.ts';
@@ -30,6 +39,7 @@ import { encodeId, isValidClassName } from './subjects.ts';
 import { decodeEnvelope, encodeEnvelope, type HeaderList, type ReplyMeta, type RequestMeta } from './wire.ts';
 import { nextBackoff, OwnerCache } from './owner-cache.ts';
 import { isNoResponders } from '../nats-errors.ts';
+import { CallChannel, CallTimeout, NotDelivered, type Call } from './call-channel.ts';
 
 /** A call to forward: the wire request fields the caller knows, plus the body. */
 export type Invocation = Omit<RequestMeta, 'v' | 'timeoutMs'> & { body: Uint8Array };
@@ -54,6 +64,14 @@ export interface RouterOptions {
 }
 
 
+/** The object host in this sidecar (host.ts): calls to its class that target its pod are served in process. */
+export interface LocalHost {
+  readonly cls: string;
+  readonly pod: string;
+  /** Serves a request as if it came over NATS from `caller`; the reply is the one the host would have sent. */
+  serveLocal(meta: RequestMeta, body: Uint8Array, caller: CallerIdentity): Promise<{ meta: ReplyMeta; body?: Uint8Array }>;
+}
+
 export class Router {
   private readonly nc: NatsConnection;
   private readonly store: ObjectStore;
@@ -63,6 +81,8 @@ export class Router {
   private readonly log: Logger;
   /** `class\0encId` → owner pod, from the last reply. */
   private readonly owners = new OwnerCache();
+  private local: LocalHost | undefined;
+  private readonly channel: CallChannel;
 
   constructor(nc: NatsConnection, store: ObjectStore, membership: Membership, metrics: ObjectMetrics, opts: RouterOptions, log: Logger) {
     this.nc = nc;
@@ -71,6 +91,12 @@ export class Router {
     this.metrics = metrics;
     this.opts = opts;
     this.log = log;
+    this.channel = new CallChannel(nc);
+  }
+
+  /** Serves calls to `host`'s class that target its pod in process (set once the host has started). */
+  attachLocal(host: LocalHost): void {
+    this.local = host;
   }
 
   get maxBodyBytes(): number {
@@ -126,6 +152,20 @@ export class Router {
 
       let target = redirectTo;
       redirectTo = undefined;
+      if (target !== undefined && !view.reachable(target)) {
+        // Redirected to a host this caller sees as gone (lease expired, fenced): the redirecting host's view is
+        // behind. Ask again after a while (it fences and takes over once it sees the same) instead of sending a
+        // request that nobody will take.
+        await view.refresh();
+        if (!view.reachable(target)) {
+          lastReason = `host ${target}, named as the owner, is not alive`;
+          redirects--;
+          kind = 'retry';
+          backoff = nextBackoff(backoff);
+          await sleep(Math.min(backoff, Math.max(0, deadline - performance.now())));
+          continue;
+        }
+      }
       if (target === undefined) {
         const cached = this.owners.get(cacheKey);
         if (cached !== undefined && view.reachable(cached) && !avoid.has(cached)) target = cached;
@@ -153,18 +193,28 @@ export class Router {
         headers: inv.headers,
         rid: inv.rid,
         timeoutMs: Math.max(1, Math.floor(remaining)),
+        ack: true,
       };
-      this.metrics.forwards.inc({ class: inv.cls, kind });
-      let data: Uint8Array;
+      const local = this.local !== undefined && this.local.cls === inv.cls && this.local.pod === target ? this.local : undefined;
+      this.metrics.forwards.inc({ class: inv.cls, kind: local === undefined ? kind : 'local' });
+      let reply: ReplyMeta;
+      let body: Uint8Array;
       try {
-        const request = this.nc.request(names.rpc(target, this.opts.caller), encodeEnvelope(meta, inv.body), { timeout: Math.max(1, Math.floor(remaining)) });
-        data = (await this.unlessHostDies(request, view, target)).data;
+        if (local !== undefined) {
+          const r = await withDeadline(local.serveLocal(meta, inv.body, this.opts.caller), remaining);
+          reply = r.meta;
+          body = r.body ?? new Uint8Array(0);
+        } else {
+          const call = this.channel.request(names.rpc(target, this.opts.caller), encodeEnvelope(meta, inv.body), remaining);
+          ({ meta: reply, body } = decodeEnvelope<ReplyMeta>(await this.unlessHostDies(call, view, target)));
+        }
       } catch (err) {
         if (err instanceof CastellanError) throw err;
         const text = describeError(err);
-        if (isNoResponders(err)) {
-          // Not delivered to anyone: safe to try another host.
+        if (err instanceof NotDelivered || isNoResponders(err)) {
+          // Not delivered to anyone, or its host died before taking it: safe to try another host.
           lastReason = `host ${target} is not answering`;
+          if (err instanceof HostDiedBeforeReceipt) this.log.info('object host died before taking a call; sending it elsewhere', { cls: inv.cls, id: inv.id, host: target });
           this.owners.forget(cacheKey);
           avoid.set(target, performance.now() + 1_000);
           kind = 'retry';
@@ -172,12 +222,11 @@ export class Router {
           await sleep(Math.min(backoff, Math.max(0, deadline - performance.now())));
           continue;
         }
-        if (/timeout/i.test(text)) {
+        if (err instanceof DeadlinePassed || err instanceof CallTimeout || /timeout/i.test(text)) {
           throw Errors.timeout(`Object ${inv.cls}/${inv.id} did not answer within ${this.opts.requestTimeoutMs} ms; it may or may not have processed the request.`, 'OBJECT_TIMEOUT');
         }
         throw Errors.unavailable(`Forwarding to object ${inv.cls}/${inv.id} failed: ${text}`, 'OBJECT_UNAVAILABLE', err);
       }
-      const { meta: reply, body } = decodeEnvelope<ReplyMeta>(data);
       switch (reply.t) {
         case 'ok':
           this.owners.remember(cacheKey, reply.pod);
@@ -212,37 +261,53 @@ export class Router {
   }
 
   /**
-   * Resolves with the reply, or fails early with 504 when the host that has
-   * the request can no longer answer it (lease.ts lostInFlight: fenced,
-   * expired, or restarted) before answering: the request may have run, so it
-   * is not retried, but the caller need not wait for the full timeout. The
-   * view is refreshed before giving up, so a view that merely fell behind
-   * (a busy event loop) never fails a request a live host is working on.
+   * Resolves with the reply, or fails early when the host that has the
+   * request can no longer answer it (lease.ts lostInFlight: fenced, expired,
+   * or restarted) before answering: with NotDelivered when it never
+   * acknowledged taking the request (it never ran; the caller sends it
+   * elsewhere), else with 504 (it may have run; not retried). Either way the
+   * caller need not wait for the full timeout. The view is refreshed before
+   * giving up, so a view that merely fell behind (a busy event loop) never
+   * fails a request a live host is working on.
    */
-  private unlessHostDies<T>(request: Promise<T>, view: ClassView, pod: string): Promise<T> {
-    if (!view.reachable(pod)) return request;
+  private unlessHostDies(call: Call, view: ClassView, pod: string): Promise<Uint8Array> {
+    if (!view.reachable(pod)) return call.reply;
     const session = view.host(pod)?.record.sessionId;
-    let timer: NodeJS.Timeout | undefined;
     let checking = false;
     const lost = () => lostInFlight(view.host(pod), session, performance.now(), view.timing);
-    const died = new Promise<never>((_, reject) => {
-      timer = setInterval(() => {
-        if (checking || !lost()) return;
-        checking = true;
-        void view
-          .refresh()
-          .then(() => {
-            if (lost()) {
-              reject(Errors.timeout(`The host running the object stopped before answering (pod ${pod}); the request may or may not have been processed.`, 'OBJECT_TIMEOUT'));
-            }
-          })
-          .finally(() => {
-            checking = false;
-          });
-      }, 100);
-    });
-    died.catch(() => undefined);
-    return Promise.race([request, died]).finally(() => clearInterval(timer));
+    const timer = setInterval(() => {
+      if (checking || !lost()) return;
+      checking = true;
+      void view
+        .refresh()
+        .then(() => {
+          if (!lost()) return;
+          call.abandon(
+            call.received()
+              ? Errors.timeout(`The host running the object stopped before answering (pod ${pod}); the request may or may not have been processed.`, 'OBJECT_TIMEOUT')
+              : new HostDiedBeforeReceipt(`host ${pod} stopped before taking the request`),
+          );
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          checking = false;
+        });
+    }, 100);
+    return call.reply.finally(() => clearInterval(timer));
   }
 
+}
+
+/** The host was lost before it acknowledged the request: it never ran there. */
+class HostDiedBeforeReceipt extends NotDelivered {}
+
+class DeadlinePassed extends Error {}
+
+/** `p`, or a DeadlinePassed rejection after `ms` (the work behind `p` goes on: a turn ends when the app answers). */
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new DeadlinePassed('deadline passed')), Math.max(1, Math.floor(ms)));
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

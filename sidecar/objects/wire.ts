@@ -6,6 +6,8 @@
  * so bodies are binary-safe and headers keep their exact names, order and
  * repeated values. Every reply says whether the app may have run the request:
  * only `retry` and `redirect` replies (never executed) let the caller try again.
+ * A request with `ack` first gets an empty message when the host takes it
+ * (call-channel.ts): after that it may run.
  */
 
 export type HeaderList = [string, string][];
@@ -25,6 +27,8 @@ export interface RequestMeta {
   rid: string;
   /** Time the caller still waits (ms). */
   timeoutMs: number;
+  /** The caller wants a receipt: an empty message the moment the host takes the request (call-channel.ts). */
+  ack?: boolean;
 }
 
 export type ReplyMeta =

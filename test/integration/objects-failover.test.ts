@@ -1,7 +1,9 @@
 /**
  * Durable objects, single activation under failures: kill -9 of the owner,
  * SIGTERM under load (zero failed calls), SIGSTOP past the lease (the old owner
- * serves nothing after SIGCONT), and a linearizability check with concurrent
+ * serves nothing after SIGCONT), a call whose host froze before taking it
+ * (sent elsewhere, not a 504) and one whose host died after taking it (504,
+ * never run twice), and a linearizability check with concurrent
  * callers while a host is killed. Real 3-node NATS; hosts, apps and clients are
  * processes; host lease TTL 1 s.
  */
@@ -136,6 +138,60 @@ describe('durable objects: failover and handoff', () => {
       }
     }
     expect(await seenBefore()).toBe(before);
+  }, 60_000);
+
+  it('sends a call elsewhere, transparently, when its host froze before taking it (no receipt: it never ran)', async () => {
+    const id = 'frozen-before-receipt';
+    const first = await increment(clients[0]!, id);
+    expect(first.status).toBe(200);
+    const owner = ownerOf(first.ack!.pid)!;
+    const seen = async () => ((await (await fetch(`${owner.app!.url}/stats`)).json()) as { seen: Record<string, number> }).seen[id] ?? 0;
+    const before = await seen();
+    signal(owner, 'SIGSTOP');
+    let r: Awaited<ReturnType<typeof increment>>;
+    const t0 = performance.now();
+    try {
+      // Both callers know the frozen host as the owner; the call reaches its socket and is never taken.
+      r = await increment(clients[0]!, id);
+    } finally {
+      signal(owner, 'SIGCONT');
+    }
+    console.log(`call to a frozen owner served elsewhere after ${(performance.now() - t0).toFixed(0)} ms: ${r.status} ${r.status === 200 ? '' : r.text}`);
+    expect(r.status).toBe(200);
+    expect(r.ack!.pid).not.toBe(owner.app!.pid);
+    expect(r.ack!.activation).toBeGreaterThan(first.ack!.activation);
+    // The old owner, awake again, never runs the call it held in its socket.
+    await sleep(1_000);
+    expect(await seen()).toBe(before);
+  }, 60_000);
+
+  it('answers 504, and never runs the call elsewhere, when its host dies after taking it', async () => {
+    const id = 'died-after-receipt';
+    const first = await increment(clients[0]!, id);
+    const owner = ownerOf(first.ack!.pid)!;
+    const seenAll = async () => {
+      let n = 0;
+      // Every app still running, also those whose sidecar was killed (the app keeps running).
+      for (const h of hosts) {
+        const stats = await fetch(`${h.app!.url}/stats`).then((r) => r.json() as Promise<{ seen: Record<string, number> }>, () => undefined);
+        n += stats?.seen[id] ?? 0;
+      }
+      return n;
+    };
+    const before = await seenAll();
+    const pending = fetch(`${clients[1]!.url}/v1/objects/counter/${id}/sleep?ms=2500`, { method: 'POST' });
+    const appSaw = async () => ((await (await fetch(`${owner.app!.url}/stats`)).json()) as { seen: Record<string, number> }).seen[id] ?? 0;
+    const t0 = performance.now();
+    while ((await appSaw()) === first.ack!.value && performance.now() - t0 < 5_000) await sleep(20);
+    // The handler runs in the app; its sidecar (which acknowledged the call) dies.
+    signal(owner, 'SIGKILL');
+    const res = await pending;
+    expect(res.status).toBe(504);
+    expect(await res.json()).toMatchObject({ error: { code: 'OBJECT_TIMEOUT', message: expect.stringContaining('stopped before answering') } });
+    await sleep(500);
+    // Ran once (in the app whose sidecar died), never again elsewhere.
+    expect((await seenAll()) - before).toBe(1);
+    await newHost();
   }, 60_000);
 
   it('keeps single activation for concurrent callers while a host is killed -9 (linearizability)', async () => {

@@ -157,6 +157,37 @@ describe('durable objects: routing and errors', () => {
     expect(c.value).toBe(a.value + 1);
   });
 
+  it('serves a call through the owner’s own sidecar in process, with the same request ids, turns and deadlines as over NATS', async () => {
+    const first = (await (await call(c0, 'counter', 'local-1/increment', { method: 'POST' })).json()) as { value: number; pid: number };
+    const owner = procs.find((p) => p.app?.pid === first.pid && p.name.startsWith('r-h'));
+    expect(owner).toBeDefined();
+    const forwards = async (sc: SidecarProc, kind: string) => {
+      const text = await (await fetch(`${sc.url}/metrics`)).text();
+      const m = new RegExp(`castellan_object_forwards_total\\{[^}]*class="counter"[^}]*kind="${kind}"[^}]*\\} (\\d+)`).exec(text);
+      return Number(m?.[1] ?? 0);
+    };
+    const localBefore = await forwards(owner!, 'local');
+    const natsBefore = await forwards(owner!, 'first');
+    const headers = { 'castellan-request-id': 'local-request-id-1' };
+    const a = (await (await call(owner!, 'counter', 'local-1/increment', { method: 'POST', headers })).json()) as { value: number; pid: number };
+    expect(a).toMatchObject({ value: 2, pid: first.pid });
+    // The same request id through another sidecar (over NATS) returns the first answer: one de-duplication for both paths.
+    const again = (await (await call(c1, 'counter', 'local-1/increment', { method: 'POST', headers })).json()) as { value: number };
+    expect(again.value).toBe(2);
+    // Turns of one Serial object never overlap, whether they come in process or over NATS.
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => call(i % 2 === 0 ? owner! : c0, 'counter', 'local-1/increment?delay=5', { method: 'POST' }).then((r) => expect(r.status).toBe(200))),
+    );
+    const stats = (await (await fetch(`${owner!.app!.url}/stats`)).json()) as { maxConcurrent: Record<string, number> };
+    expect(stats.maxConcurrent['local-1']).toBe(1);
+    expect(await forwards(owner!, 'local')).toBeGreaterThanOrEqual(localBefore + 11);
+    expect(await forwards(owner!, 'first')).toBe(natsBefore);
+    // The caller's deadline holds in process too.
+    const slow = await call(owner!, 'counter', 'local-1/sleep?ms=3000', { method: 'POST' });
+    expect(slow.status).toBe(504);
+    expect(await slow.json()).toMatchObject({ error: { code: 'OBJECT_TIMEOUT' } });
+  });
+
   it('deactivates an idle object (releasing it) and reactivates it on demand', async () => {
     const inc = async () => (await (await call(c0, 'counter', 'idle/increment', { method: 'POST' })).json()) as { value: number; activation: number };
     const a = await inc();
