@@ -3,19 +3,20 @@
  * features its role enables. `startSidecar` wires them; `stop` drains them in
  * reverse order (readiness first, so load balancers and callers move away).
  */
-import type { Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import express from 'express';
 import type { Registry } from 'prom-client';
 import { ownServiceAccount } from '../common/service-account.ts';
 import { logger, type Logger } from '../common/logger.ts';
 import type { SidecarConfig } from './config.ts';
 import { namespaceGuard } from './access/namespace-guard.ts';
-import { errorHandler, notFoundHandler } from './http/errors.ts';
+import { errorHandler, errorResponder, notFoundHandler } from './http/errors.ts';
 import { startAdminServer } from './http/admin.ts';
 import { healthRouter, Readiness } from './http/health.ts';
 import { createMetricsRegistry } from './metrics.ts';
 import { connectNats, type NatsLink } from './nats-connection.ts';
 import { startObjects, type Objects } from './objects/mod.ts';
+import { isObjectCall } from './objects/routes.ts';
 import { startQueues, type Queues } from './queues/mod.ts';
 import { sqsRoutes } from './sqs/mod.ts';
 
@@ -112,7 +113,6 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
     app.set('etag', false);
     app.use(healthRouter(readiness, registry));
     app.use(['/v1/classes', '/v1/queues', '/v1/storage'], namespaceGuard(config.namespace));
-    app.use(objects.routes);
     app.use(queues.routes);
     app.use(objects.storageRoutes);
     app.use(objects.listingRoutes);
@@ -120,7 +120,17 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
     app.use(notFoundHandler);
     app.use(errorHandler(log));
 
-    server = await listen(app, config.http.host, config.http.port);
+    // Object calls, the hot path, go straight to their handler; everything else through express.
+    const objectCall = objects.handler;
+    const fail = errorResponder(log);
+    server = await listen(
+      (req, res) => {
+        if (isObjectCall(req.url)) objectCall(req, res).catch((err: unknown) => fail(req, res, err));
+        else app(req, res);
+      },
+      config.http.host,
+      config.http.port,
+    );
     const address = server.address();
     port = typeof address === 'object' && address !== null ? address.port : config.http.port;
     url = `http://${config.http.host}:${port}`;
@@ -178,11 +188,11 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
   return { config, url, port, ...(config.admin.port !== undefined ? { adminPort: config.admin.port } : {}), nats, registry, stop };
 }
 
-function listen(app: express.Express, host: string, port: number): Promise<Server> {
+function listen(handler: RequestListener, host: string, port: number): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host);
+    const server = createServer(handler);
+    server.listen(port, host);
     server.once('listening', () => resolve(server));
     server.once('error', reject);
   });
 }
-

@@ -3,6 +3,7 @@
  * malformed bodies, thrown CastellanErrors and unexpected exceptions (logged,
  * answered as 500 without internals).
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { asCastellanError, CastellanError, Errors } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
@@ -28,18 +29,30 @@ function fromBodyParser(err: { type?: string; status?: number; message?: string 
   }
 }
 
-export function errorHandler(log: Logger): ErrorRequestHandler {
-  return (err: unknown, req, res, _next) => {
+/**
+ * Answers a failed request with the SPEC's error JSON (or drops the
+ * connection when the response has started); for express (errorHandler) and
+ * the object fast path (sidecar.ts), which bypasses express.
+ */
+export function errorResponder(log: Logger): (req: IncomingMessage, res: ServerResponse, err: unknown) => void {
+  return (req, res, err) => {
     const parsed = typeof err === 'object' && err !== null ? fromBodyParser(err as { type?: string }) : undefined;
     const e = parsed ?? asCastellanError(err);
     if (e.status >= 500 && !(err instanceof CastellanError)) {
-      log.error('unhandled error', { method: req.method, path: req.path, error: describeError(err) });
+      log.error('unhandled error', { method: req.method, path: (req.url ?? '').split('?')[0], error: describeError(err) });
       e.message = 'Internal error in the Castellan sidecar.';
     }
     if (res.headersSent) {
       res.destroy();
       return;
     }
-    res.status(e.status).json(e.toJSON());
+    const body = JSON.stringify(e.toJSON());
+    res.writeHead(e.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
   };
+}
+
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  const respond = errorResponder(log);
+  return (err: unknown, req, res, _next) => respond(req, res, err);
 }

@@ -24,7 +24,7 @@ import { Membership } from './membership.ts';
 import { createObjectMetrics } from './metrics.ts';
 import { ObjectStore } from './ownership-store.ts';
 import { Router } from './router.ts';
-import { objectRoutes } from './routes.ts';
+import { objectHandler, type ObjectHandler } from './routes.ts';
 import type { Concurrency } from './turn-queue.ts';
 import { META_HEADROOM } from './wire.ts';
 import { RemoteObjects } from '../access/remote-call.ts';
@@ -59,7 +59,8 @@ export interface ObjectsConfig {
 }
 
 export interface Objects {
-  routes: ExpressRouter;
+  /** Object calls (SPEC §2.1), on node's request and response (the sidecar's hot path, outside express). */
+  handler: ObjectHandler;
   /** Object storage and alarms API (SPEC §2.2). */
   storageRoutes: ExpressRouter;
   /** Listing and inspection API (SPEC §2.6, sidecar/listing). */
@@ -134,7 +135,7 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
   const storage = new Storage(host, journal, hostNames, storageMetrics, log.child({ component: 'storage' }), hostNames === undefined ? undefined : summarizer(hostNames));
   const listing = startListing(nc, registry, { store, membership, router, journal, storage, host }, log.child({ component: 'listing' }));
   return {
-    routes: objectRoutes(router, {
+    handler: objectHandler(router, {
       namespace: cfg.namespace,
       objects: new RemoteObjects(
         nc,

@@ -7,8 +7,7 @@
  * the app byte for byte. The body is read raw, up to the limit (413 beyond).
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import { Router as ExpressRouter, type Request, type Response } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CastellanError, Errors } from '../../common/errors.ts';
 import type { RemoteObjects } from '../access/remote-call.ts';
 import type { Router } from './router.ts';
@@ -85,31 +84,43 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/** Whether a raw request URL is an object call (`/v1/objects/...`), which the sidecar serves without express. */
+export function isObjectCall(url: string | undefined): boolean {
+  return url !== undefined && (url === PREFIX || url.startsWith(`${PREFIX}/`) || url.startsWith(`${PREFIX}?`));
+}
+
+export type ObjectHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
 /**
+ * The object call handler, on node's request and response directly: the hot
+ * path of the sidecar, so no express routing or response helpers (sidecar.ts
+ * sends other paths to express; failures become the SPEC's error JSON there).
+ *
  * `remote`: calls naming another namespace (`castellan-namespace: <ns>`, an
  * extension of SPEC §2.1; docs/security.md §3) go there through its door
  * (sidecar/access/remote-call.ts); without the header, or naming the own
  * namespace, the class is resolved in the caller's namespace as before.
  */
-export function objectRoutes(router: Router, remote?: { namespace: string; objects: RemoteObjects }): ExpressRouter {
-  const r = ExpressRouter();
-  r.all(/^\/v1\/objects(?:\/.*)?$/, async (req: Request, res: Response) => {
-    const target = parseObjectUrl(req.originalUrl);
+export function objectHandler(router: Router, remote?: { namespace: string; objects: RemoteObjects }): ObjectHandler {
+  return async (req, res) => {
+    const target = parseObjectUrl(req.url ?? '');
     const body = await readBody(req, router.maxBodyBytes);
     const given = req.headers['castellan-request-id'];
     const rid = typeof given === 'string' && requestIdPattern.test(given) ? given : randomUUID();
     const inv = {
       ...target,
-      method: req.method,
-      headers: filterHeaders(req.rawHeaders, ['castellan-class', 'castellan-id', 'castellan-request-id', 'castellan-activation', 'castellan-namespace']),
+      method: req.method ?? 'GET',
+      headers: filterHeaders(req.rawHeaders, callerOnly),
       body,
       rid,
     };
     const ns = req.headers['castellan-namespace'];
     const result = typeof ns === 'string' && ns !== '' && remote !== undefined && ns !== remote.namespace ? await remote.objects.invoke(ns, inv) : await router.invoke(inv);
-    res.status(result.status);
+    res.statusCode = result.status;
     for (const [k, v] of result.headers) res.appendHeader(k, v);
     res.end(result.body);
-  });
-  return r;
+  };
 }
+
+/** Headers a caller sends to the sidecar, never forwarded to the object's app. */
+const callerOnly = ['castellan-class', 'castellan-id', 'castellan-request-id', 'castellan-activation', 'castellan-namespace'];
