@@ -32,10 +32,16 @@ export interface Host {
  * not logging); with BENCH_CPU_PROF=<dir>, a V8 CPU profile per sidecar
  * (written when it exits gracefully, at dispose).
  */
+const profiling = process.env.BENCH_CPU_PROF ? `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF}` : '';
 const quiet: NodeJS.ProcessEnv = {
   CASTELLAN_LOG_LEVEL: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'warn',
-  ...(process.env.BENCH_CPU_PROF ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${process.env.BENCH_CPU_PROF}` } : {}),
+  ...(profiling !== '' ? { NODE_OPTIONS: profiling } : {}),
 };
+
+/** NODE_OPTIONS for a bench sidecar that needs `extra` node flags (keeps profiling when it is on). */
+export function nodeOptions(extra: string): NodeJS.ProcessEnv {
+  return { NODE_OPTIONS: [profiling, extra].filter((x) => x !== '').join(' ') };
+}
 
 export function spawnNode(name: string, script: string, env: NodeJS.ProcessEnv): Proc {
   const fd = openSync(join(logDir, `${name}.log`), 'a');

@@ -3,9 +3,14 @@
  * idle, and holding N active objects (a class with a single host, so every
  * object lands on it). Baselines: the floor of any Node process with a NATS
  * connection and an HTTP client (bench/apps/nats-responder.ts, idle), and
- * for the loaded case the same sidecar idle.
+ * for the loaded case the same sidecar idle. What an active idle object
+ * costs (issue 19: ≤ 4 KB) is measured exactly: the sidecar's live heap after
+ * a full GC (over its inspector, bench/lib/inspector.ts) with the N objects
+ * active and idle, less the same before, over N.
  */
-import { sleep } from '../../common/net.ts';
+import { freePort, sleep } from '../../common/net.ts';
+import { nodeOptions } from '../lib/env.ts';
+import { liveHeapBytes } from '../lib/inspector.ts';
 import { closedLoop } from '../lib/load.ts';
 import { call } from '../lib/objects.ts';
 import { metricSum } from '../lib/metrics.ts';
@@ -33,11 +38,13 @@ export const memory: Scenario = {
   async run(ctx: Ctx) {
     const fx = await ctx.objects();
     const { responder, app: rApp } = await ctx.env.startResponder('bench.rr.idle');
-    const host = await ctx.env.startHost('bench-mem');
+    const inspectPort = await freePort();
+    const host = await ctx.env.startHost('bench-mem', { ...nodeOptions(`--inspect=127.0.0.1:${inspectPort}`), CASTELLAN_IDLE_TIMEOUT: '10m' });
     try {
       const readings = ctx.mode === 'smoke' ? 2 : 6;
       await sleep(ctx.mode === 'smoke' ? 200 : 2_000);
       const heapIdle = await metricSum(host.sidecar.url, HEAP);
+      const liveIdle = await liveHeapBytes(inspectPort);
       const [floor, idle, clientIdle] = await Promise.all([settledRss(responder.pid, readings), settledRss(host.sidecar.pid, readings), settledRss(fx.client.pid, readings)]);
       const n = ctx.p.memObjects;
       ctx.log(`activating ${n} objects on one host`);
@@ -47,6 +54,9 @@ export const memory: Scenario = {
       assertHealthy('activating objects', load);
       const loaded = await settledRss(host.sidecar.pid, readings);
       const heapLoaded = await metricSum(host.sidecar.url, HEAP);
+      const liveLoaded = await liveHeapBytes(inspectPort);
+      const active = await metricSum(host.sidecar.url, 'castellan_object_active');
+      if (active < n) throw new Error(`only ${active} of ${n} objects are active on the host; the per-object heap would be wrong`);
       return [
         valueResult('memory', 'object-host sidecar RSS, idle', 'MB', idle / MB, 'Node process with a NATS connection, idle', floor / MB, {
           target: { text: '≤ 80 MB', met: (r) => r.value <= 80 },
@@ -60,6 +70,10 @@ export const memory: Scenario = {
             heapBytesPerObject: Math.round((heapLoaded - heapIdle) / n),
             activationsPerSecond: Math.round(load.ops / activationSeconds),
           },
+        }),
+        valueResult('memory', `live heap per active idle object (after GC, ${n} objects)`, 'bytes', (liveLoaded - liveIdle) / n, 'the budget (issue 19; a fixed number, not measured)', 4096, {
+          target: { text: '≤ 4 KB', met: (r) => r.value <= 4096 },
+          extra: { liveHeapMBIdle: Math.round((liveIdle / MB) * 10) / 10, liveHeapMBLoaded: Math.round((liveLoaded / MB) * 10) / 10 },
         }),
       ];
     } finally {

@@ -91,6 +91,10 @@ interface Turn {
 }
 
 type ClaimOutcome = { ok: true } | { ok: false; reply: ReplyMeta };
+/** Shared settled promises: every activation holds one of each until it claims or releases (memory per object). */
+const CLAIM_OK: ClaimOutcome = { ok: true };
+const CLAIMED: Promise<ClaimOutcome> = Promise.resolve(CLAIM_OK);
+const DONE: Promise<void> = Promise.resolve();
 
 class Activation {
   readonly encId: string;
@@ -102,11 +106,11 @@ class Activation {
   claimToken = 0;
   session = '';
   readonly queue: TurnQueue;
-  ready: Promise<ClaimOutcome> = Promise.resolve({ ok: true });
-  released: Promise<void> = Promise.resolve();
+  ready: Promise<ClaimOutcome> = CLAIMED;
+  released: Promise<void> = DONE;
   lastUsed = performance.now();
-  /** Turns running in the app right now, by turn id. */
-  readonly turns = new Map<string, Turn>();
+  /** Turns running in the app right now (an array: most objects hold none or one, and an empty array costs least). */
+  readonly turns: Turn[] = [];
   /** Of those, the ones past turnTimeout. */
   stuck = 0;
 
@@ -273,7 +277,7 @@ export class ObjectHost {
       this.appDown = true;
       this.log.error('app not reachable; handing this host\'s objects over to other hosts until it is back', { reason: ok, objects: this.acts.size });
       await this.heartbeat.setPlaceable(false);
-      for (const a of [...this.acts.values()]) if (a.state === 'active' && a.turns.size === 0) void this.release(a);
+      for (const a of [...this.acts.values()]) if (a.state === 'active' && a.turns.length === 0) void this.release(a);
     } finally {
       this.probing = false;
     }
@@ -333,7 +337,7 @@ export class ObjectHost {
     const out: { id: string; rid: string; ms: number }[] = [];
     for (const a of this.acts.values()) {
       if (a.stuck === 0) continue;
-      for (const t of a.turns.values()) if (t.stuck) out.push({ id: a.id, rid: t.rid, ms: now - t.started });
+      for (const t of a.turns) if (t.stuck) out.push({ id: a.id, rid: t.rid, ms: now - t.started });
     }
     return out;
   }
@@ -385,8 +389,8 @@ export class ObjectHost {
       );
     }
     if (claimed.turn !== undefined) {
-      if (!a.turns.has(claimed.turn)) throw turnNotRunning(`Turn ${claimed.turn} of object ${this.opts.cls}/${id} is not running any more; its storage calls are refused.`);
-    } else if (a.turns.size === 0) {
+      if (!a.turns.some((t) => t.id === claimed.turn)) throw turnNotRunning(`Turn ${claimed.turn} of object ${this.opts.cls}/${id} is not running any more; its storage calls are refused.`);
+    } else if (a.turns.length === 0) {
       throw turnNotRunning(
         `No request of object ${this.opts.cls}/${id} is running on this host; storage is available to the app only while it handles a request (or alarm) of the object.`,
       );
@@ -561,7 +565,7 @@ export class ObjectHost {
    */
   private async runTurn(a: Activation, meta: RequestMeta, body: Uint8Array, answer: (r: Reply) => void): Promise<void> {
     const turn: Turn = { id: `${a.claimToken}.${++this.turnSeq}`, rid: meta.rid, started: performance.now(), stuck: false };
-    a.turns.set(turn.id, turn);
+    a.turns.push(turn);
     this.handlers.set(a.encId, (this.handlers.get(a.encId) ?? 0) + 1);
     a.lastUsed = performance.now();
     const timer = setTimeout(() => this.markStuck(a, turn, answer), this.opts.turnTimeoutMs);
@@ -599,7 +603,7 @@ export class ObjectHost {
       answer(errorReply(e));
     } finally {
       clearTimeout(timer);
-      a.turns.delete(turn.id);
+      a.turns.splice(a.turns.indexOf(turn), 1);
       const left = (this.handlers.get(a.encId) ?? 1) - 1;
       if (left <= 0) this.handlers.delete(a.encId);
       else this.handlers.set(a.encId, left);
@@ -690,7 +694,7 @@ export class ObjectHost {
           a.claimToken = a.token;
           a.session = session;
           a.state = 'active';
-          return { ok: true };
+          return CLAIM_OK;
         case 'claim': {
           if (!this.heartbeat.leaseValid()) return { ok: false, reply: { t: 'retry', reason: 'host lease not valid' } };
           const record: OwnerRecord = { state: 'owned', pod, sessionId: session, ts: Date.now() };
@@ -708,7 +712,7 @@ export class ObjectHost {
           a.claimToken = r;
           a.session = session;
           a.state = 'active';
-          return { ok: true };
+          return CLAIM_OK;
         }
         case 'fence': {
           const fresh = await this.store.readHost(cls, d.pod);

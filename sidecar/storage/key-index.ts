@@ -48,12 +48,17 @@ const RUN = 4_096;
 
 const pause = () => new Promise<void>((resolve) => setImmediate(resolve));
 
+/** Shared by every empty index (most active objects hold no keys): nothing is written to them, grow() replaces them first. */
+const NO_VERSIONS = new Float64Array(0);
+const NO_SIZES = new Uint32Array(0);
+
 export class KeyIndex {
   private sorted: string[] = [];
-  private versions = new Float64Array(16);
-  private sizes = new Uint32Array(16);
+  private versions = NO_VERSIONS;
+  private sizes = NO_SIZES;
   private bytes = 0;
-  private tombs = new Map<string, number>();
+  /** Created with the first known tombstone. */
+  private tombs: Map<string, number> | undefined;
 
   get size(): number {
     return this.sorted.length;
@@ -76,7 +81,7 @@ export class KeyIndex {
 
   /** For an absent key: the sequence of its tombstone if known, else 0 (what its subject's last sequence should be). */
   absentAt(key: string): number {
-    return this.tombs.get(key) ?? 0;
+    return this.tombs?.get(key) ?? 0;
   }
 
   keys(): readonly string[] {
@@ -85,7 +90,7 @@ export class KeyIndex {
 
   private grow(need: number): void {
     if (need <= this.versions.length) return;
-    const cap = Math.max(need, Math.ceil(this.versions.length * 1.5));
+    const cap = Math.max(need, 8, Math.ceil(this.versions.length * 1.5));
     const v = new Float64Array(cap);
     v.set(this.versions.subarray(0, this.sorted.length));
     const s = new Uint32Array(cap);
@@ -95,7 +100,7 @@ export class KeyIndex {
   }
 
   set(key: string, meta: KeyMeta): void {
-    this.tombs.delete(key);
+    this.tombs?.delete(key);
     const i = lowerBound(this.sorted, key);
     if (i < this.sorted.length && this.sorted[i] === key) {
       this.bytes += meta.size - this.sizes[i]!;
@@ -113,7 +118,7 @@ export class KeyIndex {
 
   /** Deletes `key`; `tombstone` is the sequence of the delete's message, if it wrote one. */
   delete(key: string, tombstone?: number): boolean {
-    if (tombstone !== undefined) this.tombs.set(key, tombstone);
+    if (tombstone !== undefined) (this.tombs ??= new Map()).set(key, tombstone);
     const i = this.find(key);
     if (i === -1) return false;
     const n = this.sorted.length;
@@ -126,7 +131,10 @@ export class KeyIndex {
 
   /** Deletes many keys in one pass over the index (delete-all); `tombstones[i]` is the sequence of key i's delete. */
   deleteMany(keys: readonly string[], tombstones?: readonly number[]): void {
-    if (tombstones !== undefined) keys.forEach((k, i) => this.tombs.set(k, tombstones[i]!));
+    if (tombstones !== undefined) {
+      const tombs = (this.tombs ??= new Map());
+      keys.forEach((k, i) => tombs.set(k, tombstones[i]!));
+    }
     const gone = new Set(keys);
     let o = 0;
     for (let i = 0; i < this.sorted.length; i++) {
@@ -147,7 +155,7 @@ export class KeyIndex {
   static async build(u: UnorderedKeys, tombstones = new Map<string, number>()): Promise<KeyIndex> {
     const order = await sortedOrder(u.keys);
     const idx = new KeyIndex();
-    idx.tombs = tombstones;
+    if (tombstones.size > 0) idx.tombs = tombstones;
     const n = order.length;
     idx.grow(n);
     const sorted = new Array<string>(n);
