@@ -47,7 +47,8 @@ export const hotObject: Scenario = {
     assertHealthy('hot object', s);
     return [
       throughputResult('hot-object', `one hot object, serial (${p.concurrency} callers via client sidecar)`, s, 'direct HTTP to the app, 1 in flight', b, {
-        target: { text: '≥ 5,000 req/s', met: (r) => r.value >= 5_000 },
+        target: { text: '≥ 0.9× the handler alone', met: (r) => r.ratio >= 0.9 },
+        notes: 'an earlier absolute target, ≥ 5,000 req/s, is above what the handler alone serves on a 2-core machine',
       }),
     ];
   },

@@ -30,7 +30,10 @@ export const localCall: Scenario = {
     const tp = await compare(subject, baseline, { concurrency: p.concurrency, durationMs: p.throughputMs, rounds: p.rounds });
     assertHealthy('local call throughput', tp.subject);
     return [
-      latencyResult('local-call', 'local call latency', lat.subject.latencies, 'direct HTTP to the app', lat.baseline.latencies, { errors: lat.subject.errors }),
+      latencyResult('local-call', 'local call latency', lat.subject.latencies, 'direct HTTP to the app', lat.baseline.latencies, {
+        errors: lat.subject.errors,
+        target: { text: 'p50 ≤ 2× direct HTTP', met: (r) => r.ratio <= 2 },
+      }),
       throughputResult('local-call', `local call throughput (${p.concurrency} in flight, 16 objects)`, tp.subject, 'direct HTTP to the app', tp.baseline),
     ];
   },

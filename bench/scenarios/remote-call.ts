@@ -52,15 +52,18 @@ export const remoteCall: Scenario = {
       const tp = await compare(subject, baseline, { concurrency: p.concurrency, durationMs: p.throughputMs, rounds: p.rounds, cpu });
       assertHealthy('remote call throughput', tp.subject);
       assertHealthy('baseline throughput', tp.baseline);
+      const cpuSubject = perCall(tp.cpuSeconds.subject, tp.subject.ops, 'cpuMsPerCall');
+      const cpuBaseline = perCall(tp.cpuSeconds.baseline, tp.baseline.ops, 'baselineCpuMsPerCall');
       return [
         latencyResult('remote-call', 'remote call latency', lat.subject.latencies, 'NATS request/reply + 1 HTTP hop', lat.baseline.latencies, {
           errors: lat.subject.errors,
-          target: { text: 'p50 ≤ 2× baseline', met: (r) => r.ratio <= 2 },
+          target: { text: 'p50 ≤ 1.5× baseline', met: (r) => r.ratio <= 1.5 },
         }),
         throughputResult('remote-call', `remote call throughput (${p.concurrency} in flight, 64 objects)`, tp.subject, 'NATS request/reply + 1 HTTP hop', tp.baseline, {
-          extra: {
-            ...perCall(tp.cpuSeconds.subject, tp.subject.ops, 'cpuMsPerCall'),
-            ...perCall(tp.cpuSeconds.baseline, tp.baseline.ops, 'baselineCpuMsPerCall'),
+          extra: { ...cpuSubject, ...cpuBaseline },
+          target: {
+            text: '≥ 0.7× baseline, CPU per call ≤ 1.5× the baseline’s',
+            met: (r) => r.ratio >= 0.7 && (cpuSubject.cpuMsPerCall ?? Infinity) <= 1.5 * (cpuBaseline.baselineCpuMsPerCall ?? 0),
           },
           notes: 'CPU per call: every serving process (sidecars, apps, NATS servers; not the bench client)',
         }),
