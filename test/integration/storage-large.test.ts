@@ -1,11 +1,11 @@
 /**
  * A large object does not cost its size in the sidecar (issue 12 item 8):
- * an object of LARGE_MIB MiB of values (1 MiB each) is written by one host,
+ * an object of 1 GiB of values (LARGE_MIB values of 1 MiB) is written by one host,
  * then activated on a fresh host whose sidecar runs with a small V8 heap
  * (`--max-old-space-size=128`); after activation, lists and a few reads,
  * that sidecar's RSS has grown by far less than the object's size, and every
- * value it served is the one written. (The 1 GB run of the same check is in
- * `npm run bench`, full mode: bench/scenarios/large-object.ts.)
+ * value it served is the one written. (`npm run bench` measures the same
+ * with a 512 MB heap: bench/scenarios/large-object.ts.)
  * Real 3-node NATS, R3 class stream, real processes.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -17,7 +17,7 @@ import { logDir, startClient, stopProc, type SidecarProc } from '../harness/side
 
 const CLS = 'big';
 const ID = 'large-1';
-const LARGE_MIB = 128;
+const LARGE_MIB = 1024;
 const MiB = 1024 * 1024;
 const env = { CASTELLAN_LEASE_TTL: '3s', CASTELLAN_REQUEST_TIMEOUT: '60s' };
 
@@ -105,8 +105,8 @@ describe('a large object on a small sidecar', () => {
     const grown = rss(reader.pid) - before;
     console.log(`reader: first read ${firstMs.toFixed(0)} ms; RSS ${(before / MiB).toFixed(0)} MiB before, grew by ${(grown / MiB).toFixed(0)} MiB for a ${LARGE_MIB} MiB object`);
     // It read ~10 MiB of values (the list pages and a few keys) and keeps up to its 32 MiB value cache:
-    // far below the object's size.
-    expect(grown).toBeLessThan((LARGE_MIB / 2) * MiB);
+    // far below the object's size (measured: ~30 MiB for 1 GiB).
+    expect(grown).toBeLessThan((LARGE_MIB / 4) * MiB);
     expect(reader.child.exitCode).toBeNull();
   }, 600_000);
 });
