@@ -12,6 +12,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { exited, spawnOwned, terminate } from '../../common/children.ts';
 import { freePort, sleep } from '../../common/net.ts';
 import { projectRoot } from '../../common/paths.ts';
+import { imageRuntimeEnv } from '../../local/image/build.ts';
 import { startNats, type TestNats } from '../../test/harness/nats.ts';
 import { logDir, startSidecar, waitHttp, type Proc, type SidecarProc } from '../../test/harness/sidecars.ts';
 
@@ -107,9 +108,9 @@ export class BenchEnv {
    * time is killed and started again, up to 3 attempts — what `castellan dev`
    * and a kubelet do — and the restart is recorded in the report.
    */
-  private async sidecar(name: string, env: NodeJS.ProcessEnv, port?: number): Promise<SidecarProc> {
+  private async sidecar(name: string, env: NodeJS.ProcessEnv, port?: number, entry?: string): Promise<SidecarProc> {
     for (let attempt = 1; ; attempt++) {
-      const p = await startSidecar(name, this.urls, { ...quiet, ...env }, { wait: false, ...(port !== undefined ? { port } : {}) });
+      const p = await startSidecar(name, this.urls, { ...quiet, ...env }, { wait: false, ...(port !== undefined ? { port } : {}), ...(entry !== undefined ? { entry } : {}) });
       this.procs.push(p);
       try {
         await Promise.race([
@@ -136,6 +137,35 @@ export class BenchEnv {
     const app = await this.startApp(`${name}-app`, name, port);
     const sidecar = await this.sidecar(name, { CASTELLAN_ROLE: 'object-host', CASTELLAN_CLASS: cls, CASTELLAN_APP_PORT: String(app.port), ...env }, port);
     return { name, cls, sidecar, app };
+  }
+
+  /**
+   * An object host whose sidecar runs as in the image: the compiled app tree
+   * (bench/lib/image-app.ts), NODE_ENV=production and the image's Node options.
+   */
+  async startImageHost(cls: string, appTree: string, name = `${cls}-${this.seq++}`): Promise<Host> {
+    const port = await freePort();
+    const app = await this.startApp(`${name}-app`, name, port);
+    const sidecar = await this.sidecar(
+      name,
+      { CASTELLAN_ROLE: 'object-host', CASTELLAN_CLASS: cls, CASTELLAN_APP_PORT: String(app.port), ...imageRuntimeEnv },
+      port,
+      join(appTree, 'bin', 'castellan.js'),
+    );
+    return { name, cls, sidecar, app };
+  }
+
+  /** An idle Node process of the same binary, nothing loaded (the floor under any sidecar's RSS). */
+  startIdleNode(name = `idle-node-${this.seq++}`): Proc {
+    const fd = openSync(join(logDir, `${name}.log`), 'a');
+    try {
+      const child = spawnOwned(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: ['ignore', fd, fd] });
+      const p = { name, child, pid: child.pid as number };
+      this.procs.push(p);
+      return p;
+    } finally {
+      closeSync(fd);
+    }
   }
 
   async startHosts(cls: string, n: number, env: NodeJS.ProcessEnv = {}): Promise<Host[]> {

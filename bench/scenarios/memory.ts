@@ -1,9 +1,12 @@
 /**
- * Scenario 8 — memory: resident memory (VmRSS) of an object-host sidecar
- * idle, and holding N active objects (a class with a single host, so every
- * object lands on it). Baselines: the floor of any Node process with a NATS
- * connection and an HTTP client (bench/apps/nats-responder.ts, idle), and
- * for the loaded case the same sidecar idle. What an active idle object
+ * Scenario 8 — memory. Idle: the resident memory (VmRSS) of an object-host
+ * sidecar as the image runs it (compiled JavaScript, production dependencies,
+ * the image's Node options: bench/lib/image-app.ts) against an idle Node
+ * process of the same binary (issue 14: ≤ 80 MB); the sidecar from the
+ * sources and a Node process with a NATS connection and an HTTP client
+ * (bench/apps/nats-responder.ts) as extras. Loaded: a sidecar (from the
+ * sources) holding N active objects (a class with a single host, so every
+ * object lands on it) against itself idle. What an active idle object
  * costs (issue 19: ≤ 4 KB) is measured exactly: the sidecar's live heap after
  * a full GC (over its inspector, bench/lib/inspector.ts) with the N objects
  * active and idle, less the same before, over N.
@@ -11,6 +14,7 @@
 import { freePort, sleep } from '../../common/net.ts';
 import { nodeOptions } from '../lib/env.ts';
 import { liveHeapBytes } from '../lib/inspector.ts';
+import { imageAppTree } from '../lib/image-app.ts';
 import { closedLoop } from '../lib/load.ts';
 import { call } from '../lib/objects.ts';
 import { metricSum } from '../lib/metrics.ts';
@@ -38,6 +42,9 @@ export const memory: Scenario = {
   async run(ctx: Ctx) {
     const fx = await ctx.objects();
     const { responder, app: rApp } = await ctx.env.startResponder('bench.rr.idle');
+    ctx.log('building the image app tree (cached while the sources are unchanged)');
+    const imageHost = await ctx.env.startImageHost('bench-mem-image', imageAppTree());
+    const bareNode = ctx.env.startIdleNode();
     const inspectPort = await freePort();
     const host = await ctx.env.startHost('bench-mem', { ...nodeOptions(`--inspect=127.0.0.1:${inspectPort}`), CASTELLAN_IDLE_TIMEOUT: '10m' });
     try {
@@ -45,7 +52,14 @@ export const memory: Scenario = {
       await sleep(ctx.mode === 'smoke' ? 200 : 2_000);
       const heapIdle = await metricSum(host.sidecar.url, HEAP);
       const liveIdle = await liveHeapBytes(inspectPort);
-      const [floor, idle, clientIdle] = await Promise.all([settledRss(responder.pid, readings), settledRss(host.sidecar.pid, readings), settledRss(fx.client.pid, readings)]);
+      const [floor, idle, clientIdle, imageIdle, nodeIdle] = await Promise.all([
+        settledRss(responder.pid, readings),
+        settledRss(host.sidecar.pid, readings),
+        settledRss(fx.client.pid, readings),
+        settledRss(imageHost.sidecar.pid, readings),
+        settledRss(bareNode.pid, readings),
+      ]);
+      await ctx.env.stopHosts([imageHost]);
       const n = ctx.p.memObjects;
       ctx.log(`activating ${n} objects on one host`);
       const t0 = performance.now();
@@ -58,11 +72,16 @@ export const memory: Scenario = {
       const active = await metricSum(host.sidecar.url, 'castellan_object_active');
       if (active < n) throw new Error(`only ${active} of ${n} objects are active on the host; the per-object heap would be wrong`);
       return [
-        valueResult('memory', 'object-host sidecar RSS, idle', 'MB', idle / MB, 'Node process with a NATS connection, idle', floor / MB, {
+        valueResult('memory', 'object-host sidecar RSS, idle, as in the image', 'MB', imageIdle / MB, 'idle Node process (same binary)', nodeIdle / MB, {
           target: { text: '≤ 80 MB', met: (r) => r.value <= 80 },
-          extra: { clientSidecarRssMBAfterEarlierScenarios: Math.round((clientIdle / MB) * 10) / 10 },
+          extra: {
+            sourceSidecarRssMB: Math.round((idle / MB) * 10) / 10,
+            nodeWithNatsConnectionRssMB: Math.round((floor / MB) * 10) / 10,
+            clientSidecarRssMBAfterEarlierScenarios: Math.round((clientIdle / MB) * 10) / 10,
+          },
+          notes: 'the image sidecar: compiled JS, production dependencies, NODE_ENV=production, the image\'s NODE_OPTIONS and MALLOC_ARENA_MAX; the source sidecar runs with type stripping and --inspect',
         }),
-        valueResult('memory', `object-host sidecar RSS, ${n} active objects`, 'MB', loaded / MB, 'same sidecar idle', idle / MB, {
+        valueResult('memory', `object-host sidecar RSS (from the sources), ${n} active objects`, 'MB', loaded / MB, 'same sidecar idle', idle / MB, {
           extra: {
             rssBytesPerObject: Math.round((loaded - idle) / n),
             heapUsedMBIdle: Math.round((heapIdle / MB) * 10) / 10,
@@ -77,8 +96,8 @@ export const memory: Scenario = {
         }),
       ];
     } finally {
-      await ctx.env.stopHosts([host]);
-      await ctx.env.stop(responder, rApp);
+      await ctx.env.stopHosts([host, imageHost]);
+      await ctx.env.stop(responder, rApp, bareNode);
     }
   },
 };

@@ -60,10 +60,14 @@ export async function startApp(name: string, port?: number): Promise<Proc & { po
   return { name, child, pid: child.pid as number, port, url };
 }
 
-/** Starts a sidecar with the given role and extra env; waits for /readyz unless `wait: false`. */
-export async function startSidecar(name: string, natsUrls: string[], env: NodeJS.ProcessEnv, opts: { wait?: boolean; port?: number } = {}): Promise<SidecarProc> {
+/**
+ * Starts a sidecar with the given role and extra env; waits for /readyz unless
+ * `wait: false`. `entry`: the `castellan` script to run (default: the
+ * sources; the benchmark also runs the image's compiled one).
+ */
+export async function startSidecar(name: string, natsUrls: string[], env: NodeJS.ProcessEnv, opts: { wait?: boolean; port?: number; entry?: string } = {}): Promise<SidecarProc> {
   const port = opts.port ?? (await freePort());
-  const child = spawnLogged(name, [cli, 'sidecar'], {
+  const child = spawnLogged(name, [opts.entry ?? cli, 'sidecar'], {
     CASTELLAN_HTTP_PORT: String(port),
     CASTELLAN_NATS_URL: natsUrls.join(','),
     POD_NAME: name,
