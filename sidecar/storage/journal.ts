@@ -419,13 +419,17 @@ export class Journal {
           this.nc.publish(next, JSON.stringify({ batch: PULL_BATCH, expires: nanos(this.timeoutMs) }), { reply: inbox });
         };
         const finish = (err?: Error) => {
-          clearTimeout(timer);
+          clearInterval(watchdog);
           sub.unsubscribe();
           if (err === undefined) resolve();
           else reject(err);
         };
-        // No progress for the request timeout: give up (nothing is kept of a partial read).
-        let timer = setTimeout(() => finish(new RejectedError(`loading the keys of ${encId} stalled after ${received} of ${expected}`)), this.timeoutMs);
+        // No progress for the request timeout: give up (nothing is kept of a partial read). One watchdog for
+        // the whole read, not a timer per message (100,000 keys would arm and clear 100,000 timers).
+        let progress = performance.now();
+        const watchdog = setInterval(() => {
+          if (performance.now() - progress > this.timeoutMs) finish(new RejectedError(`loading the keys of ${encId} stalled after ${received} of ${expected}`));
+        }, Math.max(50, this.timeoutMs / 4));
         const sub = this.nc.subscribe(inbox, {
           callback: (err, m) => {
             if (err !== null) return finish(err);
@@ -453,8 +457,7 @@ export class Journal {
               keys.sizes.push(Number(m.headers?.get('Nats-Msg-Size') ?? '0'));
             }
             if (left === 0) return finish();
-            clearTimeout(timer);
-            timer = setTimeout(() => finish(new RejectedError(`loading the keys of ${encId} stalled after ${received} of ${expected}`)), this.timeoutMs);
+            progress = performance.now();
             // Keep one pull ahead of the one being delivered.
             if (received % PULL_BATCH === 0 && requested < expected + PULL_BATCH) pull();
           },
