@@ -34,6 +34,11 @@ export interface CallerIdentity {
 }
 
 const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** Whether `ns` can be a Kubernetes namespace name (a DNS label). */
+export function isNamespaceName(ns: string): boolean {
+  return dnsLabel.test(ns);
+}
 const dnsSubdomain = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 /** One entry of `spec.access.callers` (docs/crds.md). */
@@ -102,17 +107,17 @@ export function forbidden(caller: CallerIdentity, kind: ResourceKind, namespace:
 }
 
 /**
- * The refusal of a listing, storage or queue request (`path`) that names
- * another namespace than the sidecar's own in `castellan-namespace`;
- * undefined when it names none or the own one. Only object calls cross
- * namespaces (sidecar/access/remote-call.ts).
+ * The refusal of a listing or storage request (`path`) that names another
+ * namespace than the sidecar's own in `castellan-namespace`; undefined when
+ * it names none or the own one. Only object and queue calls cross
+ * namespaces (sidecar/access/remote-call.ts, remote-queues.ts).
  */
 export function foreignNamespaceRefusal(header: string | string[] | undefined, own: string, path: string): CastellanError | undefined {
   const named = Array.isArray(header) ? header : header === undefined || header === '' ? [] : [header];
   const other = named.find((n) => n !== own);
   if (other === undefined) return undefined;
-  const what = path.startsWith('/v1/queues') ? 'Queue calls' : path.startsWith('/v1/storage') ? 'Object storage' : "Listing, inspecting and deleting objects";
-  return new CastellanError(403, 'FORBIDDEN', `${what} reach only this sidecar's own namespace "${own}"; namespace "${other}" cannot be used from here (only object calls may name another namespace, when its resource allows it).`);
+  const what = path.startsWith('/v1/storage') ? 'Object storage' : 'Listing, inspecting and deleting objects';
+  return new CastellanError(403, 'FORBIDDEN', `${what} reach only this sidecar's own namespace "${own}"; namespace "${other}" cannot be used from here (only object and queue calls may name another namespace, when its resource allows it).`);
 }
 
 /** The two subject tokens that name a caller. */

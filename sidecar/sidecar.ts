@@ -112,7 +112,8 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
     app.disable('x-powered-by');
     app.set('etag', false);
     app.use(healthRouter(readiness, registry));
-    app.use(['/v1/classes', '/v1/queues', '/v1/storage'], namespaceGuard(config.namespace));
+    // Object calls and queue calls may name another namespace (their doors); listing and storage may not.
+    app.use(['/v1/classes', '/v1/storage'], namespaceGuard(config.namespace));
     app.use(queues.routes);
     app.use(objects.storageRoutes);
     app.use(objects.listingRoutes);

@@ -1,8 +1,8 @@
 /**
  * The one place the HTTP API looks at `castellan-namespace` outside object
- * calls (docs/security.md §3): object calls may name another namespace
- * (sidecar/access/remote-call.ts); listing, inspecting and deleting objects
- * (SPEC §2.6), object storage and queue calls are served only in the
+ * and queue calls (docs/security.md §3): those may name another namespace
+ * (sidecar/access/remote-call.ts, remote-queues.ts); listing, inspecting and
+ * deleting objects (SPEC §2.6) and object storage are served only in the
  * sidecar's own namespace. A request that names another namespace is refused
  * with 403 FORBIDDEN instead of being answered silently from the own one:
  * listing another namespace's objects is impossible by construction (this

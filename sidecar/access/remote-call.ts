@@ -18,7 +18,7 @@
  * id; a timeout after sending is 504 and not retried.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import type { CallerIdentity } from '../../common/access.ts';
+import { isNamespaceName, type CallerIdentity } from '../../common/access.ts';
 import { CastellanError, Errors } from '../../common/errors.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
@@ -38,8 +38,6 @@ export interface RemoteCallOptions {
   maxBodyBytes: number;
 }
 
-const namespacePattern = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-
 export class RemoteObjects {
   private readonly nc: NatsConnection;
   private readonly opts: RemoteCallOptions;
@@ -54,7 +52,7 @@ export class RemoteObjects {
   }
 
   async invoke(namespace: string, inv: Invocation): Promise<InvocationResult> {
-    if (!namespacePattern.test(namespace)) throw Errors.badRequest(`castellan-namespace "${namespace}" is not a namespace name.`, 'INVALID_NAMESPACE');
+    if (!isNamespaceName(namespace)) throw Errors.badRequest(`castellan-namespace "${namespace}" is not a namespace name.`, 'INVALID_NAMESPACE');
     if (inv.body.length > this.opts.maxBodyBytes) {
       throw Errors.payloadTooLarge(`Request body is ${inv.body.length} bytes; objects accept at most ${this.opts.maxBodyBytes}.`);
     }

@@ -8,6 +8,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Router as ExpressRouter } from 'express';
 import type { Registry } from 'prom-client';
 import type { AccessPolicy, CallerIdentity } from '../../common/access.ts';
+import { RemoteQueues } from '../access/remote-queues.ts';
+import { QueueDoor } from './door.ts';
 import { describeError, type Logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
 import { defaultMargin, type LeaseTiming } from '../objects/lease.ts';
@@ -58,6 +60,7 @@ export async function startQueues(nc: NatsConnection, registry: Registry, cfg: Q
   const readiness: Queues['readiness'] = {};
   let host: QueueHost | undefined;
   let heartbeat: HostHeartbeat | undefined;
+  let door: QueueDoor | undefined;
   if (cfg.host !== undefined) {
     const spec = cfg.host;
     const hlog = log.child({ component: 'queues.host', queue: spec.name });
@@ -99,12 +102,16 @@ export async function startQueues(nc: NatsConnection, registry: Registry, cfg: Q
       throw err;
     }
     readiness.queue = () => h.ready();
+    // Callers of other namespaces that the queue allows come in through its door.
+    door = new QueueDoor(nc, spec.name, ctx.names, client, cfg.access, hlog.child({ component: 'queues.door' }));
+    door.start();
   }
   return {
-    routes: queueRoutes(client, metrics),
+    routes: queueRoutes(client, metrics, { namespace: cfg.namespace, queues: new RemoteQueues(nc, { prefix: cfg.prefix, caller: cfg.caller, requestTimeoutMs: cfg.requestTimeoutMs }) }),
     client,
     readiness,
     async stop() {
+      door?.stop();
       await heartbeat?.drain();
       await host?.stop();
       await heartbeat?.leave();

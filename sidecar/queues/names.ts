@@ -15,6 +15,8 @@
  *     purge mark <base>.h.<pod>.x.purge        enqueue time up to which a purge removed everything
  *   rpc          <prefix>.qrpc.<ns>.<q>.<pod>.<callerNs>.<callerSa>   core NATS request/reply to one
  *                host, naming the caller (common/access.ts; bound by the auth callout's grant)
+ *   door         <prefix>.qrpc.<ns>.<q>._.<callerNs>.<callerSa>       any host of the queue (queue
+ *                group), for callers of other namespaces (door.ts); `_` is never a pod name
  *   wake         <prefix>.qwake.<ns>.<q>        "a message may be visible now" (long polls)
  */
 import { createHash } from 'node:crypto';
@@ -58,6 +60,10 @@ export interface QueueNames {
   rpc(pod: string, caller: CallerIdentity): string;
   /** What a host subscribes to: its RPC subject, any caller. */
   rpcServe(pod: string): string;
+  /** The queue's door (door.ts), as `caller` calls it. */
+  door(caller: CallerIdentity): string;
+  /** What every host subscribes to (queue group): the door, any caller. */
+  doorServe: string;
   wake: string;
 }
 
@@ -90,6 +96,8 @@ export function queueNames(prefix: string, namespace: string, queue: string): Qu
     messageAll: (p, id) => `${base}.h.${pod(p)}.*.${id}`,
     rpc: (p, caller) => `${prefix}.qrpc.${ns}.${q}.${pod(p)}.${identityTokens(caller)}`,
     rpcServe: (p) => `${prefix}.qrpc.${ns}.${q}.${pod(p)}.*.*`,
+    door: (caller) => `${prefix}.qrpc.${ns}.${q}._.${identityTokens(caller)}`,
+    doorServe: `${prefix}.qrpc.${ns}.${q}._.*.*`,
     wake: `${prefix}.qwake.${ns}.${q}`,
   };
 }

@@ -13,8 +13,9 @@
  * and anyone calling C get 403 FORBIDDEN; forged identities in the subject
  * are refused by NATS, a forged CASTELLAN_SERVICE_ACCOUNT changes nothing;
  * queue hosts enforce their policy (and never take replication from another
- * namespace); listing, storage and queue calls naming another namespace are
- * 403. docs/security.md has the table.
+ * namespace); team-a/web uses B's queue through its door (send, receive,
+ * delete) and team-a/batch gets 403 there; listing and storage naming
+ * another namespace are 403. docs/security.md has the table.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
@@ -64,11 +65,12 @@ async function rawClient(tokenFile: string, namespace: string): Promise<NatsConn
 
 interface Answer {
   status: number;
-  body: { value?: number; error?: { code: string; message: string; retryable: boolean } };
+  body: { value?: number; error?: { code: string; message: string; retryable: boolean }; messages?: { body: string; receiptHandle: string }[]; replicas?: string[] };
 }
 
-async function http(base: string, method: string, path: string, namespace?: string): Promise<Answer> {
-  const res = await fetch(`${base}${path}`, { method, headers: namespace === undefined ? {} : { 'castellan-namespace': namespace }, signal: AbortSignal.timeout(30_000) });
+async function http(base: string, method: string, path: string, namespace?: string, body?: unknown): Promise<Answer> {
+  const headers: Record<string, string> = { ...(namespace === undefined ? {} : { 'castellan-namespace': namespace }), ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
+  const res = await fetch(`${base}${path}`, { method, headers, ...(body === undefined ? {} : { body: JSON.stringify(body) }), signal: AbortSignal.timeout(30_000) });
   const text = await res.text();
   return { status: res.status, body: text === '' ? {} : (JSON.parse(text) as Answer['body']) };
 }
@@ -219,10 +221,34 @@ describe('queues', () => {
     expect(await ask(web, 'team-a.web', replicate)).toMatchObject({ ok: false, status: 403, code: 'FORBIDDEN' });
   }, 60_000);
 
-  it('queue calls, storage and listing naming another namespace are 403 at the caller sidecar', async () => {
+  it("an allowed ServiceAccount uses B's queue through its door; another gets 403 and nothing is sent", async () => {
+    const sent = await http(clients.aWeb!.url, 'POST', '/v1/queues/jobs/messages', 'team-b', { body: 'from team-a' });
+    expect([sent.status, sent.body.replicas]).toEqual([201, ['jobs-0']]);
+    // B's own client receives it: the same queue.
+    const atB = await http(clients.b!.url, 'POST', '/v1/queues/jobs/receive', undefined, { maxMessages: 1, waitSeconds: 5 });
+    expect(atB.body.messages?.map((m) => m.body)).toEqual(['from team-a']);
+    expect((await http(clients.b!.url, 'DELETE', `/v1/queues/jobs/messages/${encodeURIComponent(atB.body.messages![0]!.receiptHandle)}`)).status).toBe(204);
+    // The other way round: B sends; A receives (a long poll through the door) and deletes with the receipt handle.
+    expect((await http(clients.b!.url, 'POST', '/v1/queues/jobs/messages', undefined, { body: 'from team-b' })).status).toBe(201);
+    const atA = await http(clients.aWeb!.url, 'POST', '/v1/queues/jobs/receive', 'team-b', { maxMessages: 10, waitSeconds: 5 });
+    expect(atA.body.messages?.map((m) => m.body)).toEqual(['from team-b']);
+    const handle = encodeURIComponent(atA.body.messages![0]!.receiptHandle);
+    expect((await http(clients.aWeb!.url, 'DELETE', `/v1/queues/jobs/messages/${handle}`, 'team-b')).status).toBe(204);
+    // team-a/batch (whatever its environment claims) is refused by B's queue host, before anything runs.
+    const refused = await http(clients.aBatch!.url, 'POST', '/v1/queues/jobs/messages', 'team-b', { body: 'from batch' });
+    expect([refused.status, refused.body.error?.code]).toEqual([403, 'FORBIDDEN']);
+    expect(refused.body.error?.message).toContain('team-a/batch');
+    const purge = await http(clients.aBatch!.url, 'POST', '/v1/queues/jobs/purge', 'team-b');
+    expect([purge.status, purge.body.error?.code]).toEqual([403, 'FORBIDDEN']);
+    const left = await http(clients.b!.url, 'POST', '/v1/queues/jobs/receive', undefined, { maxMessages: 10, waitSeconds: 1 });
+    expect(left.body.messages).toEqual([]);
+    // A queue of a namespace that did not export it to team-a (or does not exist): 503, never another namespace's answer.
+    const none = await http(clients.aWeb!.url, 'POST', '/v1/queues/jobs/messages', 'team-z', { body: 'x' });
+    expect([none.status, none.body.error?.code]).toEqual([503, 'QUEUE_UNAVAILABLE']);
+  }, 60_000);
+
+  it('storage and listing naming another namespace are 403 at the caller sidecar', async () => {
     for (const [method, path] of [
-      ['GET', '/v1/queues/jobs'],
-      ['POST', '/v1/queues/jobs/purge'],
       ['GET', '/v1/classes/counter/objects'],
       ['GET', '/v1/classes/counter/objects/shared'],
       ['DELETE', '/v1/classes/counter/objects/shared'],

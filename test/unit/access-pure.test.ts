@@ -95,12 +95,12 @@ describe('who the sidecar says it is, and what may name another namespace', () =
     expect(serviceAccountOfToken('garbage')).toBeUndefined();
   });
 
-  it('refuses listing, storage and queue requests naming another namespace (403), lets the own one through', () => {
+  it('refuses listing and storage requests naming another namespace (403), lets the own one through', () => {
     expect(foreignNamespaceRefusal(undefined, 'team-a', '/v1/classes/counter/objects')).toBeUndefined();
     expect(foreignNamespaceRefusal('team-a', 'team-a', '/v1/classes/counter/objects')).toBeUndefined();
     const e = foreignNamespaceRefusal('team-b', 'team-a', '/v1/classes/counter/objects');
     expect([e?.status, e?.code]).toEqual([403, 'FORBIDDEN']);
     expect(e?.message).toMatch(/^Listing, inspecting and deleting objects reach only .*"team-a".*"team-b"/);
-    expect(foreignNamespaceRefusal(['team-a', 'team-b'], 'team-a', '/v1/queues/jobs/messages')?.message).toMatch(/^Queue calls/);
+    expect(foreignNamespaceRefusal(['team-a', 'team-b'], 'team-a', '/v1/storage/counter/x/keys/k')?.message).toMatch(/^Object storage/);
   });
 });
