@@ -9,7 +9,8 @@
  * object lands on it) against itself idle. What an active idle object
  * costs (issue 19: ≤ 4 KB) is measured exactly: the sidecar's live heap after
  * a full GC (over its inspector, bench/lib/inspector.ts) with the N objects
- * active and idle, less the same before, over N.
+ * active and idle — called last more than the host's replay window ago, so
+ * their replayable replies are gone — less the same before, over N.
  */
 import { freePort, sleep } from '../../common/net.ts';
 import { nodeOptions } from '../lib/env.ts';
@@ -23,6 +24,8 @@ import { assertHealthy, valueResult } from '../lib/result.ts';
 import type { Ctx, Scenario } from '../lib/scenario.ts';
 
 const MB = 1024 * 1024;
+/** The object host's replay window (sidecar/objects/mod.ts: at least 60 s), plus two sweeps. */
+const REPLAY_WINDOW_MS = 62_000;
 /** V8 heap in use, from the sidecar's default Node metrics (prom-client). */
 const HEAP = 'castellan_sidecar_nodejs_heap_size_used_bytes';
 
@@ -68,6 +71,12 @@ export const memory: Scenario = {
       assertHealthy('activating objects', load);
       const loaded = await settledRss(host.sidecar.pid, readings);
       const heapLoaded = await metricSum(host.sidecar.url, HEAP);
+      // Idle: past the host's replay window (each request's reply is kept 60 s for de-duplication), so what
+      // is left is what an active object costs while nobody calls it.
+      if (ctx.mode !== 'smoke') {
+        ctx.log(`waiting ${REPLAY_WINDOW_MS / 1000} s: the objects stay active, their replayable replies expire`);
+        await sleep(REPLAY_WINDOW_MS);
+      }
       const liveLoaded = await liveHeapBytes(inspectPort);
       const active = await metricSum(host.sidecar.url, 'castellan_object_active');
       if (active < n) throw new Error(`only ${active} of ${n} objects are active on the host; the per-object heap would be wrong`);

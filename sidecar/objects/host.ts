@@ -796,6 +796,8 @@ export class ObjectHost {
   }
 
   private sweep(): void {
+    // Replies past the replay window are dropped also while no request comes (an idle host keeps none).
+    this.pruneDedupe();
     const now = performance.now();
     let depth = 0;
     let max = 0;
