@@ -25,7 +25,9 @@ const generated = [
   '',
   `Machine: ${String(m.cpus)} × ${String(m.cpuModel)}, ${String(m.memoryGB)} GB RAM, ${String(m.platform)}; Node ${String(m.node)}; ${String(m.natsServer)}; ` +
     `load average at start ${JSON.stringify(m.loadAverageAtStart)}, at end ${JSON.stringify(m.loadAverageAtEnd)}.` +
-    (Array.isArray(m.sidecarStartupRestarts) && m.sidecarStartupRestarts.length > 0 ? ` Sidecar start-up restarts: ${m.sidecarStartupRestarts.length}.` : ''),
+    (Array.isArray(m.sidecarStartupRestarts) && m.sidecarStartupRestarts.length > 0 ? ` Sidecar start-up restarts: ${m.sidecarStartupRestarts.length}.` : '') +
+    // Scenarios replaced by a run of their own (a merged report): say which, and when.
+    (Array.isArray(m.reruns) && m.reruns.length > 0 ? ` Replaced by runs of their own: ${m.reruns.join('; ')}.` : ''),
   '',
   markdownTable(report),
   '',

@@ -150,7 +150,19 @@ export const queueScale: Scenario = {
       );
       ctx.log(`queue-scale: ready after ${Math.round(h1.ms)} / ${Math.round(h0.ms)} ms; RSS ${Math.round(rss0 / 2 ** 20)} / ${Math.round(rss1 / 2 ** 20)} MiB (empty host ${Math.round(rssEmpty / 2 ** 20)} MiB)`);
 
-      // Failover: kill -9 the host that holds all of them; time until one is received again.
+      // Failover: kill -9 the host that holds all of them; time until one is received again. First wait until
+      // it does hold all of them (bqs-0 retiring the sending session moves them; at 1,000,000 copies that
+      // outlasts the 3 s above): else bqs-0 would still deliver some, and the "failover" would be no failover.
+      const visible = (p: SidecarProc) => metric(p, 'castellan_queue_messages\\{[^}]*state="visible"[^}]*\\}');
+      const moved0 = performance.now();
+      for (;;) {
+        const [v0, v1] = [await visible(h0.p), await visible(h1.p)];
+        // A gauge never set is absent (NaN): none there.
+        if (!(v0 > 0) && v1 >= n - 1) break;
+        if (performance.now() - moved0 > 300_000) throw new Error(`queue-scale: ${v0} messages still visible on ${Q}-0, ${v1} on ${Q}-1, after 300 s`);
+        await sleep(500);
+      }
+      ctx.log(`queue-scale: ${Q}-1 holds every message ${Math.round(performance.now() - moved0)} ms after the hosts settled`);
       const q = new QueueClient(fx.client.url, Q);
       await q.waitReady();
       const probe = await q.receive(1, 5, 1);

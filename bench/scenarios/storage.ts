@@ -4,29 +4,30 @@
  * PUT latency (1 in flight) vs a raw JetStream R3 publish from the same Node
  * client with the same server sync settings (`sync_interval: always`), and
  * committed transactions per second for one object vs raw R3 publishes per
- * second at the same concurrency.
+ * second at the same concurrency. Its own class and host, with long request
+ * and turn limits: the held turn spans every round (a full run holds it for
+ * over a minute, past the default 30 s request and 60 s turn limits).
  */
 import { randomBytes } from 'node:crypto';
 import { compare } from '../lib/load.ts';
 import { rawStream } from '../lib/jetstream.ts';
-import { idsOwnedBy } from '../lib/objects.ts';
 import { assertHealthy, latencyResult, throughputResult } from '../lib/result.ts';
 import type { Ctx, Scenario } from '../lib/scenario.ts';
 import { holdTurn, put, requireStorage, storageBase, transaction } from '../lib/storage.ts';
+import { LONG_TURNS } from './activation.ts';
 
 export const storage: Scenario = {
   name: 'storage',
   title: 'Storage PUT latency and transactions/s vs raw JetStream R3 publish',
   async run(ctx: Ctx) {
-    const fx = await ctx.objects();
-    const host = fx.hosts[1]!;
-    const [id] = await idsOwnedBy(host, 'store', 1);
+    const host = await ctx.env.startHost('bench-store', LONG_TURNS);
+    const id = 'store-0';
     // Storage is served only during a turn of the object: hold one open while driving it from here.
-    let endTurn = await holdTurn(host, id!);
-    const base = storageBase(host.sidecar.url, fx.cls, id!);
+    let endTurn = await holdTurn(host, id);
+    const base = storageBase(host.sidecar.url, host.cls, id);
     const stream = await rawStream(await ctx.nc(), 'BENCH_KV');
     try {
-      await requireStorage(host.sidecar.url, fx.cls, id!);
+      await requireStorage(host.sidecar.url, host.cls, id);
       const value = randomBytes(128);
       const b64 = value.toString('base64');
       const { p } = ctx;
@@ -40,7 +41,7 @@ export const storage: Scenario = {
       assertHealthy('storage PUT', lat.subject);
       // A fresh turn per phase keeps each well within turnTimeout (60 s).
       await endTurn();
-      endTurn = await holdTurn(host, id!);
+      endTurn = await holdTurn(host, id);
       ctx.log(`transactions: ${p.concurrency} in flight for ${p.throughputMs} ms each`);
       const tx = await compare(
         (i) =>
@@ -65,6 +66,7 @@ export const storage: Scenario = {
     } finally {
       await stream.remove();
       await endTurn();
+      await ctx.env.stopHosts([host]);
     }
   },
 };
