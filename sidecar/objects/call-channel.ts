@@ -105,9 +105,4 @@ export class CallChannel {
     clearTimeout(p.timer);
     p.reject(err);
   }
-
-  close(): void {
-    this.sub?.unsubscribe();
-    this.sub = undefined;
-  }
 }
