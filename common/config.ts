@@ -5,8 +5,9 @@
  * where its value came from.
  */
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type * as Yaml from 'yaml';
 import { z } from 'zod';
-import { parse as parseYaml } from 'yaml';
 import { parseDuration } from './duration.ts';
 
 export class ConfigError extends Error {
@@ -52,6 +53,16 @@ export function loadConfig<S extends z.ZodType>(schema: S, opts: LoadOptions = {
     throw new ConfigError(opts.source ?? opts.file ?? 'environment', issues);
   }
   return result.data;
+}
+
+/**
+ * The YAML parser, loaded on the first config file read: processes started
+ * from environment variables alone (every sidecar in a pod) never carry its
+ * ~70 modules in their heap.
+ */
+function parseYaml(text: string): unknown {
+  const yaml = createRequire(import.meta.url)('yaml') as typeof Yaml;
+  return yaml.parse(text);
 }
 
 export function readConfigFile(file: string): Record<string, unknown> {

@@ -3,7 +3,8 @@
  * features its role enables. `startSidecar` wires them; `stop` drains them in
  * reverse order (readiness first, so load balancers and callers move away).
  */
-import { createServer, type RequestListener, type Server } from 'node:http';
+import type { RequestListener, Server } from 'node:http';
+import { http } from '../common/node-http.ts';
 import express from 'express';
 import type { Registry } from 'prom-client';
 import { ownServiceAccount } from '../common/service-account.ts';
@@ -191,7 +192,7 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
 
 function listen(handler: RequestListener, host: string, port: number): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = createServer(handler);
+    const server = http.createServer(handler);
     server.listen(port, host);
     server.once('listening', () => resolve(server));
     server.once('error', reject);

@@ -1,6 +1,6 @@
 /**
  * Scenario 8 — memory. Idle: the resident memory (VmRSS) of an object-host
- * sidecar as the image runs it (compiled JavaScript, production dependencies,
+ * sidecar as the image runs it (compiled, bundled JavaScript, production dependencies,
  * the image's Node options: bench/lib/image-app.ts) against an idle Node
  * process of the same binary (issue 14: ≤ 80 MB); the sidecar from the
  * sources and a Node process with a NATS connection and an HTTP client
@@ -88,7 +88,7 @@ export const memory: Scenario = {
             nodeWithNatsConnectionRssMB: Math.round((floor / MB) * 10) / 10,
             clientSidecarRssMBAfterEarlierScenarios: Math.round((clientIdle / MB) * 10) / 10,
           },
-          notes: 'the image sidecar: compiled JS, production dependencies, NODE_ENV=production, the image\'s NODE_OPTIONS and MALLOC_ARENA_MAX; the source sidecar runs with type stripping and --inspect',
+          notes: 'the image sidecar: compiled and bundled JS (local/image/bundle.ts), production dependencies, NODE_ENV=production, the image\'s NODE_OPTIONS and MALLOC_ARENA_MAX; the source sidecar runs with type stripping and --inspect',
         }),
         valueResult('memory', `object-host sidecar RSS (from the sources), ${n} active objects`, 'MB', loaded / MB, 'same sidecar idle', idle / MB, {
           extra: {

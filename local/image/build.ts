@@ -7,8 +7,8 @@
  *   and the shared libraries `ldd` names for them, `/etc/passwd` with the
  *   non-root user 65532, an empty `/tmp`. No shell, no npm, no compiler.
  * - Castellan layer: the sources compiled by `tsc` to JavaScript
- *   (tsconfig.image.json), `package.json`, and the production dependencies
- *   only — the packages package-lock.json does not mark `dev` — copied from
+ *   (tsconfig.image.json) and bundled by esbuild (bundle.ts), `package.json`,
+ *   and the production dependencies only — the packages package-lock.json does not mark `dev` — copied from
  *   node_modules; `castellan` on PATH.
  * - examples layer: examples/ (`node examples/counter/app.js` runs in /app).
  * - castellan-nats:dev: the pinned nats-server alone, for NATS pods in a local
@@ -28,6 +28,7 @@ import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, re
 import { dirname, join, relative } from 'node:path';
 import { projectRoot, toolPath } from '../../common/paths.ts';
 import { type Layer, layerFromDir, writeImageArchive } from './archive.ts';
+import { bundleApp } from './bundle.ts';
 
 export const castellanImage = 'castellan:dev';
 export const examplesImage = 'castellan-examples:dev';
@@ -92,13 +93,14 @@ export function runtimeFile(path: string): boolean {
 
 /**
  * How the image runs Node (the Dockerfile sets the same): V8's young
- * generation capped at 2 MB semi-spaces (default up to 16 MB: an idle
- * object-host sidecar measured 88-91 MiB RSS instead of 100-104 MiB;
- * scavenges of short-lived request garbage stay sub-millisecond), and at most
- * two glibc malloc arenas (Node's threads otherwise each get one: ~4 MB less
- * resident, measured).
+ * generation capped at 1 MB semi-spaces (default up to 16 MB; an idle
+ * object-host sidecar measured 100-104 MiB RSS with the default, 88-91 MiB
+ * with 2 MB before the bundle, and the bundle's 78.5 MiB becomes 75-76.5 MiB
+ * with 1 MB: a scavenge every megabyte of request garbage, each well under a
+ * millisecond), and at most two glibc malloc arenas (Node's threads otherwise
+ * each get one: ~4 MB less resident, measured).
  */
-export const imageRuntimeEnv = { NODE_ENV: 'production', NODE_OPTIONS: '--max-semi-space-size=2', MALLOC_ARENA_MAX: '2' };
+export const imageRuntimeEnv = { NODE_ENV: 'production', NODE_OPTIONS: '--max-semi-space-size=1', MALLOC_ARENA_MAX: '2' };
 
 async function castellanLayer(work: string): Promise<Layer> {
   const root = join(work, 'castellan');
@@ -110,20 +112,28 @@ async function castellanLayer(work: string): Promise<Layer> {
 }
 
 /**
- * The image's /app: the sources compiled by tsc (tsconfig.image.json),
- * package.json, `bin/castellan.js`, and the production dependencies only.
+ * The image's /app: the sources compiled by tsc (tsconfig.image.json) and
+ * bundled (bundle.ts) into `dist/`, package.json, `bin/castellan.js`, and the
+ * production dependencies (the bundle's externals load from there).
  * Runnable as it is with this Node (`node <app>/bin/castellan.js`): the
  * benchmark measures the image's sidecar that way (bench/scenarios/memory.ts).
  */
 export function writeAppTree(app: string): void {
   rmSync(app, { recursive: true, force: true });
   mkdirSync(app, { recursive: true });
+  const compiled = `${app}.tsc`;
+  rmSync(compiled, { recursive: true, force: true });
   const tsc = join(projectRoot, 'node_modules', 'typescript', 'bin', 'tsc');
-  execFileSync(process.execPath, [tsc, '-p', join(projectRoot, 'tsconfig.image.json'), '--outDir', app], { stdio: ['ignore', 'pipe', 'pipe'], cwd: projectRoot });
+  execFileSync(process.execPath, [tsc, '-p', join(projectRoot, 'tsconfig.image.json'), '--outDir', compiled], { stdio: ['ignore', 'pipe', 'pipe'], cwd: projectRoot });
+  try {
+    bundleApp(compiled, join(app, 'dist'));
+  } finally {
+    rmSync(compiled, { recursive: true, force: true });
+  }
   const pkg = JSON.parse(readFileSync(join(projectRoot, 'package.json'), 'utf8')) as { name: string; version: string; license?: string; dependencies?: Record<string, string> };
   writeFileSync(join(app, 'package.json'), `${JSON.stringify({ name: pkg.name, version: pkg.version, license: pkg.license, type: 'module', private: true, dependencies: pkg.dependencies }, null, 2)}\n`);
   mkdirSync(join(app, 'bin'), { recursive: true });
-  writeFileSync(join(app, 'bin', 'castellan.js'), "#!/usr/bin/env node\n// The `castellan` command (compiled JavaScript).\nimport '../cli/main.js';\n");
+  writeFileSync(join(app, 'bin', 'castellan.js'), "#!/usr/bin/env node\n// The `castellan` command (the bundled JavaScript, local/image/bundle.ts).\nimport '../dist/main.js';\n");
   chmodSync(join(app, 'bin', 'castellan.js'), 0o755);
   const lock = JSON.parse(readFileSync(join(projectRoot, 'package-lock.json'), 'utf8')) as Parameters<typeof productionPackages>[0];
   for (const path of productionPackages(lock)) {

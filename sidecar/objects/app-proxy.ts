@@ -7,7 +7,7 @@
  * (host.ts). Callers that want a deadline pass `timeoutMs`. A refused
  * connection keeps its cause (`appRefused`): such a call certainly never ran.
  */
-import { Agent, request } from 'node:http';
+import { http } from '../../common/node-http.ts';
 import { connect } from 'node:net';
 import { Errors, type CastellanError } from '../../common/errors.ts';
 import { filterHeaders, type HeaderList } from './wire.ts';
@@ -31,7 +31,7 @@ export interface AppCall {
 export class AppProxy {
   private readonly port: number;
   private readonly maxResponseBytes: number;
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 256 });
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
   constructor(port: number, maxResponseBytes: number) {
     this.port = port;
@@ -49,7 +49,7 @@ export class AppProxy {
       };
       const headers: [string, string][] = c.headers.filter(([k]) => k.toLowerCase() !== 'content-length');
       headers.push(['host', `127.0.0.1:${this.port}`], ['content-length', String(c.body.length)]);
-      const req = request({
+      const req = http.request({
         host: '127.0.0.1',
         port: this.port,
         method: c.method,
