@@ -4,7 +4,11 @@
  * and rewrites the generated part of RESULTS.md (between the
  * `<!-- results:begin -->` and `<!-- results:end -->` markers: machine, mode,
  * table, skips and failures), leaving the written analysis around it alone.
- * Usage: node bench/publish.ts [REPORT.json]   (default bench/results/latest.json)
+ * Usage: node bench/publish.ts [REPORT.json] [--replace RUN.json ...]
+ * (default bench/results/latest.json). `--replace` takes a run of some
+ * scenarios alone (`npm run bench -- --only a,b --out RUN.json`) in place of
+ * those scenarios' results, skips and failures in REPORT, and names it under
+ * `machine.reruns` (shown above the table).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,8 +17,40 @@ import type { BenchReport } from './lib/result.ts';
 import { latencySvg } from './lib/svg.ts';
 import { markdownTable } from './lib/table.ts';
 
-const src = process.argv[2] ?? join(projectRoot, 'bench', 'results', 'latest.json');
+const args = process.argv.slice(2);
+const replacements: string[] = [];
+for (let i = args.indexOf('--replace'); i !== -1; i = args.indexOf('--replace')) {
+  const file = args[i + 1];
+  if (file === undefined) throw new Error('--replace needs a report file');
+  replacements.push(file);
+  args.splice(i, 2);
+}
+const src = args[0] ?? join(projectRoot, 'bench', 'results', 'latest.json');
 const report = JSON.parse(readFileSync(src, 'utf8')) as BenchReport;
+/** `base` with the entries of `scenarios` replaced by `fresh`'s, where the first of each scenario was (new ones last). */
+function spliceScenarios<T extends { scenario: string }>(base: T[], fresh: T[], scenarios: Set<string>): T[] {
+  const out: T[] = [];
+  const placed = new Set<string>();
+  for (const r of base) {
+    if (!scenarios.has(r.scenario)) out.push(r);
+    else if (!placed.has(r.scenario)) {
+      placed.add(r.scenario);
+      out.push(...fresh.filter((f) => f.scenario === r.scenario));
+    }
+  }
+  return [...out, ...fresh.filter((f) => !placed.has(f.scenario))];
+}
+
+for (const file of replacements) {
+  const run = JSON.parse(readFileSync(file, 'utf8')) as BenchReport;
+  const scenarios = new Set([...run.results, ...run.skipped, ...run.failed].map((r) => r.scenario));
+  report.results = spliceScenarios(report.results, run.results, scenarios);
+  report.skipped = [...report.skipped.filter((r) => !scenarios.has(r.scenario)), ...run.skipped];
+  report.failed = [...report.failed.filter((r) => !scenarios.has(r.scenario)), ...run.failed];
+  const note = `${[...scenarios].join(', ')}: re-run alone at ${run.startedAt} (${run.durationSeconds} s)`;
+  const previous = Array.isArray(report.machine.reruns) ? (report.machine.reruns as string[]) : [];
+  report.machine.reruns = [...previous.filter((r) => ![...scenarios].some((sc) => r.startsWith(`${sc}:`))), note];
+}
 writeFileSync(join(projectRoot, 'bench', 'results', 'published.json'), `${JSON.stringify(report, null, 2)}\n`);
 writeFileSync(join(projectRoot, 'bench', 'results', 'published-latency.svg'), latencySvg(report));
 
