@@ -108,7 +108,7 @@ export class BenchEnv {
    * time is killed and started again, up to 3 attempts — what `castellan dev`
    * and a kubelet do — and the restart is recorded in the report.
    */
-  private async sidecar(name: string, env: NodeJS.ProcessEnv, port?: number, entry?: string): Promise<SidecarProc> {
+  private async sidecar(name: string, env: NodeJS.ProcessEnv, port?: number, entry = process.env.BENCH_SIDECAR_ENTRY): Promise<SidecarProc> {
     for (let attempt = 1; ; attempt++) {
       const p = await startSidecar(name, this.urls, { ...quiet, ...env }, { wait: false, ...(port !== undefined ? { port } : {}), ...(entry !== undefined ? { entry } : {}) });
       this.procs.push(p);
