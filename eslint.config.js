@@ -17,6 +17,23 @@ export default tseslint.config(
     },
   },
   {
+    // What the sidecar loads stays lean (issue 14: ≤ 80 MB idle): an ESM import of node:http
+    // evaluates its lazy WebSocket getters and loads undici, http2 and worker_threads.
+    files: ['sidecar/**/*.ts', 'common/**/*.ts', 'cli/**/*.ts'],
+    ignores: ['common/node-http.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            { name: 'node:http', message: 'Use `http` from common/node-http.ts (an ESM import of node:http costs 12-14 MB of RSS).', allowTypeImports: true },
+            { name: 'http', message: 'Use `http` from common/node-http.ts (an ESM import of node:http costs 12-14 MB of RSS).', allowTypeImports: true },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.js'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {
