@@ -124,6 +124,8 @@ export class StaleVersionError extends Error {
 const SMALL_OBJECT_BYTES = 256 * 1024;
 /** Messages per pull of the keys-only load. */
 const PULL_BATCH = 1_000;
+/** Pulls of a key load answered "no responders" (a consumer not yet taking pulls) that are asked again, 20 ms × n apart (≈ 4 s in all). */
+const MAX_PULL_NO_RESPONDERS = 20;
 /** Subjects per direct multi-last get when reading listed values, and bytes per such get. */
 const VALUES_PER_GET = 256;
 const BYTES_PER_GET = 8 * 1024 * 1024;
@@ -414,12 +416,16 @@ export class Journal {
       await new Promise<void>((resolve, reject) => {
         let received = 0;
         let requested = 0;
+        let noResponders = 0;
+        let retry: NodeJS.Timeout | undefined;
         const pull = () => {
+          retry = undefined;
           requested += PULL_BATCH;
           this.nc.publish(next, JSON.stringify({ batch: PULL_BATCH, expires: nanos(this.timeoutMs) }), { reply: inbox });
         };
         const finish = (err?: Error) => {
           clearInterval(watchdog);
+          clearTimeout(retry);
           sub.unsubscribe();
           if (err === undefined) resolve();
           else reject(err);
@@ -439,6 +445,14 @@ export class Journal {
               if (code === 408 || code === 404) {
                 if (received >= expected) finish();
                 else pull();
+                return;
+              }
+              if (code === 503 && noResponders < MAX_PULL_NO_RESPONDERS) {
+                // "No responders": the consumer was created a moment ago and the server that holds it does not
+                // take pulls yet (seen in clustered JetStream). That pull was never accepted: ask again shortly.
+                noResponders++;
+                requested -= PULL_BATCH;
+                retry ??= setTimeout(pull, 20 * noResponders);
                 return;
               }
               return finish(new RejectedError(`loading the keys of ${encId}: status ${code} ${m.headers?.description ?? ''}`));
