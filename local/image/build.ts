@@ -8,8 +8,8 @@
  *   non-root user 65532, an empty `/tmp`. No shell, no npm, no compiler.
  * - Castellan layer: the sources compiled by `tsc` to JavaScript
  *   (tsconfig.image.json) and bundled by esbuild (bundle.ts), `package.json`,
- *   and the production dependencies only — the packages package-lock.json does not mark `dev` — copied from
- *   node_modules; `castellan` on PATH.
+ *   and the production dependencies only — the packages package-lock.json
+ *   does not mark `dev` — copied from node_modules; `castellan` on PATH.
  * - examples layer: examples/ (`node examples/counter/app.js` runs in /app).
  * - castellan-nats:dev: the pinned nats-server alone, for NATS pods in a local
  *   cluster, which has no registry to pull one from.
