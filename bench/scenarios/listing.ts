@@ -24,7 +24,7 @@ import { Registry } from 'prom-client';
 import { logger } from '../../common/logger.ts';
 import { encodeSummary, indexNames, SUMMARY_HEADER } from '../../sidecar/listing/layout.ts';
 import { encodeCursor } from '../../sidecar/listing/query.ts';
-import { summarizer } from '../../sidecar/listing/summary.ts';
+import { objectIndexHook } from '../../sidecar/listing/summary.ts';
 import { CONFLICT, ObjectStore } from '../../sidecar/objects/ownership-store.ts';
 import { encodeId } from '../../sidecar/objects/subjects.ts';
 import { Journal, keyToken } from '../../sidecar/storage/journal.ts';
@@ -101,7 +101,7 @@ export const listing: Scenario = {
       const journal = new Journal(nc, 10_000);
       const metrics = createStorageMetrics(new Registry());
       const base: StateContext = { cls, names, journal, metrics, log, cache: new ValueCache(VALUE_CACHE_BYTES) };
-      const withIndex: StateContext = { ...base, summarize: summarizer(names) };
+      const withIndex: StateContext = { ...base, index: objectIndexHook(names) };
       const objects = ctx.mode === 'smoke' ? 8 : 64;
       const make = async (ctxS: StateContext, tag: string) => {
         const out: ObjectState[] = [];

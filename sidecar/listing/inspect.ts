@@ -2,12 +2,12 @@
  * Read-only inspection of one object's storage, from the stream (not from
  * the owner, which need not be active), for operators (adapter).
  *
- * Consistency: every storage write of an object carries its index summary in
- * the same batch (summary.ts), so a replica that holds the summary message
- * the stream leader has holds every write up to it. The keys are read with
- * one direct multi-last get of `kv.<encId>.*` plus the summary subject, and
- * accepted only when that replica's summary is at least the leader's: the
- * answer includes every write acknowledged before the read. Objects beyond
+ * Consistency: the stream leader names the object's newest message (its
+ * newest key message or its index entry, whichever is later); a replica that
+ * holds that message holds every write of the object up to it. The keys are
+ * read with one direct multi-last get of `kv.<encId>.*` plus the entry's
+ * subject, and accepted only when that replica's newest is at least the
+ * leader's: the answer includes every write acknowledged before the read. Objects beyond
  * what one direct get returns (~1024 keys) are read by the journal's paged
  * loader, whose tail comes from the leader.
  */
@@ -27,17 +27,18 @@ function notFoundAsUndefined(err: unknown): undefined {
 export async function readObjectKeys(jsm: JetStreamManager, journal: Journal, names: ClassNames, encId: string): Promise<Map<string, Entry>> {
   const summarySubject = indexNames(names).subject(encId);
   for (let attempt = 0; ; attempt++) {
-    const mark = await journal.last(names.stream, summarySubject).catch(notFoundAsUndefined);
-    const need = mark?.seq ?? 0;
+    const [entryMark, keyMark] = await Promise.all([
+      journal.last(names.stream, summarySubject).catch(notFoundAsUndefined),
+      journal.last(names.stream, names.kvAll(encId)).catch(notFoundAsUndefined),
+    ]);
+    const need = Math.max(entryMark?.seq ?? 0, keyMark?.seq ?? 0);
     const entries = new Map<string, Entry>();
     let seen = 0;
     try {
       const it = await jsm.direct.getLastMessagesFor(names.stream, { multi_last: [names.kvAll(encId), summarySubject] });
       for await (const m of it) {
-        if (m.subject === summarySubject) {
-          seen = m.seq;
-          continue;
-        }
+        seen = Math.max(seen, m.seq);
+        if (m.subject === summarySubject) continue;
         const k = m.header.get('Castellan-Key');
         if (k === '' || m.header.get('Castellan-Op') === 'del') continue;
         entries.set(Buffer.from(k, 'base64url').toString('utf8'), { value: m.data, version: m.seq });

@@ -9,6 +9,9 @@
  *   one) is not an object any more: it is skipped and removed from the index
  *   by compare-and-set on its sequence after a leader read confirms it, so a
  *   concurrent write of its owner always wins.
+ * - A pending entry (layout.ts: an object being written continuously, or
+ *   whose owner died while it was) is resolved with one leader read of the
+ *   object's newest key message, so listings stay exact.
  * - get: leader reads of the object's index entry, owner record and alarm.
  * - delete: forwarded through the router to the object's owner, which runs it
  *   as a turn of the object (host.ts) with fenced writes (owner.ts).
@@ -29,7 +32,7 @@ import { isCasConflict } from '../nats-errors.ts';
 import type { Journal } from '../storage/journal.ts';
 import { compareKeys } from '../storage/keys.ts';
 import { ALARM_HEADER } from '../storage/storage.ts';
-import { decodeSummary, indexNames, OP_HEADER, TOMBSTONE_TTL, type Summary } from './layout.ts';
+import { decodeSummary, decodeTotals, indexNames, OP_HEADER, resolveSummary, TOMBSTONE_TTL, TOTALS_HEADER, type Summary } from './layout.ts';
 import type { ListingMetrics } from './metrics.ts';
 import { encodeCursor, type PageQuery } from './query.ts';
 import { fromByteKey, toByteKey } from './sorted-map.ts';
@@ -193,7 +196,7 @@ export class Listing {
         batch.push({ id, encId: encodeId(id), e: n.value[1] });
         bound = { after: n.value[0] };
       }
-      const live = await this.lookup(cls, batch.map((b) => b.encId));
+      const [live] = await Promise.all([this.lookup(cls, batch.map((b) => b.encId)), this.resolvePending(cls, batch)]);
       for (let i = 0; i < batch.length; i++) {
         const b = batch[i]!;
         const l = live.get(b.encId) ?? { alarm: null, host: null };
@@ -213,6 +216,38 @@ export class Listing {
     if (empties.length > 0) void this.collect(cls, empties);
     this.metrics.pageLatency.observe({ class: cls }, (performance.now() - started) / 1000);
     return { objects, next: more ? encodeCursor(objects[objects.length - 1]!.id) : null };
+  }
+
+  /** Replaces each pending entry's summary by what it resolves to (resolveSummary; leader reads, in parallel). */
+  private async resolvePending(cls: string, batch: { encId: string; e: Summary & { seq: number } }[]): Promise<void> {
+    const pending = batch.filter((b) => b.e.pending === true);
+    if (pending.length === 0) return;
+    const names = this.store.names(cls);
+    const idx = indexNames(names);
+    await Promise.all(
+      pending.map(async (b) => {
+        const newest = await this.newestTotals(names.stream, names.kvAll(b.encId), cls, b.encId);
+        let entry: Summary & { seq: number } = b.e;
+        if (newest !== undefined && newest.seq > entry.seq && newest.totals === undefined) {
+          // A batch with its own summary landed after the view's copy: the entry, read now, is at least that batch's.
+          const m = await this.journal.last(names.stream, idx.subject(b.encId)).catch(notFoundAsUndefined);
+          const again = m === undefined ? undefined : decodeSummary(m.data, m.headers.get(OP_HEADER));
+          entry = again === undefined ? { keys: 0, bytes: 0, lastWrite: entry.lastWrite, seq: m?.seq ?? entry.seq } : { ...again, seq: m!.seq };
+        }
+        b.e = { ...resolveSummary(entry, entry.seq, newest), seq: entry.seq };
+      }),
+    );
+  }
+
+  /** The object's newest key message: its sequence and the totals it carries (leader read). */
+  private async newestTotals(stream: string, kvAll: string, cls: string, encId: string): Promise<{ seq: number; totals: Summary | undefined } | undefined> {
+    try {
+      const m = await this.journal.last(stream, kvAll);
+      return m === undefined ? undefined : { seq: m.seq, totals: decodeTotals(m.headers.get(TOTALS_HEADER)) };
+    } catch (err) {
+      if (/no message found|not found|404/i.test(describeError(err))) return undefined;
+      throw Errors.unavailable(`Reading the newest write of ${cls}/${Buffer.from(encId, 'base64url').toString('utf8')} failed: ${describeError(err)}`, 'UNAVAILABLE', err);
+    }
   }
 
   /** Owner host (if live) and pending alarm of each object, from one direct read per LOOKUP_IDS objects. */
@@ -280,13 +315,18 @@ export class Listing {
     const names = this.store.names(cls);
     const encId = encodeId(id);
     const view = this.membership.view(cls);
-    const [entry, owner, alarm] = await Promise.all([
-      this.journal.last(names.stream, indexNames(names).subject(encId)).catch(notFoundAsUndefined),
+    const [[newest, entry], owner, alarm] = await Promise.all([
+      // The newest key message first, then the entry: a key message newer than a pending entry then carries its totals (layout.ts).
+      (async () => {
+        const n = await this.newestTotals(names.stream, names.kvAll(encId), cls, encId);
+        return [n, await this.journal.last(names.stream, indexNames(names).subject(encId)).catch(notFoundAsUndefined)] as const;
+      })(),
       this.journal.last(names.stream, names.owner(encId)).catch(notFoundAsUndefined),
       this.journal.last(names.stream, names.alarm(encId)).catch(notFoundAsUndefined),
       view.whenReady(),
     ]);
-    const s = entry === undefined ? undefined : decodeSummary(entry.data, entry.headers.get(OP_HEADER));
+    const raw = entry === undefined ? undefined : decodeSummary(entry.data, entry.headers.get(OP_HEADER));
+    const s = raw === undefined ? undefined : resolveSummary(raw, entry!.seq, newest);
     const due = alarm === undefined ? null : alarmDue(alarm.data, (h) => alarm.headers.get(h) ?? '', (h) => alarm.headers.has(h));
     if ((s === undefined || s.keys === 0) && due === null) throw Errors.notFound(`Object ${cls}/${id} has neither storage nor an alarm.`, 'OBJECT_NOT_FOUND');
     const rec = owner === undefined ? undefined : parseJson<OwnerRecord>(owner.data);

@@ -1,29 +1,36 @@
 /**
- * The write-path hook of the object index: given an object's committed state
- * and the messages of the batch about to be committed, the summary message to
- * add to that same batch (layout.ts). Pure apart from the `now` it is given.
+ * The write-path side of the object index: for each storage or alarm batch
+ * of an object, what its index entry needs (layout.ts), decided by pure
+ * functions of the activation's own knowledge of the entry and `now`.
  *
- * Why this is correct: the batch is atomic and fenced on the owner record
- * (sidecar/storage/journal.ts), so the summary lands exactly when the data
- * lands; the totals are computed from the committed state the owner holds in
- * memory (equal to what is durable, object-state.ts) plus the batch's own
- * changes applied in order, so after the commit the summary equals the
- * object's storage. A batch that already writes the summary subject (the
- * delete of an object removes its entry) gets no second one.
+ * Why this is correct. Totals are computed from the committed state the owner
+ * holds in memory (equal to what is durable, object-state.ts) plus the
+ * batch's own changes in order (totalsAfter). A summary that rides in a batch
+ * lands exactly when the data lands (the batch is atomic and fenced on the
+ * owner record, sidecar/storage/journal.ts). The activation only trusts its
+ * knowledge of the entry (EntryState) after an acknowledged commit; after a
+ * failure it knows nothing, and the next batch carries a settled summary.
  *
- * One saving: a batch of key writes that leaves the totals as they were (an
- * overwrite with a value of the same size) needs no new summary when this
- * host wrote one with those totals less than LAST_WRITE_PRECISION_MS ago —
- * the entry is already right, only `lastWrite` ages, by less than that.
- * (Invariant: after every successful commit the entry's totals equal the
- * storage's; a skipped batch changes neither, a failed one neither, so the
- * skip keeps it whatever the remembered summary's own batch became.) Alarm
- * writes always carry the summary: they are what lists an alarm-only object.
+ * Plans, first match wins:
+ * - settle (the object's settle timer): a settled summary;
+ * - alarm writes, and batches that make the object empty or give an empty one
+ *   keys: a summary in the batch (the listing's membership never waits);
+ * - the entry is pending: the totals ride on the batch's last message, which
+ *   must be a put (a tombstone expires; then the summary goes in the batch);
+ * - the entry is settled with these totals, written less than
+ *   LAST_WRITE_PRECISION_MS ago: nothing (only `lastWrite` ages);
+ * - the entry was written less than HOT_MS ago: a *pending* summary in the
+ *   batch (later batches ride free until the settle);
+ * - otherwise a settled summary in the batch.
+ * So an object written continuously pays one extra message when it turns hot
+ * and one per settle (at most every SETTLE_MAX_MS), not one per batch; an
+ * owner killed while pending leaves an entry that readers resolve exactly
+ * from the newest put's totals (resolveSummary).
  */
 import type { ClassNames } from '../objects/subjects.ts';
 import type { OutMessage } from '../storage/journal.ts';
 import type { KeyIndex } from '../storage/key-index.ts';
-import { encodeSummary, indexNames, SUMMARY_HEADER, type Summary } from './layout.ts';
+import { encodeSummary, encodeTotals, indexNames, SUMMARY_HEADER, TOTALS_HEADER, type Summary } from './layout.ts';
 
 export interface Totals {
   keys: number;
@@ -67,42 +74,109 @@ export function summaryMessage(subject: string, s: Summary): OutMessage {
   return { subject, data: encodeSummary(s), headers: { [SUMMARY_HEADER]: '1' } };
 }
 
-/** A function the commit path calls before each commit (sidecar/storage/object-state.ts). */
-export type SummarizeCommit = (encId: string, committed: KeyIndex, msgs: readonly OutMessage[]) => OutMessage | undefined;
-
-/** How stale `lastWrite` may be (see the header). */
+/** How stale `lastWrite` of a settled entry may be (the equal-totals saving). */
 export const LAST_WRITE_PRECISION_MS = 1_000;
-const MAX_REMEMBERED = 10_000;
+/** An entry written less than this ago makes the next change go pending. */
+export const HOT_MS = 1_000;
+/** A pending entry is settled after this long without a commit… */
+export const SETTLE_QUIET_MS = 1_000;
+/** …or this long after it went pending, whichever comes first. */
+export const SETTLE_MAX_MS = 10_000;
 
-/** The hook for one class: every batch that changes an object's summary carries it. */
-export function summarizer(names: ClassNames, now: () => number = Date.now): SummarizeCommit {
+/** What this activation last committed to the object's index entry. */
+export interface EntryState {
+  keys: number;
+  bytes: number;
+  /** When that summary was written (ms). */
+  at: number;
+  pending: boolean;
+  /** When the entry went pending (ms), if it is. */
+  pendingSince?: number;
+}
+
+export type SummaryPlan =
+  | { kind: 'none' }
+  /** The batch writes the entry itself (the object's delete): what it holds is no longer known. */
+  | { kind: 'own' }
+  /** A summary message appended to the batch. */
+  | { kind: 'batch'; summary: Summary }
+  /** The totals on the batch's last message (a put). */
+  | { kind: 'totals'; summary: Summary };
+
+export interface BatchShape {
+  /** Every message is a key put or delete. */
+  onlyKeys: boolean;
+  /** The last message is a key put. */
+  endsWithPut: boolean;
+  /** The settle timer asked for a settled summary. */
+  settle: boolean;
+}
+
+export function planSummary(last: EntryState | undefined, before: Totals, after: Totals, shape: BatchShape, now: number): SummaryPlan {
+  const totals = { keys: after.keys, bytes: after.bytes, lastWrite: now };
+  const pending = last?.pending === true;
+  if (shape.settle && pending) return { kind: 'batch', summary: totals };
+  if (!shape.onlyKeys || (before.keys === 0) !== (after.keys === 0)) return { kind: 'batch', summary: pending ? { ...totals, pending: true } : totals };
+  if (pending) return shape.endsWithPut ? { kind: 'totals', summary: totals } : { kind: 'batch', summary: { ...totals, pending: true } };
+  if (shape.settle) return { kind: 'none' };
+  if (last !== undefined && last.keys === after.keys && last.bytes === after.bytes && now - last.at < LAST_WRITE_PRECISION_MS) return { kind: 'none' };
+  if (last !== undefined && now - last.at < HOT_MS) return { kind: 'batch', summary: { ...totals, pending: true } };
+  return { kind: 'batch', summary: totals };
+}
+
+/** The activation's knowledge of the entry after `plan` was committed (acknowledged). */
+export function entryAfter(plan: SummaryPlan, last: EntryState | undefined, now: number): EntryState | undefined {
+  if (plan.kind === 'none') return last;
+  if (plan.kind === 'own') return undefined;
+  const s = plan.summary;
+  if (plan.kind === 'totals') return { keys: s.keys, bytes: s.bytes, at: last?.at ?? now, pending: true, pendingSince: last?.pendingSince ?? now };
+  if (s.pending === true) return { keys: s.keys, bytes: s.bytes, at: now, pending: true, pendingSince: last?.pending === true ? (last.pendingSince ?? now) : now };
+  return { keys: s.keys, bytes: s.bytes, at: now, pending: false };
+}
+
+/** Whether a pending entry should be settled now, given the last commit's time. */
+export function settleDue(entry: EntryState | undefined, lastCommitAt: number, now: number): boolean {
+  if (entry?.pending !== true) return false;
+  return now - lastCommitAt >= SETTLE_QUIET_MS || now - (entry.pendingSince ?? now) >= SETTLE_MAX_MS;
+}
+
+/** The index hook of one class, used by the commit path (sidecar/storage/object-state.ts). */
+export interface ObjectIndexHook {
+  /**
+   * The messages to commit for `msgs` (the summary appended, or the totals
+   * set on the last put) and the plan to pass to entryAfter on success.
+   */
+  prepare(encId: string, last: EntryState | undefined, committed: KeyIndex, msgs: readonly OutMessage[], settle: boolean, now: number): { msgs: OutMessage[]; plan: SummaryPlan };
+}
+
+export function objectIndexHook(names: ClassNames): ObjectIndexHook {
   const idx = indexNames(names);
-  /** encId → the last summary this host put into a batch. */
-  const recent = new Map<string, { keys: number; bytes: number; at: number }>();
-  return (encId, committed, msgs) => {
-    if (msgs.length === 0) return undefined;
-    const subject = idx.subject(encId);
-    if (msgs.some((m) => m.subject === subject)) return undefined;
-    const changes: KeyChange[] = [];
-    let onlyKeys = true;
-    for (const m of msgs) {
-      const k = m.headers['Castellan-Key'];
-      if (k === undefined) {
-        onlyKeys = false;
-        continue;
+  return {
+    prepare(encId, last, committed, msgs, settle, now) {
+      const subject = idx.subject(encId);
+      // A batch that writes the entry itself (the object's delete) gets nothing more.
+      if (msgs.some((m) => m.subject === subject)) return { msgs: [...msgs], plan: { kind: 'own' } };
+      if (msgs.length === 0 && !settle) return { msgs: [], plan: { kind: 'none' } };
+      const changes: KeyChange[] = [];
+      let onlyKeys = true;
+      for (const m of msgs) {
+        const k = m.headers['Castellan-Key'];
+        if (k === undefined) {
+          onlyKeys = false;
+          continue;
+        }
+        changes.push({ key: Buffer.from(k, 'base64url').toString('utf8'), del: m.headers['Castellan-Op'] === 'del', size: m.data.length });
       }
-      changes.push({ key: Buffer.from(k, 'base64url').toString('utf8'), del: m.headers['Castellan-Op'] === 'del', size: m.data.length });
-    }
-    const before = { keys: committed.size, bytes: committed.totalBytes };
-    const t = totalsAfter(before, (key) => committed.get(key)?.size, changes);
-    const at = now();
-    const last = recent.get(encId);
-    if (onlyKeys && t.keys === before.keys && t.bytes === before.bytes && last !== undefined && last.keys === t.keys && last.bytes === t.bytes && at - last.at < LAST_WRITE_PRECISION_MS) {
-      return undefined;
-    }
-    recent.delete(encId);
-    recent.set(encId, { keys: t.keys, bytes: t.bytes, at });
-    if (recent.size > MAX_REMEMBERED) recent.delete(recent.keys().next().value!);
-    return summaryMessage(subject, { keys: t.keys, bytes: t.bytes, lastWrite: at });
+      const lastMsg = msgs[msgs.length - 1];
+      const endsWithPut = lastMsg !== undefined && lastMsg.headers['Castellan-Key'] !== undefined && lastMsg.headers['Castellan-Op'] !== 'del';
+      const before = { keys: committed.size, bytes: committed.totalBytes };
+      const after = totalsAfter(before, (key) => committed.get(key)?.size, changes);
+      const plan = planSummary(last, before, after, { onlyKeys, endsWithPut, settle }, now);
+      if (plan.kind === 'none' || plan.kind === 'own') return { msgs: [...msgs], plan };
+      if (plan.kind === 'batch') return { msgs: [...msgs, summaryMessage(subject, plan.summary)], plan };
+      const out = [...msgs];
+      out[out.length - 1] = { ...lastMsg!, headers: { ...lastMsg!.headers, [TOTALS_HEADER]: encodeTotals(plan.summary) } };
+      return { msgs: out, plan };
+    },
   };
 }

@@ -29,7 +29,7 @@ import type { Concurrency } from './turn-queue.ts';
 import { META_HEADROOM } from './wire.ts';
 import { RemoteObjects } from '../access/remote-call.ts';
 import { startListing } from '../listing/start.ts';
-import { summarizer } from '../listing/summary.ts';
+import { objectIndexHook } from '../listing/summary.ts';
 
 export { encodeId, decodeId, parseIdSegment, classNames } from './subjects.ts';
 export type { Concurrency } from './turn-queue.ts';
@@ -132,7 +132,7 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
     readiness.objects = () => h.ready();
   }
   const hostNames = host === undefined ? undefined : store.names(host.cls);
-  const storage = new Storage(host, journal, hostNames, storageMetrics, log.child({ component: 'storage' }), hostNames === undefined ? undefined : summarizer(hostNames));
+  const storage = new Storage(host, journal, hostNames, storageMetrics, log.child({ component: 'storage' }), hostNames === undefined ? undefined : objectIndexHook(hostNames));
   const listing = startListing(nc, registry, { store, membership, router, journal, storage, host }, log.child({ component: 'listing' }));
   return {
     handler: objectHandler(router, {

@@ -45,7 +45,7 @@ import { CheckFailedError, checkMessage, deleteMessage, FencedError, Indetermina
 import { type Entry, KeyIndex } from './key-index.ts';
 import { MAX_LIST_VALUE_BYTES, type ListRange } from './keys.ts';
 import type { ValueCache } from './value-cache.ts';
-import type { SummarizeCommit } from '../listing/summary.ts';
+import { entryAfter, settleDue, SETTLE_QUIET_MS, type EntryState, type ObjectIndexHook, type SummaryPlan } from '../listing/summary.ts';
 import type { StorageMetrics } from './metrics.ts';
 import { evaluateChecks, presentIn, reduceOps, type Pending, type Write } from './transaction.ts';
 
@@ -76,11 +76,13 @@ type Item = (
   | { kind: 'write'; write: Write; resolve: (r: WriteResult) => void; reject: (e: unknown) => void; at: number }
   | { kind: 'deleteAll'; resolve: (r: { deleted: number }) => void; reject: (e: unknown) => void; at: number }
   | { kind: 'raw'; msg: OutMessage; resolve: (seq: number) => void; reject: (e: unknown) => void; at: number }
+  /** The object index entry is pending: settle it (sidecar/listing/summary.ts). */
+  | { kind: 'settle'; resolve: () => void; reject: (e: unknown) => void; at: number }
 ) & { /** Batches it took part in that JetStream refused on a key check (then re-planned). */ replans?: number; /** Value bytes it carries. */ bytes?: number };
 
 function itemBytes(it: Item): number {
   if (it.kind === 'raw') return it.msg.data.length;
-  if (it.kind === 'deleteAll') return 0;
+  if (it.kind === 'deleteAll' || it.kind === 'settle') return 0;
   return it.write.ops.reduce((n, o) => n + (o.op === 'put' ? o.value.length : 0), 0);
 }
 
@@ -95,8 +97,8 @@ export interface StateContext {
   log: Logger;
   /** Recently read or written values of this host's objects (bounded by bytes). */
   cache: ValueCache;
-  /** Listing hook (sidecar/listing/summary.ts): the object's index summary, added to each batch. */
-  summarize?: SummarizeCommit;
+  /** Listing hook (sidecar/listing/summary.ts): what each batch does to the object's index entry. */
+  index?: ObjectIndexHook;
   /**
    * Re-fences the activation at `token` (object host): resolves with its new
    * token, calling `adopt` with it first (synchronously with the host's own
@@ -119,6 +121,10 @@ export class ObjectState {
   private readonly queue: Item[] = [];
   private queuedBytes = 0;
   private running = false;
+  /** The object's index entry as this activation last committed it (undefined: unknown). */
+  private entry: EntryState | undefined;
+  private lastCommitAt = 0;
+  private settleTimer: NodeJS.Timeout | undefined;
 
   constructor(ctx: StateContext, encId: string, id: string, token: number) {
     this.ctx = ctx;
@@ -148,6 +154,58 @@ export class ObjectState {
     setTimeout(() => {
       if (this.index === undefined && this.loading === undefined && this.dead === undefined) this.read().catch(() => undefined);
     }, PRELOAD_DELAY_MS).unref();
+  }
+
+  /** The activation ended: no more settling of its index entry (a pending entry stays exact for readers). */
+  close(): void {
+    clearTimeout(this.settleTimer);
+    this.settleTimer = undefined;
+  }
+
+  /**
+   * Commits `msgs` with what the object index needs (the listing hook), and
+   * keeps this activation's knowledge of the entry: updated on success,
+   * forgotten on any failure (the next batch then carries a settled summary).
+   */
+  private async commitIndexed(idx: KeyIndex, msgs: readonly OutMessage[], settle: boolean): Promise<number[]> {
+    const hook = this.ctx.index;
+    if (hook === undefined) return this.ctx.journal.commit(this.ctx.names, this.encId, this.token, msgs);
+    const now = Date.now();
+    let prepared: { msgs: OutMessage[]; plan: SummaryPlan };
+    try {
+      prepared = hook.prepare(this.encId, this.entry, idx, msgs, settle, now);
+    } catch (err) {
+      this.entry = undefined;
+      throw err;
+    }
+    if (prepared.msgs.length === 0) return [];
+    const last = this.entry;
+    this.entry = undefined;
+    const seqs = await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, prepared.msgs);
+    this.entry = entryAfter(prepared.plan, last, now);
+    this.lastCommitAt = now;
+    if (this.entry?.pending === true) this.armSettle();
+    return seqs;
+  }
+
+  /** While the entry is pending: settle it once writes pause (or after SETTLE_MAX_MS), through the write queue. */
+  private armSettle(): void {
+    if (this.settleTimer !== undefined) return;
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = undefined;
+      if (this.dead !== undefined || this.entry?.pending !== true) return;
+      if (!settleDue(this.entry, this.lastCommitAt, Date.now())) {
+        this.armSettle();
+        return;
+      }
+      this.enqueue({
+        kind: 'settle',
+        resolve: () => undefined,
+        reject: (err) => this.ctx.log.debug('settling the object index entry failed (the next write carries it)', { id: this.id, error: describeError(err) }),
+        at: performance.now(),
+      });
+    }, SETTLE_QUIET_MS);
+    this.settleTimer.unref();
   }
 
   /** The index, loading it if needed (activation, or after an unacknowledged commit). */
@@ -356,10 +414,16 @@ export class ObjectState {
     const pending: Pending = new Map();
     const msgs: OutMessage[] = [];
     const planned: { item: Item; first: number; count: number; deleted: Map<string, boolean>; keys: string[] }[] = [];
+    const settles: Extract<Item, { kind: 'settle' }>[] = [];
     let bytes = 0;
     while (this.queue.length > 0) {
       const it = this.queue[0]!;
       if (it.kind === 'deleteAll') break;
+      if (it.kind === 'settle') {
+        this.take();
+        settles.push(it);
+        continue;
+      }
       const size = it.kind === 'raw' ? 1 : it.write.ops.length + it.write.checks.length;
       const itBytes = it.bytes ?? itemBytes(it);
       // A check on a key this batch already writes waits for the batch's outcome (next batch).
@@ -404,13 +468,12 @@ export class ObjectState {
       planned.push({ item: it, first, count: reduced.length, deleted, keys: reduced.map((o) => o.key) });
       bytes += itBytes;
     }
-    if (planned.length === 0) return;
+    if (planned.length === 0 && settles.length === 0) return;
     let seqs: number[];
     const started = performance.now();
     try {
-      // Listing hook: the index summary rides in the same atomic, fenced batch (sidecar/listing/summary.ts).
-      const summary = this.ctx.summarize?.(this.encId, idx, msgs);
-      seqs = await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, summary === undefined ? msgs : [...msgs, summary]);
+      // Listing hook: the index entry's summary or totals go with the batch (sidecar/listing/summary.ts).
+      seqs = await this.commitIndexed(idx, msgs, settles.length > 0);
       this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: 'ok' });
       if (msgs.length > 0) {
         this.ctx.metrics.commitLatency.observe({ class: this.ctx.cls }, (performance.now() - started) / 1000);
@@ -418,14 +481,17 @@ export class ObjectState {
       }
     } catch (err) {
       if (err instanceof CheckFailedError) {
+        for (const s of settles) s.resolve();
         await this.checkFailed(err, planned.map((p) => p.item));
         return;
       }
       const e = this.failure(err, true);
       this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: e.code });
       for (const p of planned) p.item.reject(e);
+      for (const s of settles) s.reject(e);
       return;
     }
+    for (const s of settles) s.resolve();
     for (let i = 0; i < msgs.length; i++) {
       const m = msgs[i]!;
       if (m.headers['Castellan-Key'] === undefined) continue;
@@ -498,8 +564,7 @@ export class ObjectState {
         const chunk = keys.slice(i, i + MAX_ATOMIC_MESSAGES);
         const msgs = chunk.map((k) => deleteMessage(this.ctx.names, this.encId, k));
         // Listing hook: the index summary rides in the same atomic, fenced batch (sidecar/listing/summary.ts).
-        const summary = this.ctx.summarize?.(this.encId, idx, msgs);
-        const seqs = await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, summary === undefined ? msgs : [...msgs, summary]);
+        const seqs = await this.commitIndexed(idx, msgs, false);
         idx.deleteMany(chunk, seqs.slice(0, chunk.length));
         for (const k of chunk) this.ctx.cache.drop(this.encId, k);
         deleted += chunk.length;

@@ -17,7 +17,7 @@ import { validateKey, validateValue, type ListRange } from './keys.ts';
 import type { StorageMetrics } from './metrics.ts';
 import { ObjectState, type StateContext } from './object-state.ts';
 import type { Write } from './transaction.ts';
-import type { SummarizeCommit } from '../listing/summary.ts';
+import type { ObjectIndexHook } from '../listing/summary.ts';
 
 export const ALARM_HEADER = 'Castellan-Alarm';
 /** Bytes of recently read or written values one host keeps (least recently used out first). */
@@ -45,11 +45,11 @@ export class Storage {
   private readonly states = new Map<string, ObjectState>();
   readonly metrics: StorageMetrics;
 
-  constructor(host: ObjectHost | undefined, journal: Journal, names: ClassNames | undefined, metrics: StorageMetrics, log: Logger, summarize?: SummarizeCommit) {
+  constructor(host: ObjectHost | undefined, journal: Journal, names: ClassNames | undefined, metrics: StorageMetrics, log: Logger, index?: ObjectIndexHook) {
     this.host = host;
     this.metrics = metrics;
     if (host !== undefined && names !== undefined) {
-      // summarize: listing hook (sidecar/listing/summary.ts), passed to every commit.
+      // index: listing hook (sidecar/listing/summary.ts), used by every commit.
       this.ctx = {
         cls: host.cls,
         names,
@@ -58,7 +58,7 @@ export class Storage {
         log,
         cache: new ValueCache(VALUE_CACHE_BYTES),
         refence: (encId, token, adopt) => host.refence(encId, token, adopt),
-        ...(summarize === undefined ? {} : { summarize }),
+        ...(index === undefined ? {} : { index }),
       };
       host.onActivate((obj) => {
         // Preload: activation loads the object's key index (not its values) in the background.
@@ -66,7 +66,10 @@ export class Storage {
       });
       host.onDeactivate((encId, token) => {
         const s = this.states.get(encId);
-        if (s !== undefined && s.token === token) this.states.delete(encId);
+        if (s !== undefined && s.token === token) {
+          s.close();
+          this.states.delete(encId);
+        }
       });
     }
   }
@@ -74,6 +77,7 @@ export class Storage {
   private stateFor(obj: ActiveObject): ObjectState {
     const cur = this.states.get(obj.encId);
     if (cur !== undefined && cur.token === obj.token && !cur.isDead) return cur;
+    cur?.close();
     const s = new ObjectState(this.ctx!, obj.encId, obj.id, obj.token);
     this.states.set(obj.encId, s);
     return s;

@@ -6,12 +6,16 @@
  * order; listings complete, in UTF-8 byte order, paged without skips or
  * repeats, with exact summaries; objects idle-released and re-activated;
  * deletions (the API's through the owner, and storage emptied key by key);
- * an owner killed -9 in the middle of writes; bad cursors and limits.
+ * an owner killed -9 in the middle of writes (its objects' entries pending,
+ * their totals riding on the puts); bad cursors and limits.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { sleep, waitFor } from '../../common/net.ts';
 import { logger } from '../../common/logger.ts';
 import { objectClassStats } from '../../operator/assets/object-stats.ts';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { decodeSummary, indexNames, OP_HEADER } from '../../sidecar/listing/layout.ts';
+import { classNames, encodeId } from '../../sidecar/objects/subjects.ts';
 import { compareKeys } from '../../sidecar/storage/keys.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
 import { startStorageHost } from '../harness/apps/storage-host.ts';
@@ -278,6 +282,23 @@ describe('object listing', () => {
     };
     const writers = ids.map((id, i) => writer(id, i));
     await sleep(3_000);
+    // Objects written this fast have pending index entries (their totals ride on their puts): the kill lands then.
+    const pendingEntries = async () => {
+      const nc = await nats.connect();
+      try {
+        const jsm = await jetstreamManager(nc);
+        const names = classNames('castellan', 'default', CLS);
+        let n = 0;
+        for (const id of ids) {
+          const m = await jsm.streams.getMessage(names.stream, { last_by_subj: indexNames(names).subject(encodeId(id)) });
+          if (m !== null && decodeSummary(m.data, m.header?.get(OP_HEADER))?.pending === true) n++;
+        }
+        return n;
+      } finally {
+        await nc.close();
+      }
+    };
+    expect(await pendingEntries()).toBeGreaterThan(10);
     const victim = hosts[0]!;
     signal(victim, 'SIGKILL');
     if (victim.app !== undefined) signal(victim.app, 'SIGKILL');
@@ -286,7 +307,8 @@ describe('object listing', () => {
     await Promise.all(writers);
     expect(victim.child.signalCode ?? 'SIGKILL').toBe('SIGKILL');
     hosts.splice(0, 1);
-    // Whatever landed, the listing's summary equals the object's storage as read from the stream.
+    // Whatever landed, the listing's summary equals the object's storage as read from the stream
+    // (the victim's objects are left pending; the survivors' settle once the writers stop).
     for (const id of ids) {
       const keys = (await api(`/${encodeURIComponent(id)}/keys?limit=1000`)).body as { entries: { key: string; value: string }[] };
       const bytes = keys.entries.reduce((n, e) => n + Buffer.byteLength(e.key, 'utf8') + Buffer.from(e.value, 'base64').length, 0);
