@@ -30,6 +30,11 @@ export interface NatsClusterOptions {
   /** Max payload in bytes (default 8 MiB: 1 MiB storage values plus headers must fit). */
   maxPayload?: number;
   /**
+   * `sync_interval: always` (default true): every acknowledged write is on disk.
+   * Only the benchmark turns it off, for a class it builds just to measure reads.
+   */
+  syncAlways?: boolean;
+  /**
    * Run each server in its own process group, so a terminal's Ctrl-C reaches only
    * the owner (castellan dev), which stops the servers last (default false).
    */
@@ -116,7 +121,7 @@ export class NatsCluster {
       };
       nodes.push(node);
     }
-    for (const node of nodes) writeFileSync(node.configFile, serverConfig(node, nodes, name, opts.maxPayload, opts.security));
+    for (const node of nodes) writeFileSync(node.configFile, serverConfig(node, nodes, name, opts.maxPayload, opts.security, opts.syncAlways ?? true));
     const cluster = new NatsCluster(nodes, name, binary, opts);
     try {
       for (const node of nodes) cluster.spawnNode(node);
@@ -275,7 +280,7 @@ export function securityConfig(sec: NatsServerSecurity | undefined): string[] {
   return lines;
 }
 
-function serverConfig(node: NatsNode, all: NatsNode[], clusterName: string, maxPayload?: number, security?: NatsServerSecurity): string {
+function serverConfig(node: NatsNode, all: NatsNode[], clusterName: string, maxPayload: number | undefined, security: NatsServerSecurity | undefined, syncAlways: boolean): string {
   const lines = [
     `server_name: "${node.name}"`,
     `listen: "127.0.0.1:${node.clientPort}"`,
@@ -284,7 +289,7 @@ function serverConfig(node: NatsNode, all: NatsNode[], clusterName: string, maxP
     `max_payload: ${maxPayload ?? 8 * 1024 * 1024}`, // 8 MiB: object storage values are up to 1 MiB plus headers (docs/storage.md)
     'jetstream {',
     `  store_dir: ${JSON.stringify(node.storeDir)}`,
-    '  sync_interval: always',
+    ...(syncAlways ? ['  sync_interval: always'] : []),
     '  max_memory_store: 256MB',
     '  max_file_store: 8GB',
     '}',

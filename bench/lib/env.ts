@@ -79,8 +79,9 @@ export class BenchEnv {
     this.nats = nats;
   }
 
-  static async start(): Promise<BenchEnv> {
-    return new BenchEnv(await startNats(3));
+  /** `syncAlways: false` only for a scenario's own cluster that it measures reads on (listing). */
+  static async start(opts: { syncAlways?: boolean } = {}): Promise<BenchEnv> {
+    return new BenchEnv(await startNats(3, opts.syncAlways === false ? { syncAlways: false } : {}));
   }
 
   get urls(): string[] {
