@@ -16,18 +16,34 @@ export function http(
   url: string,
   opts: { method?: string; body?: string | Uint8Array; headers?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<HttpReply> {
+  return once(url, opts).catch((err: unknown) => {
+    // The keep-alive race (Node's http docs): the server closed an idle socket just as this request
+    // reused it, so the request never reached the server; send it again once, on a new socket.
+    if (err instanceof ReusedSocketReset) return once(url, opts);
+    throw err;
+  });
+}
+
+class ReusedSocketReset extends Error {}
+
+function once(url: string, opts: Parameters<typeof http>[1] = {}): Promise<HttpReply> {
   return new Promise((resolve, reject) => {
     const body = opts.body === undefined ? undefined : typeof opts.body === 'string' ? Buffer.from(opts.body) : opts.body;
     const headers: Record<string, string> = { ...opts.headers };
     if (body !== undefined) headers['content-length'] = String(body.length);
+    let answered = false;
     const req = request(url, { method: opts.method ?? 'GET', agent, headers }, (res) => {
+      answered = true;
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
       res.on('error', reject);
     });
     req.setTimeout(opts.timeoutMs ?? 30_000, () => req.destroy(new Error(`HTTP ${opts.method ?? 'GET'} ${url} timed out`)));
-    req.on('error', reject);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (!answered && req.reusedSocket && (err.code === 'ECONNRESET' || err.message === 'socket hang up')) reject(new ReusedSocketReset(err.message));
+      else reject(err);
+    });
     req.end(body);
   });
 }

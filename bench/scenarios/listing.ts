@@ -23,6 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
 import { logger } from '../../common/logger.ts';
+import { sleep } from '../../common/net.ts';
 import { encodeSummary, indexNames, SUMMARY_HEADER } from '../../sidecar/listing/layout.ts';
 import { encodeCursor } from '../../sidecar/listing/query.ts';
 import { objectIndexHook } from '../../sidecar/listing/summary.ts';
@@ -67,27 +68,38 @@ async function populate(ctx: Ctx, nc: NatsConnection, cls: string, objects: numb
   const window = new Set<Promise<unknown>>();
   let last = performance.now();
   let batch: { subject: string; data: Uint8Array; header: [string, string] }[] = [];
+  /** One atomic batch; a stream that was created a moment ago may not take requests yet ("no responders": nothing was stored), so that is retried. */
+  const send = async (msgs: typeof batch): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      const id = randomBytes(8).toString('hex');
+      try {
+        let reply: Promise<{ data: Uint8Array }> | undefined;
+        for (let i = 0; i < msgs.length; i++) {
+          const m = msgs[i]!;
+          const h = natsHeaders();
+          h.set(m.header[0], m.header[1]);
+          h.set('Nats-Batch-Id', id);
+          h.set('Nats-Batch-Sequence', String(i + 1));
+          if (i < msgs.length - 1) nc.publish(m.subject, m.data, { headers: h });
+          else {
+            h.set('Nats-Batch-Commit', '1');
+            reply = nc.request(m.subject, m.data, { headers: h, timeout: 60_000 });
+          }
+        }
+        const ack = JSON.parse(new TextDecoder().decode((await reply!).data)) as { error?: { description?: string }; count?: number };
+        if (ack.error !== undefined || ack.count !== msgs.length) throw new Error(`populating ${cls}: batch refused: ${JSON.stringify(ack)}`);
+        return;
+      } catch (err) {
+        if (attempt >= 50 || !/no responders/i.test(String(err))) throw err;
+        await sleep(100);
+      }
+    }
+  };
   const flush = () => {
     const msgs = batch;
     batch = [];
     if (msgs.length === 0) return;
-    const id = randomBytes(8).toString('hex');
-    let commit: Promise<unknown> = Promise.resolve();
-    for (let i = 0; i < msgs.length; i++) {
-      const m = msgs[i]!;
-      const h = natsHeaders();
-      h.set(m.header[0], m.header[1]);
-      h.set('Nats-Batch-Id', id);
-      h.set('Nats-Batch-Sequence', String(i + 1));
-      if (i < msgs.length - 1) nc.publish(m.subject, m.data, { headers: h });
-      else {
-        h.set('Nats-Batch-Commit', '1');
-        commit = nc.request(m.subject, m.data, { headers: h, timeout: 60_000 }).then((r) => {
-          const ack = JSON.parse(new TextDecoder().decode(r.data)) as { error?: { description?: string }; count?: number };
-          if (ack.error !== undefined || ack.count !== msgs.length) throw new Error(`populating ${cls}: batch refused: ${JSON.stringify(ack)}`);
-        });
-      }
-    }
+    const commit = send(msgs);
     window.add(commit);
     void commit.finally(() => window.delete(commit)).catch(() => undefined);
   };
