@@ -1,7 +1,8 @@
 /**
  * What NATS and JetStream failures mean to the sidecar, in one place: a
- * compare-and-set that lost (the subject's last sequence moved), and a
- * request nobody was subscribed to receive (certainly not delivered).
+ * compare-and-set that lost (the subject's last sequence moved), a request
+ * nobody was subscribed to receive (certainly not delivered), and a read of a
+ * subject or sequence that holds no message.
  */
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { describeError } from '../common/logger.ts';
@@ -16,6 +17,11 @@ const JS_WRONG_LAST_SEQUENCE = 10071;
 export function isCasConflict(err: unknown): boolean {
   if (err instanceof JetStreamApiError && err.code === JS_WRONG_LAST_SEQUENCE) return true;
   return /wrong last sequence/i.test(describeError(err));
+}
+
+/** A message read (direct or leader get) that found no message: the subject is empty, not unreadable. */
+export function isNoMessage(err: unknown): boolean {
+  return /no message found|not found|no messages|404/i.test(describeError(err));
 }
 
 /** A request that reached no subscriber (so it was not processed anywhere). */

@@ -12,7 +12,8 @@
  * failure it knows nothing, and the next batch carries a settled summary.
  *
  * Plans, first match wins:
- * - settle (the object's settle timer): a settled summary;
+ * - settle (the object's settle timer, or the check after activation found
+ *   the entry missing, pending or wrong): a settled summary;
  * - alarm writes, and batches that make the object empty or give an empty one
  *   keys: a summary in the batch (the listing's membership never waits);
  * - the entry is pending: the totals ride on the batch's last message, which
@@ -118,7 +119,8 @@ export function planSummary(last: EntryState | undefined, before: Totals, after:
   if (shape.settle && pending) return { kind: 'batch', summary: totals };
   if (!shape.onlyKeys || (before.keys === 0) !== (after.keys === 0)) return { kind: 'batch', summary: pending ? { ...totals, pending: true } : totals };
   if (pending) return shape.endsWithPut ? { kind: 'totals', summary: totals } : { kind: 'batch', summary: { ...totals, pending: true } };
-  if (shape.settle) return { kind: 'none' };
+  // A settle asked by an activation that does not know the entry (the check at activation found it wrong): settled.
+  if (shape.settle) return last === undefined ? { kind: 'batch', summary: totals } : { kind: 'none' };
   if (last !== undefined && last.keys === after.keys && last.bytes === after.bytes && now - last.at < LAST_WRITE_PRECISION_MS) return { kind: 'none' };
   if (last !== undefined && now - last.at < HOT_MS) return { kind: 'batch', summary: { ...totals, pending: true } };
   return { kind: 'batch', summary: totals };
@@ -140,8 +142,21 @@ export function settleDue(entry: EntryState | undefined, lastCommitAt: number, n
   return now - lastCommitAt >= SETTLE_QUIET_MS || now - (entry.pendingSince ?? now) >= SETTLE_MAX_MS;
 }
 
+/**
+ * What an activation can take for known about the entry it found (its index
+ * of the object loaded, with these totals): a settled entry with the same
+ * totals; anything else (absent: an object written before the index existed;
+ * pending: its owner died; different totals) is undefined — settle it.
+ */
+export function entryFound(found: Summary | undefined, totals: Totals): EntryState | undefined {
+  if (found === undefined || found.pending === true || found.keys !== totals.keys || found.bytes !== totals.bytes) return undefined;
+  return { keys: found.keys, bytes: found.bytes, at: found.lastWrite, pending: false };
+}
+
 /** The index hook of one class, used by the commit path (sidecar/storage/object-state.ts). */
 export interface ObjectIndexHook {
+  /** The subject of the object's index entry. */
+  entrySubject(encId: string): string;
   /**
    * The messages to commit for `msgs` (the summary appended, or the totals
    * set on the last put) and the plan to pass to entryAfter on success.
@@ -152,6 +167,7 @@ export interface ObjectIndexHook {
 export function objectIndexHook(names: ClassNames): ObjectIndexHook {
   const idx = indexNames(names);
   return {
+    entrySubject: (encId) => idx.subject(encId),
     prepare(encId, last, committed, msgs, settle, now) {
       const subject = idx.subject(encId);
       // A batch that writes the entry itself (the object's delete) gets nothing more.

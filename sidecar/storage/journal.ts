@@ -24,6 +24,7 @@ import { createInbox, headers as natsHeaders, nanos, type NatsConnection } from 
 import { Errors, type CastellanError } from '../../common/errors.ts';
 import { describeError, logger } from '../../common/logger.ts';
 import type { ClassNames } from '../objects/subjects.ts';
+import { isNoMessage } from '../nats-errors.ts';
 import type { Entry, UnorderedKeys } from './key-index.ts';
 
 export const TOMBSTONE_TTL = '1h';
@@ -131,7 +132,7 @@ const VALUES_PER_GET = 256;
 const BYTES_PER_GET = 8 * 1024 * 1024;
 
 const log = logger('storage.journal');
-const notFound = (err: unknown) => /no message found|not found|no messages|404/i.test(describeError(err));
+const notFound = isNoMessage;
 
 export class Journal {
   private readonly nc: NatsConnection;

@@ -45,7 +45,9 @@ import { CheckFailedError, checkMessage, deleteMessage, FencedError, Indetermina
 import { type Entry, KeyIndex } from './key-index.ts';
 import { MAX_LIST_VALUE_BYTES, type ListRange } from './keys.ts';
 import type { ValueCache } from './value-cache.ts';
-import { entryAfter, settleDue, SETTLE_QUIET_MS, type EntryState, type ObjectIndexHook, type SummaryPlan } from '../listing/summary.ts';
+import { decodeSummary, OP_HEADER } from '../listing/layout.ts';
+import { entryAfter, entryFound, settleDue, SETTLE_QUIET_MS, type EntryState, type ObjectIndexHook, type SummaryPlan } from '../listing/summary.ts';
+import { isNoMessage } from '../nats-errors.ts';
 import type { StorageMetrics } from './metrics.ts';
 import { evaluateChecks, presentIn, reduceOps, type Pending, type Write } from './transaction.ts';
 
@@ -188,6 +190,39 @@ export class ObjectState {
     return seqs;
   }
 
+  /**
+   * After the index loaded, in the background: read the object's index entry
+   * (leader read) and learn it, or, when it is missing (written before the
+   * index existed), pending (its owner died) or wrong, settle it now.
+   */
+  private checkEntry(idx: KeyIndex): void {
+    const hook = this.ctx.index;
+    if (hook === undefined) return;
+    void (async () => {
+      let found;
+      try {
+        const m = await this.ctx.journal.last(this.ctx.names.stream, hook.entrySubject(this.encId));
+        found = m === undefined ? undefined : decodeSummary(m.data, m.headers.get(OP_HEADER));
+      } catch (err) {
+        if (!isNoMessage(err)) throw err;
+      }
+      // Another load, a commit or a failure since: what they know wins.
+      if (this.dead !== undefined || this.index !== idx || this.entry !== undefined) return;
+      const known = entryFound(found, { keys: idx.size, bytes: idx.totalBytes });
+      if (known !== undefined) {
+        this.entry = known;
+        return;
+      }
+      this.ctx.log.debug('object index entry missing, pending or stale at activation; settling it', { id: this.id, found });
+      this.enqueue({
+        kind: 'settle',
+        resolve: () => undefined,
+        reject: (err) => this.ctx.log.debug('settling the object index entry failed (the next write carries it)', { id: this.id, error: describeError(err) }),
+        at: performance.now(),
+      });
+    })().catch((err: unknown) => this.ctx.log.debug('reading the object index entry at activation failed (the next write carries it)', { id: this.id, error: describeError(err) }));
+  }
+
   /** While the entry is pending: settle it once writes pause (or after SETTLE_MAX_MS), through the write queue. */
   private armSettle(): void {
     if (this.settleTimer !== undefined) return;
@@ -219,6 +254,7 @@ export class ObjectState {
         const idx = await KeyIndex.build(loaded, loaded.tombstones);
         for (const [k, e] of loaded.values) this.ctx.cache.put(this.encId, k, e.version, e.value);
         this.index = idx;
+        if (idx.size > 0) this.checkEntry(idx);
         this.ctx.metrics.loads.inc({ class: this.ctx.cls, outcome: 'ok' });
         this.ctx.log.debug('storage loaded', { id: this.id, keys: idx.size, ms: Math.round(performance.now() - started) });
         return idx;

@@ -320,6 +320,30 @@ describe('object listing', () => {
     expect(listed.map((o) => o.id)).toEqual([...ids].sort(compareKeys));
   }, 240_000);
 
+  it('adds the entry of an object written before the index existed when the object is activated again', async () => {
+    const id = 'legacy.1';
+    await put(id, 'a', 5);
+    await put(id, 'b', 7);
+    await put(id, 'c', 0);
+    // Idle release (4 s), then the entry removed as if the object predated the index.
+    await waitFor(`${id} released`, async () => (((await api(`/${encodeURIComponent(id)}`)).body as Listed).host === null ? true : undefined), { timeoutMs: 30_000, intervalMs: 500 });
+    const nc = await nats.connect();
+    try {
+      const names = classNames('castellan', 'default', CLS);
+      await (await jetstreamManager(nc)).streams.purge(names.stream, { filter: indexNames(names).subject(encodeId(id)) });
+    } finally {
+      await nc.close();
+    }
+    expect((await api(`/${encodeURIComponent(id)}`)).status).toBe(404);
+    // Any call activates it; the activation finds no entry for its keys and writes one.
+    expect((await call(id, '/keys/a')).status).toBe(200);
+    const one = await waitFor(`${id} listed again`, async () => {
+      const r = await api(`/${encodeURIComponent(id)}`);
+      return r.status === 200 ? (r.body as Listed) : undefined;
+    }, { timeoutMs: 20_000, intervalMs: 200 });
+    expect({ keys: one.keys, bytes: one.bytes }).toEqual({ keys: 3, bytes: bytesOf(expected.get(id)) });
+  }, 90_000);
+
   it('gives the operator an approximate object count and the stored bytes of the class', async () => {
     const all = await listAll({ limit: 1000 });
     const nc = await nats.connect();

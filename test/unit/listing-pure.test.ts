@@ -10,7 +10,7 @@ import { decodeSummary, decodeTotals, encodeSummary, indexNames, OP_HEADER, reso
 import { decodeCursor, encodeCursor, parsePageQuery } from '../../sidecar/listing/query.ts';
 import { parseListingUrl } from '../../sidecar/listing/routes.ts';
 import { fromByteKey, SortedMap, toByteKey } from '../../sidecar/listing/sorted-map.ts';
-import { entryAfter, HOT_MS, objectIndexHook, planSummary, SETTLE_MAX_MS, SETTLE_QUIET_MS, settleDue, totalsAfter, type EntryState } from '../../sidecar/listing/summary.ts';
+import { entryAfter, entryFound, HOT_MS, objectIndexHook, planSummary, SETTLE_MAX_MS, SETTLE_QUIET_MS, settleDue, totalsAfter, type EntryState } from '../../sidecar/listing/summary.ts';
 import { classNames, encodeId } from '../../sidecar/objects/subjects.ts';
 import { deleteMessage, putMessage, type OutMessage } from '../../sidecar/storage/journal.ts';
 import { KeyIndex } from '../../sidecar/storage/key-index.ts';
@@ -192,6 +192,13 @@ describe('summaries', () => {
     // Settle: a settled summary; nothing when not pending.
     expect(planSummary(pending, t(2, 20), t(2, 20), { onlyKeys: true, endsWithPut: false, settle: true }, 5_000)).toEqual({ kind: 'batch', summary: { keys: 2, bytes: 20, lastWrite: 5_000 } });
     expect(planSummary(settled, t(1, 10), t(1, 10), { onlyKeys: true, endsWithPut: false, settle: true }, 5_000).kind).toBe('none');
+    // A settle by an activation that does not know the entry (found missing, pending or wrong): settled.
+    expect(planSummary(undefined, t(3, 30), t(3, 30), { onlyKeys: true, endsWithPut: false, settle: true }, 5_000)).toEqual({ kind: 'batch', summary: { keys: 3, bytes: 30, lastWrite: 5_000 } });
+    // What an activation takes for known of the entry it found.
+    expect(entryFound({ keys: 3, bytes: 30, lastWrite: 7 }, t(3, 30))).toEqual({ keys: 3, bytes: 30, at: 7, pending: false });
+    expect(entryFound(undefined, t(3, 30))).toBeUndefined();
+    expect(entryFound({ keys: 3, bytes: 30, lastWrite: 7, pending: true }, t(3, 30))).toBeUndefined();
+    expect(entryFound({ keys: 3, bytes: 31, lastWrite: 7 }, t(3, 30))).toBeUndefined();
     // Knowledge after the commit, and when a settle is due.
     const afterTotals = entryAfter({ kind: 'totals', summary: { keys: 2, bytes: 20, lastWrite: 1_600 } }, pending, 1_600)!;
     expect(afterTotals).toEqual({ keys: 2, bytes: 20, at: 1_500, pending: true, pendingSince: 1_500 });
