@@ -214,13 +214,18 @@ export class ObjectState {
         return;
       }
       this.ctx.log.debug('object index entry missing, pending or stale at activation; settling it', { id: this.id, found });
-      this.enqueue({
-        kind: 'settle',
-        resolve: () => undefined,
-        reject: (err) => this.ctx.log.debug('settling the object index entry failed (the next write carries it)', { id: this.id, error: describeError(err) }),
-        at: performance.now(),
-      });
+      this.settleEntry();
     })().catch((err: unknown) => this.ctx.log.debug('reading the object index entry at activation failed (the next write carries it)', { id: this.id, error: describeError(err) }));
+  }
+
+  /** Settles the object's index entry through the write queue (a failure leaves it to the next write). */
+  private settleEntry(): void {
+    this.enqueue({
+      kind: 'settle',
+      resolve: () => undefined,
+      reject: (err) => this.ctx.log.debug('settling the object index entry failed (the next write carries it)', { id: this.id, error: describeError(err) }),
+      at: performance.now(),
+    });
   }
 
   /** While the entry is pending: settle it once writes pause (or after SETTLE_MAX_MS), through the write queue. */
@@ -233,12 +238,7 @@ export class ObjectState {
         this.armSettle();
         return;
       }
-      this.enqueue({
-        kind: 'settle',
-        resolve: () => undefined,
-        reject: (err) => this.ctx.log.debug('settling the object index entry failed (the next write carries it)', { id: this.id, error: describeError(err) }),
-        at: performance.now(),
-      });
+      this.settleEntry();
     }, SETTLE_QUIET_MS);
     this.settleTimer.unref();
   }
