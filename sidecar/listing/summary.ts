@@ -111,16 +111,19 @@ export interface BatchShape {
   endsWithPut: boolean;
   /** The settle timer asked for a settled summary. */
   settle: boolean;
+  /** For a settle: when the object was last written, as far as the activation knows (default now). */
+  lastWrite?: number;
 }
 
 export function planSummary(last: EntryState | undefined, before: Totals, after: Totals, shape: BatchShape, now: number): SummaryPlan {
   const totals = { keys: after.keys, bytes: after.bytes, lastWrite: now };
   const pending = last?.pending === true;
-  if (shape.settle && pending) return { kind: 'batch', summary: totals };
+  const settled = { ...totals, lastWrite: shape.lastWrite ?? now };
+  if (shape.settle && pending) return { kind: 'batch', summary: settled };
   if (!shape.onlyKeys || (before.keys === 0) !== (after.keys === 0)) return { kind: 'batch', summary: pending ? { ...totals, pending: true } : totals };
   if (pending) return shape.endsWithPut ? { kind: 'totals', summary: totals } : { kind: 'batch', summary: { ...totals, pending: true } };
   // A settle asked by an activation that does not know the entry (the check at activation found it wrong): settled.
-  if (shape.settle) return last === undefined ? { kind: 'batch', summary: totals } : { kind: 'none' };
+  if (shape.settle) return last === undefined ? { kind: 'batch', summary: settled } : { kind: 'none' };
   if (last !== undefined && last.keys === after.keys && last.bytes === after.bytes && now - last.at < LAST_WRITE_PRECISION_MS) return { kind: 'none' };
   if (last !== undefined && now - last.at < HOT_MS) return { kind: 'batch', summary: { ...totals, pending: true } };
   return { kind: 'batch', summary: totals };
@@ -161,7 +164,7 @@ export interface ObjectIndexHook {
    * The messages to commit for `msgs` (the summary appended, or the totals
    * set on the last put) and the plan to pass to entryAfter on success.
    */
-  prepare(encId: string, last: EntryState | undefined, committed: KeyIndex, msgs: readonly OutMessage[], settle: boolean, now: number): { msgs: OutMessage[]; plan: SummaryPlan };
+  prepare(encId: string, last: EntryState | undefined, committed: KeyIndex, msgs: readonly OutMessage[], settle: false | { lastWrite: number }, now: number): { msgs: OutMessage[]; plan: SummaryPlan };
 }
 
 export function objectIndexHook(names: ClassNames): ObjectIndexHook {
@@ -172,7 +175,7 @@ export function objectIndexHook(names: ClassNames): ObjectIndexHook {
       const subject = idx.subject(encId);
       // A batch that writes the entry itself (the object's delete) gets nothing more.
       if (msgs.some((m) => m.subject === subject)) return { msgs: [...msgs], plan: { kind: 'own' } };
-      if (msgs.length === 0 && !settle) return { msgs: [], plan: { kind: 'none' } };
+      if (msgs.length === 0 && settle === false) return { msgs: [], plan: { kind: 'none' } };
       const changes: KeyChange[] = [];
       let onlyKeys = true;
       for (const m of msgs) {
@@ -187,7 +190,7 @@ export function objectIndexHook(names: ClassNames): ObjectIndexHook {
       const endsWithPut = lastMsg !== undefined && lastMsg.headers['Castellan-Key'] !== undefined && lastMsg.headers['Castellan-Op'] !== 'del';
       const before = { keys: committed.size, bytes: committed.totalBytes };
       const after = totalsAfter(before, (key) => committed.get(key)?.size, changes);
-      const plan = planSummary(last, before, after, { onlyKeys, endsWithPut, settle }, now);
+      const plan = planSummary(last, before, after, settle === false ? { onlyKeys, endsWithPut, settle: false } : { onlyKeys, endsWithPut, settle: true, lastWrite: settle.lastWrite }, now);
       if (plan.kind === 'none' || plan.kind === 'own') return { msgs: [...msgs], plan };
       if (plan.kind === 'batch') return { msgs: [...msgs, summaryMessage(subject, plan.summary)], plan };
       const out = [...msgs];

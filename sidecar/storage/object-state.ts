@@ -175,7 +175,8 @@ export class ObjectState {
     const now = Date.now();
     let prepared: { msgs: OutMessage[]; plan: SummaryPlan };
     try {
-      prepared = hook.prepare(this.encId, this.entry, idx, msgs, settle, now);
+      // A settle names the last write this activation knows (its own, or the entry's it found), not the settle's time.
+      prepared = hook.prepare(this.encId, this.entry, idx, msgs, settle ? { lastWrite: this.lastCommitAt > 0 ? this.lastCommitAt : now } : false, now);
     } catch (err) {
       this.entry = undefined;
       throw err;
@@ -185,7 +186,7 @@ export class ObjectState {
     this.entry = undefined;
     const seqs = await this.ctx.journal.commit(this.ctx.names, this.encId, this.token, prepared.msgs);
     this.entry = entryAfter(prepared.plan, last, now);
-    this.lastCommitAt = now;
+    if (msgs.length > 0) this.lastCommitAt = now;
     if (this.entry?.pending === true) this.armSettle();
     return seqs;
   }
@@ -208,6 +209,7 @@ export class ObjectState {
       }
       // Another load, a commit or a failure since: what they know wins.
       if (this.dead !== undefined || this.index !== idx || this.entry !== undefined) return;
+      if (this.lastCommitAt === 0 && found !== undefined) this.lastCommitAt = found.lastWrite;
       const known = entryFound(found, { keys: idx.size, bytes: idx.totalBytes });
       if (known !== undefined) {
         this.entry = known;

@@ -191,6 +191,8 @@ describe('summaries', () => {
     expect(planSummary({ ...settled, keys: 0, bytes: 0 }, t(0, 0), t(1, 3), keysOnly, 1_100)).toMatchObject({ kind: 'batch', summary: { keys: 1 } });
     // Settle: a settled summary; nothing when not pending.
     expect(planSummary(pending, t(2, 20), t(2, 20), { onlyKeys: true, endsWithPut: false, settle: true }, 5_000)).toEqual({ kind: 'batch', summary: { keys: 2, bytes: 20, lastWrite: 5_000 } });
+    // A settle names the last write, not its own time.
+    expect(planSummary(pending, t(2, 20), t(2, 20), { onlyKeys: true, endsWithPut: false, settle: true, lastWrite: 4_000 }, 5_000)).toEqual({ kind: 'batch', summary: { keys: 2, bytes: 20, lastWrite: 4_000 } });
     expect(planSummary(settled, t(1, 10), t(1, 10), { onlyKeys: true, endsWithPut: false, settle: true }, 5_000).kind).toBe('none');
     // A settle by an activation that does not know the entry (found missing, pending or wrong): settled.
     expect(planSummary(undefined, t(3, 30), t(3, 30), { onlyKeys: true, endsWithPut: false, settle: true }, 5_000)).toEqual({ kind: 'batch', summary: { keys: 3, bytes: 30, lastWrite: 5_000 } });
@@ -290,7 +292,7 @@ describe('summaries', () => {
         }
         if (r() < 0.05) msgs.push({ subject: names.alarm(encId), data: bytes('{}'), headers: {} });
       }
-      const prepared = hook.prepare(encId, entry, idx, msgs, settle, now);
+      const prepared = hook.prepare(encId, entry, idx, msgs, settle ? { lastWrite: lastCommitAt } : false, now);
       counts[prepared.plan.kind === 'own' ? 'none' : prepared.plan.kind]++;
       if (r() < 0.03) {
         // The commit fails (not applied): the activation forgets what it knew.
