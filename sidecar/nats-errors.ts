@@ -24,6 +24,12 @@ export function isNoMessage(err: unknown): boolean {
   return /no message found|not found|no messages|404/i.test(describeError(err));
 }
 
+/** For `.catch` of a message read: undefined when the subject holds no message; anything else is thrown again. */
+export function undefinedIfNoMessage(err: unknown): undefined {
+  if (isNoMessage(err)) return undefined;
+  throw err;
+}
+
 /** A request that reached no subscriber (so it was not processed anywhere). */
 export function isNoResponders(err: unknown): boolean {
   for (let e: unknown = err; e instanceof Error; e = e.cause) {

@@ -29,6 +29,7 @@ import { encodeCursor } from '../../sidecar/listing/query.ts';
 import { objectIndexHook } from '../../sidecar/listing/summary.ts';
 import { CONFLICT, ObjectStore } from '../../sidecar/objects/ownership-store.ts';
 import { encodeId } from '../../sidecar/objects/subjects.ts';
+import { isNoResponders } from '../../sidecar/nats-errors.ts';
 import { Journal, keyToken } from '../../sidecar/storage/journal.ts';
 import { createStorageMetrics } from '../../sidecar/storage/metrics.ts';
 import { VALUE_CACHE_BYTES } from '../../sidecar/storage/storage.ts';
@@ -90,7 +91,7 @@ async function populate(ctx: Ctx, nc: NatsConnection, cls: string, objects: numb
         if (ack.error !== undefined || ack.count !== msgs.length) throw new Error(`populating ${cls}: batch refused: ${JSON.stringify(ack)}`);
         return;
       } catch (err) {
-        if (attempt >= 50 || !/no responders/i.test(String(err))) throw err;
+        if (attempt >= 50 || !isNoResponders(err)) throw err;
         await sleep(100);
       }
     }

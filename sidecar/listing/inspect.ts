@@ -7,9 +7,9 @@
  * holds that message holds every write of the object up to it. The keys are
  * read with one direct multi-last get of `kv.<encId>.*` plus the entry's
  * subject, and accepted only when that replica's newest is at least the
- * leader's: the answer includes every write acknowledged before the read. Objects beyond
- * what one direct get returns (~1024 keys) are read by the journal's paged
- * loader, whose tail comes from the leader.
+ * leader's: the answer includes every write acknowledged before the read.
+ * Objects beyond what one direct get returns (~1024 keys) are read by the
+ * journal's paged loader, whose tail comes from the leader.
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { describeError } from '../../common/logger.ts';
@@ -17,19 +17,16 @@ import { sleep } from '../../common/net.ts';
 import type { ClassNames } from '../objects/subjects.ts';
 import { FencedError, type Journal } from '../storage/journal.ts';
 import type { Entry } from '../storage/key-index.ts';
+import { undefinedIfNoMessage } from '../nats-errors.ts';
 import { indexNames } from './layout.ts';
 
-function notFoundAsUndefined(err: unknown): undefined {
-  if (/no message found|not found|404/i.test(describeError(err))) return undefined;
-  throw err;
-}
 
 export async function readObjectKeys(jsm: JetStreamManager, journal: Journal, names: ClassNames, encId: string): Promise<Map<string, Entry>> {
   const summarySubject = indexNames(names).subject(encId);
   for (let attempt = 0; ; attempt++) {
     const [entryMark, keyMark] = await Promise.all([
-      journal.last(names.stream, summarySubject).catch(notFoundAsUndefined),
-      journal.last(names.stream, names.kvAll(encId)).catch(notFoundAsUndefined),
+      journal.last(names.stream, summarySubject).catch(undefinedIfNoMessage),
+      journal.last(names.stream, names.kvAll(encId)).catch(undefinedIfNoMessage),
     ]);
     const need = Math.max(entryMark?.seq ?? 0, keyMark?.seq ?? 0);
     const entries = new Map<string, Entry>();
@@ -56,7 +53,7 @@ export async function readObjectKeys(jsm: JetStreamManager, journal: Journal, na
 
 async function readLarge(journal: Journal, names: ClassNames, encId: string): Promise<Map<string, Entry>> {
   for (let attempt = 0; ; attempt++) {
-    const owner = await journal.last(names.stream, names.owner(encId)).catch(notFoundAsUndefined);
+    const owner = await journal.last(names.stream, names.owner(encId)).catch(undefinedIfNoMessage);
     try {
       return (await journal.loadWithValues(names, encId, owner?.seq ?? 0)).entries;
     } catch (err) {

@@ -28,7 +28,7 @@ import type { Membership } from '../objects/membership.ts';
 import type { ObjectStore } from '../objects/ownership-store.ts';
 import type { Router } from '../objects/router.ts';
 import { encodeId, isValidClassName, MAX_ID_CHARS } from '../objects/subjects.ts';
-import { isCasConflict } from '../nats-errors.ts';
+import { isCasConflict, isNoMessage, undefinedIfNoMessage } from '../nats-errors.ts';
 import type { Journal } from '../storage/journal.ts';
 import { compareKeys } from '../storage/keys.ts';
 import { ALARM_HEADER } from '../storage/storage.ts';
@@ -230,7 +230,7 @@ export class Listing {
         let entry: Summary & { seq: number } = b.e;
         if (newest !== undefined && newest.seq > entry.seq && newest.totals === undefined) {
           // A batch with its own summary landed after the view's copy: the entry, read now, is at least that batch's.
-          const m = await this.journal.last(names.stream, idx.subject(b.encId)).catch(notFoundAsUndefined);
+          const m = await this.journal.last(names.stream, idx.subject(b.encId)).catch(undefinedIfNoMessage);
           const again = m === undefined ? undefined : decodeSummary(m.data, m.headers.get(OP_HEADER));
           entry = again === undefined ? { keys: 0, bytes: 0, lastWrite: entry.lastWrite, seq: m?.seq ?? entry.seq } : { ...again, seq: m!.seq };
         }
@@ -245,7 +245,7 @@ export class Listing {
       const m = await this.journal.last(stream, kvAll);
       return m === undefined ? undefined : { seq: m.seq, totals: decodeTotals(m.headers.get(TOTALS_HEADER)) };
     } catch (err) {
-      if (/no message found|not found|404/i.test(describeError(err))) return undefined;
+      if (isNoMessage(err)) return undefined;
       throw Errors.unavailable(`Reading the newest write of ${cls}/${Buffer.from(encId, 'base64url').toString('utf8')} failed: ${describeError(err)}`, 'UNAVAILABLE', err);
     }
   }
@@ -296,7 +296,7 @@ export class Listing {
     const js = jetstream(this.nc, { timeout: 5_000 });
     for (const e of empties.slice(0, 100)) {
       try {
-        const a = await this.journal.last(names.stream, names.alarm(e.encId)).catch(notFoundAsUndefined);
+        const a = await this.journal.last(names.stream, names.alarm(e.encId)).catch(undefinedIfNoMessage);
         if (a !== undefined && alarmDue(a.data, (h) => a.headers.get(h) ?? '', (h) => a.headers.has(h)) !== null) continue;
         const h = natsHeaders();
         h.set(OP_HEADER, 'del');
@@ -319,10 +319,10 @@ export class Listing {
       // The newest key message first, then the entry: a key message newer than a pending entry then carries its totals (layout.ts).
       (async () => {
         const n = await this.newestTotals(names.stream, names.kvAll(encId), cls, encId);
-        return [n, await this.journal.last(names.stream, indexNames(names).subject(encId)).catch(notFoundAsUndefined)] as const;
+        return [n, await this.journal.last(names.stream, indexNames(names).subject(encId)).catch(undefinedIfNoMessage)] as const;
       })(),
-      this.journal.last(names.stream, names.owner(encId)).catch(notFoundAsUndefined),
-      this.journal.last(names.stream, names.alarm(encId)).catch(notFoundAsUndefined),
+      this.journal.last(names.stream, names.owner(encId)).catch(undefinedIfNoMessage),
+      this.journal.last(names.stream, names.alarm(encId)).catch(undefinedIfNoMessage),
       view.whenReady(),
     ]);
     const raw = entry === undefined ? undefined : decodeSummary(entry.data, entry.headers.get(OP_HEADER));
@@ -399,7 +399,3 @@ export function alarmDue(data: Uint8Array, get: (h: string) => string, has: (h: 
   return typeof rec?.dueMs === 'number' ? rec.dueMs : null;
 }
 
-function notFoundAsUndefined(err: unknown): undefined {
-  if (/no message found|not found|404/i.test(describeError(err))) return undefined;
-  throw err;
-}

@@ -10,6 +10,7 @@ import type { Logger } from '../../common/logger.ts';
 import type { ActiveObject, ObjectHost } from '../objects/host.ts';
 import type { ClassNames } from '../objects/subjects.ts';
 import { encodeId } from '../objects/subjects.ts';
+import { isNoMessage } from '../nats-errors.ts';
 import type { Journal } from './journal.ts';
 import type { Entry } from './key-index.ts';
 import { ValueCache } from './value-cache.ts';
@@ -155,7 +156,7 @@ export class Storage {
     try {
       m = await this.ctx!.journal.last(names.stream, names.alarm(encodeId(ref.id)));
     } catch (err) {
-      if (/no message found|not found/i.test(String(err))) return undefined;
+      if (isNoMessage(err)) return undefined;
       throw Errors.unavailable(`Reading the alarm failed: ${String(err)}`, 'STORAGE_UNAVAILABLE', err);
     }
     if (m === undefined || m.headers.get(ALARM_HEADER) !== 'set' || !m.headers.has('Nats-Schedule')) return undefined;
