@@ -5,7 +5,8 @@
  * again, and an owner host is killed -9. Every acknowledged increment must be
  * in the final value and no value may be acknowledged twice (a lost update
  * would acknowledge some value twice: two writers both read N and both got
- * N+1 acknowledged).
+ * N+1 acknowledged). Afterwards the object's index summary (listing) must
+ * equal its storage read back from the stream.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -142,5 +143,18 @@ describe('counter under NATS leader kills and stops', () => {
     expect(final.value).toBeGreaterThanOrEqual(Math.max(...values));
     expect(final.value).toBeGreaterThanOrEqual(acked);
     expect(final.value).toBeLessThanOrEqual(acked + unsure);
+    // The object index (its entry pending or not through the kills) equals the storage read back from the stream.
+    const api = async (path: string) => {
+      const r = await fetch(`${clients[1]!.url}/v1/classes/counter/objects/${encodeURIComponent(id)}${path}`, { signal: AbortSignal.timeout(30_000) });
+      if (r.status !== 200) throw new Error(`GET objects/${id}${path} → ${r.status} ${await r.text()}`);
+      return r.json() as Promise<unknown>;
+    };
+    const { entries } = (await api('/keys?limit=1000')) as { entries: { key: string; value: string }[] };
+    const summary = (await api('')) as { keys: number; bytes: number };
+    expect(entries.length).toBeGreaterThan(0);
+    expect({ keys: summary.keys, bytes: summary.bytes }).toEqual({
+      keys: entries.length,
+      bytes: entries.reduce((n, e) => n + Buffer.byteLength(e.key, 'utf8') + Buffer.from(e.value, 'base64').length, 0),
+    });
   }, 300_000);
 });
