@@ -95,11 +95,24 @@ export const operatorConfigSchema = z
         maxTtl: zDuration.default(0),
         /** The callout's own connection: a user listed in the server's `auth_callout.auth_users`. */
         nats: z.object({ auth: natsAuthSchema.prefault({}) }).strict().prefault({}),
+        /**
+         * NATS operator mode (docs/security.md): file with the operator signing key seed (`SO…`) that signs
+         * the namespace accounts the callout creates. Without it, accounts are in the server configuration.
+         */
+        operatorSigningSeed: z.string().min(1).optional(),
+        /** Operator mode: creds file of a system-account user that may publish `$SYS.REQ.CLAIMS.UPDATE`. */
+        systemCreds: z.string().min(1).optional(),
+        /** Operator mode: file with the secret namespace account keys are derived from (default: the issuer seed). */
+        accountKeySecret: z.string().min(1).optional(),
       })
       .strict()
       .prefault({})
       .superRefine((a, ctx) => {
         if (a.enabled && a.issuerSeed === undefined) ctx.addIssue({ code: 'custom', path: ['issuerSeed'], message: 'required with the auth callout (CASTELLAN_AUTH_CALLOUT_ISSUER_SEED)' });
+        if (a.operatorSigningSeed !== undefined && a.systemCreds === undefined) ctx.addIssue({ code: 'custom', path: ['systemCreds'], message: 'required in operator mode (CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS)' });
+        if (a.operatorSigningSeed === undefined && (a.systemCreds ?? a.accountKeySecret) !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['operatorSigningSeed'], message: 'required with CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS or CASTELLAN_AUTH_CALLOUT_ACCOUNT_KEY_SECRET (operator mode)' });
+        }
       }),
     /** The admission webhook that injects the client sidecar into annotated pods (operator/webhook/, docs/webhook.md). */
     webhook: z
@@ -201,6 +214,9 @@ export const operatorEnv: EnvMap = {
   CASTELLAN_AUTH_CALLOUT_NATS_USER: 'authCallout.nats.auth.user',
   CASTELLAN_AUTH_CALLOUT_NATS_PASSWORD: 'authCallout.nats.auth.password',
   CASTELLAN_AUTH_CALLOUT_NATS_TOKEN: 'authCallout.nats.auth.token',
+  CASTELLAN_AUTH_CALLOUT_OPERATOR_SIGNING_SEED: 'authCallout.operatorSigningSeed',
+  CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS: 'authCallout.systemCreds',
+  CASTELLAN_AUTH_CALLOUT_ACCOUNT_KEY_SECRET: 'authCallout.accountKeySecret',
   CASTELLAN_WEBHOOK_ENABLED: 'webhook.enabled',
   CASTELLAN_WEBHOOK_HOST: 'webhook.host',
   CASTELLAN_WEBHOOK_PORT: 'webhook.port',

@@ -12,11 +12,17 @@
  * issuer key the server trusts (auth_callout.issuer), and addressed to the
  * one server and user nkey of the request, so it cannot be replayed for
  * another connection.
+ *
+ * In NATS operator mode (`accounts` given, docs/security.md "Operator mode")
+ * the namespace's account is created or updated first (account-registry.ts)
+ * and the user is issued by the callout's key as a signing key of that
+ * account (`issuer_account`), which is how the server places it there.
  */
 import { decode, encodeAuthorizationResponse, encodeUser, fromSeed, type AuthorizationRequest, type KeyPair } from '@nats-io/jwt';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { describeError, type Logger } from '../../common/logger.ts';
-import { decide, type CalloutPolicy } from './decision.ts';
+import type { AccountRegistry } from './account-registry.ts';
+import { decide, type CalloutPolicy, type Grant } from './decision.ts';
 import type { TokenReviewer } from './token-review.ts';
 
 export const authRequestSubject = '$SYS.REQ.USER.AUTH';
@@ -28,6 +34,8 @@ export interface AuthCalloutOptions {
   issuerSeed: string;
   review: TokenReviewer;
   policy: CalloutPolicy;
+  /** NATS operator mode: the namespace accounts (absent: accounts are in the server configuration). */
+  accounts?: AccountRegistry;
   log: Logger;
   now?: () => number;
 }
@@ -79,10 +87,14 @@ export function startAuthCallout(opts: AuthCalloutOptions): AuthCallout {
     } else {
       const decision = decide(await opts.review(token), token, requested, opts.policy, now());
       if (decision.ok) {
-        granted++;
-        const jwt = await encodeUser(decision.user, userNkey, issuer, decision.permissions, { aud: decision.account, exp: decision.exp });
-        data = { jwt };
-        opts.log.info('NATS connection granted', { ...client, user: decision.user, namespace: decision.namespace, account: decision.account, exp: decision.exp });
+        data = await grant(decision, userNkey);
+        if ('jwt' in data) {
+          granted++;
+          opts.log.info('NATS connection granted', { ...client, user: decision.user, namespace: decision.namespace, account: decision.account, exp: decision.exp });
+        } else {
+          refused++;
+          opts.log.error('NATS connection refused: its namespace account could not be created', { ...client, namespace: decision.namespace, reason: data.error });
+        }
       } else {
         refused++;
         data = { error: decision.reason };
@@ -90,6 +102,17 @@ export function startAuthCallout(opts: AuthCalloutOptions): AuthCallout {
       }
     }
     msg.respond(await encodeAuthorizationResponse(userNkey, server, issuer, data, {}));
+  }
+
+  async function grant(decision: Grant, userNkey: string): Promise<{ jwt: string } | { error: string }> {
+    const accounts = opts.accounts;
+    if (accounts === undefined) return { jwt: await encodeUser(decision.user, userNkey, issuer, decision.permissions, { aud: decision.account, exp: decision.exp }) };
+    try {
+      await accounts.ensure(decision.namespace);
+    } catch (err) {
+      return { error: `NATS account of namespace "${decision.namespace}" unavailable: ${describeError(err)}` };
+    }
+    return { jwt: await encodeUser(decision.user, userNkey, accounts.accountOf(decision.namespace), decision.permissions, { exp: decision.exp, signer: issuer }) };
   }
 
   return {

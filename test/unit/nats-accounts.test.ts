@@ -1,0 +1,90 @@
+/**
+ * NATS operator mode, the pure parts: the derived account keys (stable, one
+ * per namespace and secret, valid nkeys encodings), the cross-namespace
+ * grants read from resources, the account claims they give, and the
+ * operator settings that turn the mode on.
+ */
+import { describe, expect, it } from '@jest/globals';
+import { createAccount, fromPublic, fromSeed } from '@nats-io/nkeys';
+import { Codec } from '@nats-io/nkeys/lib/codec.js';
+import { Prefix } from '@nats-io/nkeys/lib/nkeys.js';
+import { accountSeedOf, deriveAccountKey } from '../../operator/authcallout/account-keys.ts';
+import { callGrants, callSubjects, namespaceAccount } from '../../operator/authcallout/accounts.ts';
+import { resourceAccess } from '../../operator/authcallout/grants-watch.ts';
+import type { CustomResource } from '../../operator/api/resources.ts';
+import { loadOperatorConfig } from '../../operator/config.ts';
+
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+describe('derived account keys', () => {
+  it('encode a seed exactly as nkeys does', () => {
+    for (let i = 0; i < 50; i++) {
+      const raw = new Uint8Array(32).map(() => Math.floor(Math.random() * 256));
+      expect(accountSeedOf(raw)).toBe(text(Codec.encodeSeed(Prefix.Account, raw)));
+    }
+  });
+
+  it('are the same for the same secret and name, different otherwise, and valid account keys', () => {
+    const a = deriveAccountKey('secret', 'team-a');
+    expect(deriveAccountKey('secret', 'team-a').getPublicKey()).toBe(a.getPublicKey());
+    expect(deriveAccountKey('secret', 'team-b').getPublicKey()).not.toBe(a.getPublicKey());
+    expect(deriveAccountKey('other', 'team-a').getPublicKey()).not.toBe(a.getPublicKey());
+    expect(a.getPublicKey()).toMatch(/^A[A-Z2-7]{55}$/);
+    expect(text(a.getSeed())).toMatch(/^SA/);
+    const again = fromSeed(a.getSeed());
+    const data = new TextEncoder().encode('x');
+    expect(fromPublic(again.getPublicKey()).verify(data, a.sign(data))).toBe(true);
+  });
+});
+
+describe('cross-namespace grants', () => {
+  const cr = (namespace: string, spec: unknown): CustomResource => ({ apiVersion: 'castellan.dev/v1alpha1', kind: 'DurableObject', metadata: { name: 'x', namespace, uid: 'u' }, spec });
+
+  it('come from spec.access.callers, with the resource prefix or the default, without duplicates or the own namespace', () => {
+    const resources = [
+      resourceAccess(cr('team-b', { access: { callers: [{ namespace: 'team-a', serviceAccounts: ['web'] }, { namespace: 'team-b' }] } }), 'castellan'),
+      resourceAccess(cr('team-b', { access: { callers: [{ namespace: 'team-a' }] } }), 'castellan'),
+      resourceAccess(cr('team-c', { nats: { prefix: 'other' }, access: { callers: [{ namespace: 'team-a' }] } }), 'castellan'),
+      resourceAccess(cr('team-d', {}), 'castellan'),
+      resourceAccess(cr('team-e', { access: { callers: 'garbage' } }), 'castellan'),
+    ].flatMap((r) => (r === undefined ? [] : [r]));
+    expect(callGrants(resources)).toEqual([
+      { target: 'team-b', prefix: 'castellan', caller: 'team-a' },
+      { target: 'team-c', prefix: 'other', caller: 'team-a' },
+    ]);
+  });
+
+  it('make the target export and the caller import the call subjects; nothing else is exported', () => {
+    const signingKey = createAccount().getPublicKey();
+    const accountOf = (ns: string) => deriveAccountKey('s', ns).getPublicKey();
+    const grants = callGrants([{ namespace: 'team-b', prefix: 'castellan', callers: ['team-a'] }]);
+    const b = namespaceAccount({ namespace: 'team-b', signingKey, accountOf, grants });
+    expect(b.exports).toEqual(callSubjects('team-b', 'castellan').map((subject) => ({ name: subject, subject, type: 'service', response_type: 'Singleton' })));
+    expect(b.imports).toBeUndefined();
+    const a = namespaceAccount({ namespace: 'team-a', signingKey, accountOf, grants });
+    expect(a.imports).toEqual(['castellan.rpc.team-b.>', 'castellan.qrpc.team-b.>'].map((subject) => ({ name: subject, subject, account: accountOf('team-b'), type: 'service' })));
+    expect(a.exports).toBeUndefined();
+    const c = namespaceAccount({ namespace: 'team-c', signingKey, accountOf, grants });
+    expect([c.exports, c.imports]).toEqual([undefined, undefined]);
+    // Users are issued by the callout's key; JetStream is on.
+    expect(c.signing_keys).toEqual([signingKey]);
+    expect(c.limits).toMatchObject({ conn: -1, disk_storage: -1, mem_storage: -1, streams: -1, consumer: -1 });
+    // Deterministic: equal inputs, equal claims (the registry pushes only changes).
+    expect(JSON.stringify(namespaceAccount({ namespace: 'team-a', signingKey, accountOf, grants }))).toBe(JSON.stringify(a));
+  });
+});
+
+describe('operator mode settings', () => {
+  const base = { nats: { urls: ['nats://127.0.0.1:4222'] }, sidecar: { image: 'x' } };
+  it('turn on with the operator signing key and system creds, which go together', () => {
+    const env = {
+      CASTELLAN_AUTH_CALLOUT: 'true',
+      CASTELLAN_AUTH_CALLOUT_ISSUER_SEED: '/keys/issuer.nk',
+      CASTELLAN_AUTH_CALLOUT_OPERATOR_SIGNING_SEED: '/keys/signing.nk',
+      CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS: '/keys/sys.creds',
+    };
+    expect(loadOperatorConfig(base, env).authCallout).toMatchObject({ operatorSigningSeed: '/keys/signing.nk', systemCreds: '/keys/sys.creds' });
+    expect(() => loadOperatorConfig(base, { ...env, CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS: undefined })).toThrow(/CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS/);
+    expect(() => loadOperatorConfig(base, { ...env, CASTELLAN_AUTH_CALLOUT_OPERATOR_SIGNING_SEED: undefined })).toThrow(/operatorSigningSeed|OPERATOR_SIGNING_SEED/);
+  });
+});
