@@ -14,6 +14,7 @@ const commands: Record<string, { summary: string; load: () => Promise<{ run(argv
   operator: { summary: 'run the operator that reconciles DurableObject and ReplicatedQueue resources', load: () => import('./commands/operator.ts') },
   call: { summary: 'call a durable object through a running sidecar (castellan call <class>/<id>[/path])', load: () => import('./commands/call.ts') },
   queue: { summary: 'send, receive, delete, stats or purge on a replicated queue through a running sidecar', load: () => import('./commands/queue.ts') },
+  'nats-keys': { summary: 'make the keys and nats-server configuration of NATS operator mode for the auth callout (castellan nats-keys --dir DIR)', load: () => import('./commands/nats-keys.ts') },
   objects: { summary: 'list, inspect or delete the durable objects of a class (castellan objects list <class>)', load: () => import('./commands/objects.ts') },
 };
 

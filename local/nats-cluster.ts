@@ -53,8 +53,11 @@ export interface NatsClusterOptions {
 
 export interface NatsServerSecurity {
   auth?: { user: string; password: string } | { token: string } | { nkeys: string[] };
-  /** Extra server configuration, written verbatim (e.g. `accounts {…}` and `authorization { auth_callout {…} }`). */
-  config?: string;
+  /**
+   * Extra server configuration, written verbatim (e.g. `accounts {…}` and `authorization { auth_callout {…} }`);
+   * a function for what differs per server (operator mode's resolver directory, local/nats-operator-mode.ts).
+   */
+  config?: string | ((node: NatsNode) => string);
   /** TLS on the client port: server certificate and key; with `ca` and `verify`, clients must show a certificate it signed. */
   tls?: { cert: string; key: string; ca?: string; verify?: boolean };
 }
@@ -259,7 +262,7 @@ function lastLines(file: string, n = 5): string {
 }
 
 /** The server configuration lines of a NatsServerSecurity. */
-export function securityConfig(sec: NatsServerSecurity | undefined): string[] {
+export function securityConfig(sec: NatsServerSecurity | undefined, node?: NatsNode): string[] {
   if (sec === undefined) return [];
   const lines: string[] = [];
   const q = (v: string) => JSON.stringify(v);
@@ -276,7 +279,11 @@ export function securityConfig(sec: NatsServerSecurity | undefined): string[] {
     if (t.verify === true) lines.push('  verify: true');
     lines.push('  timeout: 5', '}');
   }
-  if (sec.config !== undefined) lines.push(sec.config);
+  if (typeof sec.config === 'string') lines.push(sec.config);
+  else if (sec.config !== undefined) {
+    if (node === undefined) throw new Error('a per-server NATS configuration needs its server');
+    lines.push(sec.config(node));
+  }
   return lines;
 }
 
@@ -293,7 +300,7 @@ function serverConfig(node: NatsNode, all: NatsNode[], clusterName: string, maxP
     '  max_memory_store: 256MB',
     '  max_file_store: 8GB',
     '}',
-    ...securityConfig(security),
+    ...securityConfig(security, node),
   ];
   if (all.length > 1) {
     lines.push(

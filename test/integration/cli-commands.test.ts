@@ -1,15 +1,18 @@
 /**
  * The convenience commands against a running `castellan dev`: `castellan call`
  * on the counter example and `castellan queue send|receive|delete|stats|purge`
- * on a replicated queue, run as real processes; plus their errors and --help.
+ * on a replicated queue, run as real processes; plus their errors and --help;
+ * and `castellan nats-keys` against a real nats-server.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { connect, credsAuthenticator } from '@nats-io/transport-node';
 import { freePort, waitFor } from '../../common/net.ts';
 import { projectRoot } from '../../common/paths.ts';
+import { NatsCluster } from '../../local/nats-cluster.ts';
 import { cli, startDev, type DevRun } from './dev-harness.ts';
 
 interface Result {
@@ -178,4 +181,31 @@ describe('castellan call and castellan queue against castellan dev', () => {
     expect(r.code).toBe(0);
     for (const cmd of ['dev', 'sidecar', 'cluster', 'call', 'queue']) expect(r.stdout).toMatch(new RegExp(`^  ${cmd} `, 'm'));
   }, 30_000);
+});
+
+describe('castellan nats-keys', () => {
+  it('writes the operator-mode keys and server lines a real nats-server runs with, and never overwrites them', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'castellan-nats-keys-'));
+    const out = join(dir, 'keys');
+    const r = await castellan(['nats-keys', '--dir', out, '--resolver-dir', join(dir, 'jwt')]);
+    expect([r.code, r.stderr]).toEqual([0, '']);
+    expect(readdirSync(out).sort()).toEqual(['callout.creds', 'issuer.seed', 'nats-operator.conf', 'operator-signing.seed', 'system.creds']);
+    expect(statSync(join(out, 'issuer.seed')).mode & 0o077).toBe(0);
+    const nats = await NatsCluster.start({ servers: 1, dir: join(dir, 'nats'), security: { config: readFileSync(join(out, 'nats-operator.conf'), 'utf8') } });
+    try {
+      // The callout's and the system user's creds are accepted; a client without any is sent to the callout, which is not running here.
+      for (const creds of ['callout.creds', 'system.creds']) {
+        const nc = await connect({ servers: nats.urls, authenticator: credsAuthenticator(readFileSync(join(out, creds))), timeout: 10_000 });
+        await nc.flush();
+        await nc.close();
+      }
+      await expect(connect({ servers: nats.urls, timeout: 10_000, reconnect: false })).rejects.toThrow();
+    } finally {
+      await nats.shutdown();
+    }
+    const again = await castellan(['nats-keys', '--dir', out]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/not empty: refusing to overwrite keys/);
+    rmSync(dir, { recursive: true, force: true });
+  }, 120_000);
 });
