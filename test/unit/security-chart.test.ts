@@ -29,7 +29,7 @@ interface Container {
   env?: { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
   volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
 }
-function operatorPod(docs: Doc[]): { container: Container; volumes: { name: string; secret?: { secretName: string }; projected?: unknown }[] } {
+function operatorPod(docs: Doc[]): { container: Container; volumes: { name: string; secret?: { secretName: string; items?: { key: string }[] }; projected?: unknown }[] } {
   const dep = docs.find((d) => d.kind === 'Deployment');
   const spec = (dep?.spec?.template as { spec: { containers: Container[]; volumes: { name: string }[] } }).spec;
   return { container: spec.containers[0]!, volumes: spec.volumes };
@@ -78,6 +78,20 @@ describe('chart security block', () => {
     expect(volumes.find((v) => v.name === 'castellan-token')?.projected).toEqual({ sources: [{ serviceAccountToken: { audience: 'castellan', expirationSeconds: 3600, path: 'token' } }] });
     const role = docs.find((d) => d.kind === 'ClusterRole' && d.metadata?.name === 't-castellan-auth-callout');
     expect(role?.rules).toEqual([{ apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] }]);
+  });
+
+  it('the auth callout in NATS operator mode: callout creds, operator signing key and system creds from the Secret, no password', async () => {
+    const docs = await render('security.authCallout.enabled=true', 'security.authCallout.secretName=callout', 'security.authCallout.operatorMode=true', 'security.natsAuth.method=serviceAccountToken');
+    const { container, volumes } = operatorPod(docs);
+    const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
+    expect(env).toMatchObject({
+      CASTELLAN_AUTH_CALLOUT_ISSUER_SEED: '/etc/castellan/auth-callout/issuer.seed',
+      CASTELLAN_AUTH_CALLOUT_NATS_CREDS: '/etc/castellan/auth-callout/callout.creds',
+      CASTELLAN_AUTH_CALLOUT_OPERATOR_SIGNING_SEED: '/etc/castellan/auth-callout/operator-signing.seed',
+      CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS: '/etc/castellan/auth-callout/system.creds',
+    });
+    expect(env).not.toHaveProperty('CASTELLAN_AUTH_CALLOUT_NATS_PASSWORD');
+    expect(volumes.find((v) => v.name === 'auth-callout')?.secret?.items?.map((i) => i.key)).toEqual(['issuer.seed', 'callout.creds', 'operator-signing.seed', 'system.creds']);
   });
 
   it('fails clearly when a Secret name is missing, and renders the NetworkPolicy', async () => {

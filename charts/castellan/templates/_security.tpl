@@ -42,11 +42,20 @@
   value: "true"
 - name: CASTELLAN_AUTH_CALLOUT_ISSUER_SEED
   value: /etc/castellan/auth-callout/issuer.seed
+{{- if $s.authCallout.operatorMode }}
+- name: CASTELLAN_AUTH_CALLOUT_NATS_CREDS
+  value: /etc/castellan/auth-callout/callout.creds
+- name: CASTELLAN_AUTH_CALLOUT_OPERATOR_SIGNING_SEED
+  value: /etc/castellan/auth-callout/operator-signing.seed
+- name: CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS
+  value: /etc/castellan/auth-callout/system.creds
+{{- else }}
 - name: CASTELLAN_AUTH_CALLOUT_NATS_USER
   value: {{ $s.authCallout.user | quote }}
 - name: CASTELLAN_AUTH_CALLOUT_NATS_PASSWORD
   valueFrom:
     secretKeyRef: {name: {{ $s.authCallout.secretName | quote }}, key: password}
+{{- end }}
 - name: CASTELLAN_AUTH_CALLOUT_ADMINS
   value: {{ printf "system:serviceaccount:%s:%s" .Release.Namespace (include "castellan.serviceAccountName" .) | quote }}
 {{- with $s.authCallout.accountPrefix }}
@@ -114,5 +123,10 @@
     defaultMode: 0400
     items:
       - {key: issuer.seed, path: issuer.seed}
+{{- if $s.authCallout.operatorMode }}
+      - {key: callout.creds, path: callout.creds}
+      - {key: operator-signing.seed, path: operator-signing.seed}
+      - {key: system.creds, path: system.creds}
+{{- end }}
 {{- end }}
 {{- end }}
