@@ -14,24 +14,7 @@
  */
 import { createHmac } from 'node:crypto';
 import { fromSeed, type KeyPair } from '@nats-io/nkeys';
-
-const base32Alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
-
-function base32(bytes: Uint8Array): string {
-  let out = '';
-  let bits = 0;
-  let value = 0;
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += base32Alphabet[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += base32Alphabet[(value << (5 - bits)) & 31];
-  return out;
-}
+import { base32Encode, rfc4648 } from '../../common/base32.ts';
 
 /** CRC-16/XMODEM, as nkeys checksums its encodings. */
 function crc16(bytes: Uint8Array): number {
@@ -56,7 +39,7 @@ export function accountSeedOf(raw: Uint8Array): string {
   const crc = crc16(body.subarray(0, 34));
   body[34] = crc & 0xff;
   body[35] = crc >> 8;
-  return base32(body);
+  return base32Encode(body, rfc4648);
 }
 
 /** The key pair of account `name`, derived from `secret`. */

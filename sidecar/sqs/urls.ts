@@ -12,54 +12,20 @@
  * letters and digits). The mapping is one-to-one, so URLs, ARNs and ListQueues
  * always show the SQS name. Functions here take and return native names.
  */
+import { base32Decode, base32Encode, base32HexLower } from '../../common/base32.ts';
 import { isValidQueueName } from '../queues/names.ts';
 import { Sqs } from './errors.ts';
 
-const B32 = '0123456789abcdefghijklmnopqrstuv';
-
-function base32(bytes: Buffer): string {
-  let out = '';
-  let bits = 0;
-  let value = 0;
-  for (const b of bytes) {
-    value = (value << 8) | b;
-    bits += 8;
-    while (bits >= 5) {
-      out += B32[(value >>> (bits - 5)) & 31];
-      bits -= 5;
-    }
-  }
-  if (bits > 0) out += B32[(value << (5 - bits)) & 31];
-  return out;
-}
-
-function unbase32(s: string): Buffer | undefined {
-  const out: number[] = [];
-  let bits = 0;
-  let value = 0;
-  for (const c of s) {
-    const v = B32.indexOf(c);
-    if (v < 0) return undefined;
-    value = ((value << 5) | v) & 0xffff;
-    bits += 5;
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 255);
-      bits -= 8;
-    }
-  }
-  return Buffer.from(out);
-}
-
 /** The native queue name of an SQS queue name. */
 export function nativeName(sqsName: string): string {
-  return isValidQueueName(sqsName) && !sqsName.startsWith('x-') ? sqsName : `x-${base32(Buffer.from(sqsName, 'utf8'))}`;
+  return isValidQueueName(sqsName) && !sqsName.startsWith('x-') ? sqsName : `x-${base32Encode(Buffer.from(sqsName, 'utf8'), base32HexLower)}`;
 }
 
 /** The SQS queue name of a native queue name. */
 export function sqsName(native: string): string {
   if (!native.startsWith('x-')) return native;
-  const decoded = unbase32(native.slice(2));
-  return decoded === undefined ? native : decoded.toString('utf8');
+  const decoded = base32Decode(native.slice(2), base32HexLower);
+  return decoded === undefined ? native : Buffer.from(decoded).toString('utf8');
 }
 
 export function queueUrl(host: string, namespace: string, queue: string): string {
