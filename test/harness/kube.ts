@@ -4,7 +4,7 @@
  * The launcher is local/kube-cluster.ts, the same one `castellan cluster up` uses.
  */
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -41,6 +41,17 @@ export async function startKube(nodes = 3, realNodes = 0): Promise<TestKube> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** A projected-style token of ServiceAccount `namespace/name` (TokenRequest, 1 h), written to a file in `dir`; returns the file. */
+export async function serviceAccountToken(kube: TestKube, dir: string, namespace: string, name: string, audiences = ['castellan']): Promise<string> {
+  const core = kube.kc.makeApiClient(k8s.CoreV1Api);
+  const res = await core.createNamespacedServiceAccountToken({ name, namespace, body: { spec: { audiences, expirationSeconds: 3600 } } });
+  const token = res.status?.token;
+  if (token === undefined) throw new Error(`no token issued for ${namespace}/${name}`);
+  const file = join(dir, `${namespace}-${name}-${audiences.join('_')}.token`);
+  writeFileSync(file, token, { mode: 0o600 });
+  return file;
 }
 
 /** Applies the project's CRDs (crds/) and waits until both are Established. */

@@ -19,7 +19,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
@@ -32,7 +32,7 @@ import { NatsCluster } from '../../local/nats-cluster.ts';
 import { startAuthCallout, type AuthCallout } from '../../operator/authcallout/service.ts';
 import { kubeTokenReviewer } from '../../operator/authcallout/token-review.ts';
 import { decodeEnvelope, encodeEnvelope, type ReplyMeta, type RequestMeta } from '../../sidecar/objects/wire.ts';
-import { installCrds, startKube, type TestKube } from '../harness/kube.ts';
+import { installCrds, serviceAccountToken, startKube, type TestKube } from '../harness/kube.ts';
 import { queueEnv } from '../harness/queues.ts';
 import { startApp, startSidecar, stopProc, waitHttp, type SidecarProc } from '../harness/sidecars.ts';
 
@@ -49,13 +49,7 @@ const procs: SidecarProc[] = [];
 const raw: NatsConnection[] = [];
 const clients: Record<string, SidecarProc> = {};
 
-async function saToken(namespace: string, name: string): Promise<string> {
-  const core = kube.kc.makeApiClient(k8s.CoreV1Api);
-  const res = await core.createNamespacedServiceAccountToken({ name, namespace, body: { spec: { audiences: ['castellan'], expirationSeconds: 3600 } } });
-  const file = join(dir, `${namespace}-${name}.token`);
-  writeFileSync(file, res.status?.token ?? '', { mode: 0o600 });
-  return file;
-}
+const saToken = (namespace: string, name: string, audiences?: string[]): Promise<string> => serviceAccountToken(kube, dir, namespace, name, audiences);
 
 async function rawClient(tokenFile: string, namespace: string): Promise<NatsConnection> {
   const nc = await connect({ ...natsSecurityOptions({ auth: { serviceAccountToken: tokenFile }, tls: {} }, { namespace }), servers: nats.urls, timeout: 10_000 });

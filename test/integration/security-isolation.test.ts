@@ -32,7 +32,7 @@ import { encodeReceipt, receiptKey, type Receipt } from '../../sidecar/queues/re
 import { kubeTokenReviewer } from '../../operator/authcallout/token-review.ts';
 import { loadOperatorConfig } from '../../operator/config.ts';
 import { Operator } from '../../operator/operator.ts';
-import { installCrds, startKube, type TestKube } from '../harness/kube.ts';
+import { installCrds, serviceAccountToken, startKube, type TestKube } from '../harness/kube.ts';
 import { call, killQueueProcs, startQueueHost } from '../harness/queues.ts';
 import { startClient, startHost, stopProc, type SidecarProc } from '../harness/sidecars.ts';
 
@@ -56,15 +56,7 @@ const group = 'castellan.dev';
 const version = 'v1alpha1';
 type CR = { metadata: { name: string; generation?: number }; status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] } };
 
-async function saToken(namespace: string, name: string, audiences = ['castellan']): Promise<string> {
-  const core = kube.kc.makeApiClient(k8s.CoreV1Api);
-  const res = await core.createNamespacedServiceAccountToken({ name, namespace, body: { spec: { audiences, expirationSeconds: 3600 } } });
-  const token = res.status?.token;
-  if (token === undefined) throw new Error('no token issued');
-  const file = join(dir, `${namespace}-${name}-${audiences.join('_')}.token`);
-  writeFileSync(file, token, { mode: 0o600 });
-  return file;
-}
+const saToken = (namespace: string, name: string, audiences?: string[]): Promise<string> => serviceAccountToken(kube, dir, namespace, name, audiences);
 
 /** A raw NATS client presenting a token file, asking for `namespace`. */
 async function rawClient(tokenFile: string, namespace: string, extra: { reconnect?: boolean } = {}): Promise<NatsConnection> {
