@@ -207,13 +207,20 @@ describe('cross-namespace calls follow spec.access.callers', () => {
       name: 'counter',
       body: { ...counterResource([]), metadata: { name: 'counter', resourceVersion: ((await custom().getNamespacedCustomObject({ group, version, namespace: 'team-b', plural: 'durableobjects', name: 'counter' })) as { metadata: { resourceVersion: string } }).metadata.resourceVersion } },
     });
+    let servedMeanwhile = 0;
     await waitFor(
       "team-a's route to team-b to close",
-      async () => ((await http(clients.aWeb!.url, '/v1/objects/counter/shared/increment', 'team-b')).status === 503 ? true : undefined),
+      async () => {
+        const r = await http(clients.aWeb!.url, '/v1/objects/counter/shared/increment', 'team-b');
+        if (r.status === 200) servedMeanwhile++;
+        return r.status === 503 ? true : undefined;
+      },
       { timeoutMs: 60_000, intervalMs: 500 },
     );
-    // team-b's own calls never stopped: the object counted team-a's one call.
-    expect((await http(clients.b!.url, '/v1/objects/counter/shared/increment')).body.value).toBe(2);
+    // It stays closed.
+    expect((await http(clients.aWeb!.url, '/v1/objects/counter/shared/increment', 'team-b')).status).toBe(503);
+    // team-b's own calls never stopped: the object counted team-a's served calls and nothing else.
+    expect((await http(clients.b!.url, '/v1/objects/counter/shared/increment')).body.value).toBe(2 + servedMeanwhile);
   }, 180_000);
 });
 
