@@ -49,6 +49,8 @@ export interface AccountRegistryOptions {
   timeoutMs?: number;
   /** Push nothing before the first `update` (the cross-namespace grants are known). */
   grantsFirst?: boolean;
+  /** How long `ensure` waits for that first `update` before it fails (default 15 s). */
+  grantsWaitMs?: number;
   /** Push equal claims again after this long (default 60 s). */
   refreshMs?: number;
   now?: () => number;
@@ -67,11 +69,13 @@ export class AccountRegistry {
 
   private readonly opts: AccountRegistryOptions;
   private readonly known: Promise<void>;
+  private grantsKnown: boolean;
   private markKnown: () => void = () => undefined;
 
   constructor(opts: AccountRegistryOptions) {
     this.opts = opts;
-    this.known = opts.grantsFirst === true ? new Promise((resolve) => (this.markKnown = resolve)) : Promise.resolve();
+    this.grantsKnown = opts.grantsFirst !== true;
+    this.known = this.grantsKnown ? Promise.resolve() : new Promise((resolve) => (this.markKnown = resolve));
   }
 
   /** The public key of namespace `ns`'s account. */
@@ -88,19 +92,32 @@ export class AccountRegistry {
   ensure(ns: string): Promise<void> {
     let e = this.entries.get(ns);
     if (e === undefined) {
-      e = { chain: this.known, pushedAt: 0 };
+      e = { chain: Promise.resolve(), pushedAt: 0 };
       this.entries.set(ns, e);
     }
     const entry = e;
-    const run = entry.chain.then(() => this.push(ns, entry));
+    const run = entry.chain.then(() => this.whenGrantsKnown()).then(() => this.push(ns, entry));
     // The chain keeps order; a failed push fails its caller and leaves the next one to try again.
     entry.chain = run.catch(() => undefined);
     return run;
   }
 
+  /** Resolves once the grants are known; fails after grantsWaitMs (the connection is refused, and retried by its client). */
+  private whenGrantsKnown(): Promise<void> {
+    if (this.grantsKnown) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('the DurableObjects and ReplicatedQueues are not listed yet (is the API server reachable, are the CRDs installed?)')), this.opts.grantsWaitMs ?? 15_000);
+      void this.known.then(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
   /** New cross-namespace grants: re-pushes the accounts (already pushed, or named by a grant) whose claims change. */
   async update(grants: readonly CallGrant[]): Promise<void> {
     this.grants = grants;
+    this.grantsKnown = true;
     this.markKnown();
     const changed = (ns: string) => this.entries.get(ns)?.pushed !== JSON.stringify(this.claims(ns));
     // Exporters first: an import names an account the servers should know already.

@@ -1,14 +1,20 @@
 /**
  * NATS operator mode, the pure parts: the derived account keys (stable, one
  * per namespace and secret, valid nkeys encodings), the cross-namespace
- * grants read from resources, the account claims they give, and the
- * operator settings that turn the mode on.
+ * grants read from resources, the account claims they give, the operator
+ * settings that turn the mode on, and the registry's push order and retries
+ * (against a stand-in for the system connection that answers like
+ * nats-server; the real one in security-operator-mode.test.ts).
  */
 import { describe, expect, it } from '@jest/globals';
-import { createAccount, fromPublic, fromSeed } from '@nats-io/nkeys';
+import { decode, type Account } from '@nats-io/jwt';
+import { createAccount, createOperator, fromPublic, fromSeed } from '@nats-io/nkeys';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { logger } from '../../common/logger.ts';
 import { Codec } from '@nats-io/nkeys/lib/codec.js';
 import { Prefix } from '@nats-io/nkeys/lib/nkeys.js';
 import { accountSeedOf, deriveAccountKey } from '../../operator/authcallout/account-keys.ts';
+import { AccountRegistry } from '../../operator/authcallout/account-registry.ts';
 import { callGrants, callSubjects, namespaceAccount } from '../../operator/authcallout/accounts.ts';
 import { resourceAccess } from '../../operator/authcallout/grants-watch.ts';
 import type { CustomResource } from '../../operator/api/resources.ts';
@@ -86,5 +92,67 @@ describe('operator mode settings', () => {
     expect(loadOperatorConfig(base, env).authCallout).toMatchObject({ operatorSigningSeed: '/keys/signing.nk', systemCreds: '/keys/sys.creds' });
     expect(() => loadOperatorConfig(base, { ...env, CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS: undefined })).toThrow(/CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS/);
     expect(() => loadOperatorConfig(base, { ...env, CASTELLAN_AUTH_CALLOUT_OPERATOR_SIGNING_SEED: undefined })).toThrow(/operatorSigningSeed|OPERATOR_SIGNING_SEED/);
+  });
+});
+
+describe('account registry', () => {
+  /** A stand-in for the system connection: records pushed account JWTs, answers like nats-server. */
+  function fakeSys(answer: (jwt: string) => unknown = () => ({ data: { code: 200 } })) {
+    const pushed: { name: string; imports: number; exports: number }[] = [];
+    const sys = {
+      request: async (_subject: string, data: Uint8Array) => {
+        const jwt = new TextDecoder().decode(data);
+        const claims = decode<Account>(jwt);
+        pushed.push({ name: claims.name, imports: claims.nats.imports?.length ?? 0, exports: claims.nats.exports?.length ?? 0 });
+        const body = JSON.stringify(answer(jwt));
+        return { string: () => body };
+      },
+    } as unknown as NatsConnection;
+    return { sys, pushed };
+  }
+  const signer = createOperator();
+  const base = (sys: NatsConnection, extra: Partial<ConstructorParameters<typeof AccountRegistry>[0]> = {}) =>
+    new AccountRegistry({ sys, operatorSigner: signer, signingKey: createAccount().getPublicKey(), keySecret: 's', accountPrefix: '', log: logger('test.registry'), ...extra });
+
+  it('waits for the grants before the first push, and says why when they do not come', async () => {
+    const { sys, pushed } = fakeSys();
+    const slow = base(sys, { grantsFirst: true, grantsWaitMs: 50 });
+    await expect(slow.ensure('team-a')).rejects.toThrow(/not listed yet/);
+    const r = base(sys, { grantsFirst: true });
+    const first = r.ensure('team-a');
+    await new Promise((res) => setTimeout(res, 20));
+    expect(pushed).toEqual([]);
+    await r.update([]);
+    await first;
+    expect(pushed).toEqual([{ name: 'team-a', imports: 0, exports: 0 }]);
+  });
+
+  it('pushes a change once, exporters before importers, and equal claims again only after refreshMs', async () => {
+    const { sys, pushed } = fakeSys();
+    let now = 0;
+    const r = base(sys, { now: () => now, refreshMs: 1_000 });
+    await r.ensure('team-a');
+    await r.ensure('team-a');
+    expect(pushed.length).toBe(1);
+    await r.update([{ target: 'team-b', prefix: 'castellan', caller: 'team-a' }]);
+    expect(pushed.slice(1)).toEqual([
+      { name: 'team-b', imports: 0, exports: 2 },
+      { name: 'team-a', imports: 2, exports: 0 },
+    ]);
+    await r.update([{ target: 'team-b', prefix: 'castellan', caller: 'team-a' }]);
+    expect(pushed.length).toBe(3);
+    now = 1_500;
+    await r.ensure('team-a');
+    expect(pushed.length).toBe(4);
+  });
+
+  it('fails a push NATS refuses, and tries again on the next connection', async () => {
+    let refuse = true;
+    const { sys, pushed } = fakeSys(() => (refuse ? { error: { code: 400, description: 'jwt has expired' } } : { data: { code: 200 } }));
+    const r = base(sys);
+    await expect(r.ensure('team-a')).rejects.toThrow(/NATS refused account team-a: jwt has expired/);
+    refuse = false;
+    await r.ensure('team-a');
+    expect(pushed.length).toBe(2);
   });
 });
