@@ -187,19 +187,20 @@ describe('castellan nats-keys', () => {
   it('writes the operator-mode keys and server lines a real nats-server runs with, and never overwrites them', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'castellan-nats-keys-'));
     const out = join(dir, 'keys');
-    const r = await castellan(['nats-keys', '--dir', out, '--resolver-dir', join(dir, 'jwt')]);
+    const r = await castellan(['nats-keys', '--dir', out, '--resolver-dir', join(dir, 'jwt'), '--callout-timeout', '1']);
     expect([r.code, r.stderr]).toEqual([0, '']);
     expect(readdirSync(out).sort()).toEqual(['callout.creds', 'issuer.seed', 'nats-operator.conf', 'operator-signing.seed', 'system.creds']);
     expect(statSync(join(out, 'issuer.seed')).mode & 0o077).toBe(0);
     const nats = await NatsCluster.start({ servers: 1, dir: join(dir, 'nats'), security: { config: readFileSync(join(out, 'nats-operator.conf'), 'utf8') } });
     try {
-      // The callout's and the system user's creds are accepted; a client without any is sent to the callout, which is not running here.
+      // The callout's and the system user's creds are accepted; a client without any becomes the default
+      // sentinel and is sent to the callout, which is not running here: refused after the 1 s callout timeout.
       for (const creds of ['callout.creds', 'system.creds']) {
         const nc = await connect({ servers: nats.urls, authenticator: credsAuthenticator(readFileSync(join(out, creds))), timeout: 10_000 });
         await nc.flush();
         await nc.close();
       }
-      await expect(connect({ servers: nats.urls, timeout: 10_000, reconnect: false })).rejects.toThrow();
+      await expect(connect({ servers: nats.urls, timeout: 10_000, reconnect: false })).rejects.toThrow(/Authorization Violation/);
     } finally {
       await nats.shutdown();
     }
