@@ -25,6 +25,34 @@ const VISIBILITY_S = 5;
 /** The sidecar's default host lease TTL (sidecar/config.ts), which these queue hosts run with. */
 const LEASE_TTL_MS = 1_000;
 
+/** Requests the queue hosts answered so far, by `op/result` (castellan_queue_host_requests_total). */
+async function hostRequests(hosts: SidecarProc[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const h of hosts) {
+    const text = await (await fetch(`${h.url}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+    for (const m of text.matchAll(/^castellan_queue_host_requests_total\{([^}]*)\} (\S+)$/gm)) {
+      const labels = Object.fromEntries([...(m[1] as string).matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+      const key = `${labels.op}/${labels.result}`;
+      out.set(key, (out.get(key) ?? 0) + Number(m[2]));
+    }
+  }
+  return out;
+}
+
+/** Host requests per message between two readings, e.g. `{ "receive/empty": 0.8, ... }`. */
+function perMessage(before: Map<string, number>, after: Map<string, number>, messages: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of after) {
+    const d = v - (before.get(k) ?? 0);
+    if (d > 0) out[k] = round(d / Math.max(1, messages), 3);
+  }
+  return out;
+}
+
+function prefixed(prefix: string, r: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(r).map(([k, v]) => [`${prefix}${k}`, v]));
+}
+
 async function startQueue(ctx: Ctx, name: string, hosts: number): Promise<SidecarProc[]> {
   const env = { CASTELLAN_QUEUE_HOSTS: String(hosts), CASTELLAN_QUEUE_REPLICA_COUNT: '2', CASTELLAN_VISIBILITY_TIMEOUT: '30s' };
   return Promise.all(Array.from({ length: hosts }, (_, i) => ctx.env.startQueueHost(name, i, env)));
@@ -59,7 +87,8 @@ export const queues: Scenario = {
        * over each run, minus what they burn idle (heartbeats, views) over the
        * same time, per message; the raw figure is kept too.
        */
-      const measure = async (client: QueueClient, sidecarPids: number[], r: number, windowMs: number, concurrency = 8) => {
+      const measure = async (client: QueueClient, queueHosts: SidecarProc[], r: number, windowMs: number, concurrency = 8) => {
+        const sidecarPids = [fx.client.pid, ...queueHosts.map((h) => h.pid)];
         const idleMs = Math.min(2_000, windowMs / 2);
         const i0 = totalCpuSeconds(sidecarPids);
         const it0 = performance.now();
@@ -72,6 +101,7 @@ export const queues: Scenario = {
           await client.delete(m.receiptHandle);
         };
         const rounds = Math.max(1, p.rounds);
+        const requests0 = await hostRequests(queueHosts);
         let s: LoadResult | undefined;
         let b: LoadResult | undefined;
         for (let k = 0; k < rounds; k++) {
@@ -89,13 +119,13 @@ export const queues: Scenario = {
         assertHealthy(`queue R=${r}`, s!);
         assertHealthy('work-queue baseline', b!);
         const net = Math.max(0, cpu.s - idleRate * (s!.elapsedMs / 1000));
-        return { s: s!, b: b!, cpu: { sidecar: net / s!.ops, sidecarRaw: cpu.s / s!.ops, idleRate, nats: cpu.sn / s!.ops, baselineNats: cpu.bn / b!.ops } };
+        const hostRequestsPerMessage = perMessage(requests0, await hostRequests(queueHosts), s!.ops);
+        return { s: s!, b: b!, hostRequestsPerMessage, cpu: { sidecar: net / s!.ops, sidecarRaw: cpu.s / s!.ops, idleRate, nats: cpu.sn / s!.ops, baselineNats: cpu.bn / b!.ops } };
       };
-      const pids3 = [fx.client.pid, ...hosts.map((h) => h.pid)];
       const cpuAt: Record<number, { net: number; raw: number }> = {};
       for (const r of [1, 2, 3]) {
         ctx.log(`R=${r}: 8 in flight for ${p.throughputMs} ms`);
-        const m = await measure(q, pids3, r, p.throughputMs);
+        const m = await measure(q, hosts, r, p.throughputMs);
         cpuAt[r] = { net: m.cpu.sidecar, raw: m.cpu.sidecarRaw };
         results.push(
           throughputResult('queues', `queue send+receive+delete, R=${r}, 3 hosts (8 in flight)`, m.s, 'JetStream R3 work queue: publish+next+ack (8 in flight)', m.b, {
@@ -107,6 +137,7 @@ export const queues: Scenario = {
               sidecarIdleCpuSecondsPerSecond: round(m.cpu.idleRate, 4),
               natsCpuSecondsPerMessage: round(m.cpu.nats, 6),
               baselineNatsCpuSecondsPerMessage: round(m.cpu.baselineNats, 6),
+              ...prefixed('hostRequestsPerMessage.', m.hostRequestsPerMessage),
             },
           }),
         );
@@ -114,7 +145,7 @@ export const queues: Scenario = {
 
       {
         ctx.log(`R=2: 64 in flight for ${p.throughputMs} ms`);
-        const m = await measure(q, pids3, 2, p.throughputMs, 64);
+        const m = await measure(q, hosts, 2, p.throughputMs, 64);
         results.push(
           throughputResult('queues', 'queue send+receive+delete, R=2, 3 hosts (64 in flight)', m.s, 'JetStream R3 work queue: publish+next+ack (64 in flight)', m.b, {
             unit: 'msg/s',
@@ -132,7 +163,7 @@ export const queues: Scenario = {
       hosts5 = await startQueue(ctx, 'bq5', 5);
       const q5 = new QueueClient(fx.client.url, 'bq5');
       await q5.waitReady();
-      const m5 = await measure(q5, [fx.client.pid, ...hosts5.map((h) => h.pid)], 2, p.throughputMs);
+      const m5 = await measure(q5, hosts5, 2, p.throughputMs);
       results.push(
         valueResult('queues', 'queue sidecar CPU per message (net of idle), R=2, 5 hosts', 'ms CPU/msg', m5.cpu.sidecar * 1000, 'same with 3 hosts', cpuAt[2]!.net * 1000, {
           target: { text: 'not growing with host count (≤ 1.25×)', met: (x) => x.ratio <= 1.25 },
@@ -141,6 +172,7 @@ export const queues: Scenario = {
             rawMsCpuPerMessage5Hosts: round(m5.cpu.sidecarRaw * 1000, 3),
             rawMsCpuPerMessage3Hosts: round(cpuAt[2]!.raw * 1000, 3),
             idleCpuSecondsPerSecond5Hosts: round(m5.cpu.idleRate, 4),
+            ...prefixed('hostRequestsPerMessage5Hosts.', m5.hostRequestsPerMessage),
           },
         }),
       );

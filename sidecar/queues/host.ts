@@ -65,6 +65,8 @@ export interface QueueHostOptions {
 
 /** Operations only the queue's own hosts send each other: never from another namespace. */
 const hostOnlyOps = new Set<HostRequest['op']>(['replicate', 'state', 'states']);
+/** Operations a metric label may name (anything else is `unknown`: labels stay bounded whatever a caller sends). */
+const hostOps = new Set<string>(['enqueue', 'replicate', 'receive', 'delete', 'visibility', 'state', 'states', 'stats', 'purge'] satisfies HostRequest['op'][]);
 
 /** How long a delete of a copy this host does not have is remembered (a late replication of it is refused). */
 const DEAD_ID_MS = 60_000;
@@ -319,8 +321,10 @@ export class QueueHost {
 
   private async handle(m: Msg): Promise<void> {
     let reply: HostReply;
+    let op = 'unknown';
     try {
       const req = decodeJson<HostRequest>(m.data);
+      op = typeof req.op === 'string' ? req.op : 'unknown';
       // Who may call (common/access.ts): refused before anything runs; the caller is the one the subject names.
       const caller = identityFromSubject(m.subject);
       const allowed = caller === undefined ? Errors.badRequest(`The call subject ${m.subject} names no caller.`) : decideAccess(this.opts.access, caller, 'ReplicatedQueue', this.ctx.name, hostOnlyOps.has(req.op));
@@ -331,6 +335,8 @@ export class QueueHost {
       if (!(err instanceof CastellanError)) this.log.warn('queue host request failed', { error: describeError(err) });
       reply = { ok: false, status: e.status, code: e.code, message: e.message, retryable: e.retryable };
     }
+    const result = !reply.ok ? 'error' : op === 'receive' && (reply.messages?.length ?? 0) === 0 ? 'empty' : 'ok';
+    this.metrics.hostRequests.inc({ queue: this.spec.name, op: hostOps.has(op) ? op : 'unknown', result });
     if (m.reply === undefined || m.reply === '') return;
     try {
       m.respond(encodeJson(reply));

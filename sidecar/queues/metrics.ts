@@ -14,6 +14,7 @@ export interface QueueMetrics {
   replication: Histogram<'queue'>;
   replicationFailures: Counter<'queue'>;
   requests: Counter<'queue' | 'op' | 'outcome'>;
+  hostRequests: Counter<'queue' | 'op' | 'result'>;
   depth: Gauge<'queue' | 'state'>;
   stored: Gauge<'queue'>;
   oldestAge: Gauge<'queue'>;
@@ -38,6 +39,12 @@ export function createQueueMetrics(registry: Registry): QueueMetrics {
       registers,
     }),
     replicationFailures: counter('castellan_queue_replication_failures_total', 'Replication requests that failed (retried on another host).'),
+    hostRequests: new Counter({
+      name: 'castellan_queue_host_requests_total',
+      help: 'Requests this queue host answered from sidecars and peer hosts, by operation and result (ok, empty: a receive that found nothing, error).',
+      labelNames: ['queue', 'op', 'result'],
+      registers,
+    }),
     requests: new Counter({
       name: 'castellan_queue_requests_total',
       help: 'Queue API requests served by this sidecar, by operation and outcome (HTTP status).',
