@@ -7,8 +7,9 @@
  * replica, leader or not, as the callout does.
  */
 import type * as k8s from '@kubernetes/client-node';
+import type { z } from 'zod';
 import { describeError, type Logger } from '../../common/logger.ts';
-import { kinds, type CustomResource, type KindName } from '../api/resources.ts';
+import { durableObjectSpecSchema, kinds, parseSpec, replicatedQueueSpecSchema, type CustomResource, type KindName } from '../api/resources.ts';
 import { crWatchPath, Kube } from '../controller/kube.ts';
 import { Informer } from '../controller/informer.ts';
 import { callGrants, type ResourceAccess } from './accounts.ts';
@@ -25,14 +26,23 @@ export interface GrantsWatchOptions {
   debounceMs?: number;
 }
 
-/** What a resource opens to other namespaces (raw object: an invalid spec opens nothing it does not name). */
+/** The part of both specs this reads. */
+type AccessPart = { nats?: { prefix?: string }; access?: { callers?: { namespace: string }[] } };
+const specSchemas: Record<KindName, z.ZodType<AccessPart>> = { DurableObject: durableObjectSpecSchema, ReplicatedQueue: replicatedQueueSpecSchema };
+
+/**
+ * What a resource opens to other namespaces, read with the spec schema the
+ * reconciler uses: a spec that does not parse opens nothing (its prefix and
+ * callers end up in subjects and account names of other namespaces' JWTs, so
+ * an invalid one must never reach them).
+ */
 export function resourceAccess(cr: CustomResource, defaultPrefix: string): ResourceAccess | undefined {
   const namespace = cr.metadata.namespace;
-  if (!namespace) return undefined;
-  const spec = (cr.spec ?? {}) as { nats?: { prefix?: unknown }; access?: { callers?: unknown } };
-  const prefix = typeof spec.nats?.prefix === 'string' && spec.nats.prefix !== '' ? spec.nats.prefix : defaultPrefix;
-  const callers = Array.isArray(spec.access?.callers) ? spec.access.callers.flatMap((c: unknown) => (typeof (c as { namespace?: unknown })?.namespace === 'string' ? [(c as { namespace: string }).namespace] : [])) : [];
-  return { namespace, prefix, callers };
+  if (!namespace || !(cr.kind in specSchemas)) return undefined;
+  const parsed = parseSpec(specSchemas[cr.kind as keyof typeof specSchemas], cr.spec ?? {});
+  if (!parsed.ok) return undefined;
+  const spec = parsed.spec;
+  return { namespace, prefix: spec.nats?.prefix ?? defaultPrefix, callers: (spec.access?.callers ?? []).map((c) => c.namespace) };
 }
 
 export class GrantsWatch {

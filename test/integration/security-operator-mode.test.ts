@@ -199,14 +199,11 @@ describe('cross-namespace calls follow spec.access.callers', () => {
     const batch = await http(clients.aBatch!.url, '/v1/objects/counter/shared/increment', 'team-b');
     expect([batch.status, batch.body.error?.code]).toEqual([403, 'FORBIDDEN']);
 
-    await custom().replaceNamespacedCustomObject({
-      group,
-      version,
-      namespace: 'team-b',
-      plural: 'durableobjects',
-      name: 'counter',
-      body: { ...counterResource([]), metadata: { name: 'counter', resourceVersion: ((await custom().getNamespacedCustomObject({ group, version, namespace: 'team-b', plural: 'durableobjects', name: 'counter' })) as { metadata: { resourceVersion: string } }).metadata.resourceVersion } },
-    });
+    // A merge patch: the operator updates the resource too (finalizer, status), so no read-modify-write.
+    await custom().patchNamespacedCustomObject(
+      { group, version, namespace: 'team-b', plural: 'durableobjects', name: 'counter', body: { spec: { access: null } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
     let servedMeanwhile = 0;
     await waitFor(
       "team-a's route to team-b to close",

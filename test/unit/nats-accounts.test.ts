@@ -44,20 +44,27 @@ describe('derived account keys', () => {
 });
 
 describe('cross-namespace grants', () => {
-  const cr = (namespace: string, spec: unknown): CustomResource => ({ apiVersion: 'castellan.dev/v1alpha1', kind: 'DurableObject', metadata: { name: 'x', namespace, uid: 'u' }, spec });
+  const object = { appPort: 8080, template: { spec: { containers: [{ name: 'app', image: 'app:1' }] } } };
+  const cr = (namespace: string, spec: Record<string, unknown>, kind = 'DurableObject'): CustomResource => ({ apiVersion: 'castellan.dev/v1alpha1', kind, metadata: { name: 'x', namespace, uid: 'u' }, spec: kind === 'DurableObject' ? { ...object, ...spec } : spec });
 
   it('come from spec.access.callers, with the resource prefix or the default, without duplicates or the own namespace', () => {
     const resources = [
       resourceAccess(cr('team-b', { access: { callers: [{ namespace: 'team-a', serviceAccounts: ['web'] }, { namespace: 'team-b' }] } }), 'castellan'),
-      resourceAccess(cr('team-b', { access: { callers: [{ namespace: 'team-a' }] } }), 'castellan'),
+      resourceAccess(cr('team-b', { access: { callers: [{ namespace: 'team-a' }] } }, 'ReplicatedQueue'), 'castellan'),
       resourceAccess(cr('team-c', { nats: { prefix: 'other' }, access: { callers: [{ namespace: 'team-a' }] } }), 'castellan'),
       resourceAccess(cr('team-d', {}), 'castellan'),
-      resourceAccess(cr('team-e', { access: { callers: 'garbage' } }), 'castellan'),
     ].flatMap((r) => (r === undefined ? [] : [r]));
     expect(callGrants(resources)).toEqual([
       { target: 'team-b', prefix: 'castellan', caller: 'team-a' },
       { target: 'team-c', prefix: 'other', caller: 'team-a' },
     ]);
+  });
+
+  it('are never read from a spec that does not parse: its prefix and callers would land in other namespaces\' account JWTs', () => {
+    expect(resourceAccess(cr('team-e', { access: { callers: 'garbage' } }), 'castellan')).toBeUndefined();
+    expect(resourceAccess(cr('team-e', { nats: { prefix: '>' }, access: { callers: [{ namespace: 'team-a' }] } }), 'castellan')).toBeUndefined();
+    expect(resourceAccess(cr('team-e', { access: { callers: [{ namespace: '*' }] } }), 'castellan')).toBeUndefined();
+    expect(resourceAccess(cr('team-e', {}, 'Other'), 'castellan')).toBeUndefined();
   });
 
   it('make the target export and the caller import the call subjects; nothing else is exported', () => {
