@@ -11,7 +11,8 @@
  * reload, no configuration per namespace); namespaces are isolated by NATS
  * (streams, subjects, forged namespaces); a resource's `spec.access.callers`
  * opens its call subjects to the namespaces it names, live, and closing it
- * closes them; account keys survive an operator restart (the same storage).
+ * closes them; account keys survive an operator restart (the same storage);
+ * twenty namespaces connecting at once each get their own account.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -178,6 +179,32 @@ describe('namespace accounts created on demand', () => {
     // B is intact and keeps counting.
     expect((await http(clients.b!.url, '/v1/objects/counter/alice/increment')).body.value).toBe(3);
   }, 120_000);
+});
+
+describe('many namespaces at once', () => {
+  it('20 new namespaces connecting together each get their own account, JetStream and nothing of the others', async () => {
+    const core = kube.kc.makeApiClient(k8s.CoreV1Api);
+    const names = Array.from({ length: 20 }, (_, i) => `tenant-${i}`);
+    const files = await Promise.all(
+      names.map(async (ns) => {
+        await core.createNamespace({ body: { metadata: { name: ns } } });
+        await waitFor(`ServiceAccount ${ns}/app`, async () => (await core.createNamespacedServiceAccount({ namespace: ns, body: { metadata: { name: 'app' } } }), true), { timeoutMs: 30_000, intervalMs: 500 });
+        return saToken(ns, 'app');
+      }),
+    );
+    const conns = await Promise.all(names.map((ns, i) => rawClient(files[i]!, ns)));
+    await Promise.all(
+      conns.map(async (nc, i) => {
+        const jsm = await jetstreamManager(nc, { timeout: 20_000 });
+        await jsm.streams.add({ name: `CASTELLAN_T_${names[i]}`, subjects: [`castellan.obj.${names[i]}.t.>`] });
+      }),
+    );
+    for (const [i, nc] of conns.entries()) {
+      const seen: string[] = [];
+      for await (const n of (await jetstreamManager(nc, { timeout: 20_000 })).streams.names()) seen.push(n);
+      expect(seen).toEqual([`CASTELLAN_T_${names[i]}`]);
+    }
+  }, 180_000);
 });
 
 describe('cross-namespace calls follow spec.access.callers', () => {
