@@ -2,19 +2,55 @@
  * Small network helpers: free loopback ports and waiting for an HTTP endpoint.
  * Everything here talks to 127.0.0.1 only.
  */
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-export function freePort(): Promise<number> {
+/** Listens on `port` (0: any) of 127.0.0.1 and closes again; the port, or undefined if it is taken. */
+function probePort(port: number): Promise<number | undefined> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' || err.code === 'EACCES' ? resolve(undefined) : reject(err)));
+    srv.listen(port, '127.0.0.1', () => {
       const addr = srv.address();
       srv.close(() => (typeof addr === 'object' && addr !== null ? resolve(addr.port) : reject(new Error('no port'))));
     });
   });
+}
+
+/** The kernel's range for the local ports of outgoing connections (Linux; the usual default elsewhere). */
+function ephemeralRange(): [number, number] {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(lo) && Number.isInteger(hi)) return [lo as number, hi as number];
+  } catch {
+    // not Linux: the default below
+  }
+  return [32768, 60999];
+}
+
+/**
+ * A port nothing listens on, for a server started a moment later. Chosen
+ * below the kernel's ephemeral range: a port from that range can be taken
+ * meanwhile as the local port of any outgoing connection on the machine (a
+ * sidecar's NATS connection, say), and then stays taken for that
+ * connection's life — a server restarted on it fails with EADDRINUSE until
+ * then. Falls back to a kernel-chosen port when no range is left below.
+ */
+export async function freePort(): Promise<number> {
+  const [ephemeralLow] = ephemeralRange();
+  const min = 10_000;
+  // kwokctl takes the ports just below the range for its clusters (32762–32767 by default).
+  const max = ephemeralLow - 101;
+  if (max - min >= 1_000) {
+    for (let i = 0; i < 100; i++) {
+      const port = await probePort(min + Math.floor(Math.random() * (max - min + 1)));
+      if (port !== undefined) return port;
+    }
+  }
+  const any = await probePort(0);
+  if (any === undefined) throw new Error('no free port');
+  return any;
 }
 
 /** `n` distinct free ports. */
