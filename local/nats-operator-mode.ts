@@ -11,8 +11,10 @@
  * - SYS, the system account, and a user of it that pushes account JWTs;
  * - AUTH, the callout account: its JWT delegates authentication to the
  *   callout (`authorization.auth_users` = the callout's own user,
- *   `allowed_accounts: ["*"]`); its key is the callout's issuer, and the
- *   signing key every namespace account lists;
+ *   `allowed_accounts: ["*"]`, and an `xkey`: the servers encrypt each
+ *   request, which carries a ServiceAccount token, for the callout's curve
+ *   key, and the callout seals its answer); its key is the callout's issuer,
+ *   and the signing key every namespace account lists;
  * - the default sentinel: a bearer user of AUTH with no permissions, which
  *   the server uses for every client that brings no JWT, so the clients
  *   (sidecars, operator) send only their namespace and ServiceAccount token,
@@ -23,7 +25,7 @@
  */
 import { join } from 'node:path';
 import { encodeAccount, encodeOperator, encodeUser, fmtCreds } from '@nats-io/jwt';
-import { createAccount, createOperator, createUser } from '@nats-io/nkeys';
+import { createAccount, createCurve, createOperator, createUser } from '@nats-io/nkeys';
 import type { NatsNode } from './nats-cluster.ts';
 
 export interface NatsOperatorMode {
@@ -41,6 +43,8 @@ export interface NatsOperatorMode {
   operatorSigningSeed: string;
   /** The bearer sentinel user JWT (also the server's `default_sentinel`). */
   sentinelJwt: string;
+  /** Seed of the callout's curve key: the servers encrypt callout requests for it (AUTH's `authorization.xkey`). */
+  xkeySeed: string;
 }
 
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
@@ -53,12 +57,13 @@ export async function natsOperatorMode(opts: { calloutTimeoutSeconds?: number } 
   const sysUser = createUser();
   const calloutUser = createUser();
   const sentinel = createUser();
+  const xkey = createCurve();
 
   const operatorJwt = await encodeOperator('castellan', operator, { signing_keys: [signer.getPublicKey()], system_account: sys.getPublicKey() });
   // An account JWT without limits allows nothing (0 connections): no limits but the server's.
   const limits = { subs: -1, conn: -1, leaf: -1, imports: -1, exports: -1, data: -1, payload: -1, wildcards: true };
   const sysJwt = await encodeAccount('SYS', sys.getPublicKey(), { limits }, { signer });
-  const authJwt = await encodeAccount('AUTH', auth.getPublicKey(), { limits, authorization: { auth_users: [calloutUser.getPublicKey()], allowed_accounts: ['*'], xkey: '' } }, { signer });
+  const authJwt = await encodeAccount('AUTH', auth.getPublicKey(), { limits, authorization: { auth_users: [calloutUser.getPublicKey()], allowed_accounts: ['*'], xkey: xkey.getPublicKey() } }, { signer });
   const sysUserJwt = await encodeUser('castellan-accounts', sysUser, sys, { pub: { allow: ['$SYS.REQ.CLAIMS.UPDATE', '$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP'], deny: [] }, sub: { allow: ['_INBOX.>'], deny: [] } });
   const calloutJwt = await encodeUser('castellan-callout', calloutUser, auth);
   const sentinelJwt = await encodeUser('castellan-sentinel', sentinel, auth, { bearer_token: true, pub: { allow: [], deny: ['>'] }, sub: { allow: [], deny: ['>'] } });
@@ -81,5 +86,6 @@ export async function natsOperatorMode(opts: { calloutTimeoutSeconds?: number } 
     issuerSeed: text(auth.getSeed()),
     operatorSigningSeed: text(signer.getSeed()),
     sentinelJwt,
+    xkeySeed: text(xkey.getSeed()),
   };
 }

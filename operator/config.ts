@@ -104,6 +104,8 @@ export const operatorConfigSchema = z
         systemCreds: z.string().min(1).optional(),
         /** Operator mode: file with the secret namespace account keys are derived from (default: the issuer seed). */
         accountKeySecret: z.string().min(1).optional(),
+        /** File with the callout's curve key seed (`SX…`) when the server encrypts callout requests (xkey). */
+        xkeySeed: z.string().min(1).optional(),
       })
       .strict()
       .prefault({})
@@ -217,6 +219,7 @@ export const operatorEnv: EnvMap = {
   CASTELLAN_AUTH_CALLOUT_OPERATOR_SIGNING_SEED: 'authCallout.operatorSigningSeed',
   CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS: 'authCallout.systemCreds',
   CASTELLAN_AUTH_CALLOUT_ACCOUNT_KEY_SECRET: 'authCallout.accountKeySecret',
+  CASTELLAN_AUTH_CALLOUT_XKEY_SEED: 'authCallout.xkeySeed',
   CASTELLAN_WEBHOOK_ENABLED: 'webhook.enabled',
   CASTELLAN_WEBHOOK_HOST: 'webhook.host',
   CASTELLAN_WEBHOOK_PORT: 'webhook.port',

@@ -20,6 +20,7 @@ callout's user, a system user that pushes account JWTs, and the default sentinel
   DIR/callout.creds           the callout's NATS user (CASTELLAN_AUTH_CALLOUT_NATS_CREDS)
   DIR/operator-signing.seed   signs namespace accounts (CASTELLAN_AUTH_CALLOUT_OPERATOR_SIGNING_SEED)
   DIR/system.creds            pushes account JWTs (CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS)
+  DIR/xkey.seed               opens the servers' encrypted requests (CASTELLAN_AUTH_CALLOUT_XKEY_SEED)
 
 Options:
   --dir DIR             where to write (must be empty or absent)
@@ -30,7 +31,7 @@ Options:
 Keep the seeds secret. Then:
   kubectl -n castellan-system create secret generic castellan-auth-callout \\
     --from-file=DIR/issuer.seed --from-file=DIR/callout.creds \\
-    --from-file=DIR/operator-signing.seed --from-file=DIR/system.creds
+    --from-file=DIR/operator-signing.seed --from-file=DIR/system.creds --from-file=DIR/xkey.seed
   helm install castellan charts/castellan --set security.authCallout.enabled=true \\
     --set security.authCallout.operatorMode=true --set security.authCallout.secretName=castellan-auth-callout \\
     --set security.natsAuth.method=serviceAccountToken`;
@@ -51,6 +52,7 @@ export async function run(argv: string[]): Promise<number | void> {
     ['callout.creds', mode.calloutCreds],
     ['operator-signing.seed', `${mode.operatorSigningSeed}\n`],
     ['system.creds', mode.systemCreds],
+    ['xkey.seed', `${mode.xkeySeed}\n`],
   ];
   for (const [name, content] of files) writeFileSync(join(dir, name), content, { mode: 0o600 });
   process.stdout.write(`wrote ${files.map(([n]) => n).join(', ')} to ${resolve(dir)}\n`);

@@ -45,7 +45,7 @@ export interface AccountRegistryOptions {
   /** Account name = accountPrefix + namespace. */
   accountPrefix: string;
   log: Logger;
-  /** Answer wait for one push (default 10 s). */
+  /** Answer wait for one push (default 20 s; the servers wait 60 s for the callout). */
   timeoutMs?: number;
   /** Push nothing before the first `update` (the cross-namespace grants are known). */
   grantsFirst?: boolean;
@@ -141,7 +141,7 @@ export class AccountRegistry {
     if (entry.pushed === content && now - entry.pushedAt < (this.opts.refreshMs ?? 60_000)) return;
     const name = this.opts.accountPrefix + ns;
     const jwt = await encodeAccount(name, this.accountOf(ns), claims, { signer: this.opts.operatorSigner });
-    const m = await this.opts.sys.request(claimsUpdateSubject, new TextEncoder().encode(jwt), { timeout: this.opts.timeoutMs ?? 10_000 });
+    const m = await this.opts.sys.request(claimsUpdateSubject, new TextEncoder().encode(jwt), { timeout: this.opts.timeoutMs ?? 20_000 });
     const answer = JSON.parse(m.string()) as { error?: { code?: number; description?: string }; data?: { code?: number; message?: string } };
     if (answer.error !== undefined) throw new Error(`NATS refused account ${name}: ${answer.error.description ?? JSON.stringify(answer.error)}`);
     const changed = entry.pushed !== content;

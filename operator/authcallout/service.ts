@@ -19,6 +19,7 @@
  * account (`issuer_account`), which is how the server places it there.
  */
 import { decode, encodeAuthorizationResponse, encodeUser, fromSeed, type AuthorizationRequest, type KeyPair } from '@nats-io/jwt';
+import { fromCurveSeed } from '@nats-io/nkeys';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { describeError, type Logger } from '../../common/logger.ts';
 import type { AccountRegistry } from './account-registry.ts';
@@ -26,6 +27,8 @@ import { decide, type CalloutPolicy, type Grant } from './decision.ts';
 import type { TokenReviewer } from './token-review.ts';
 
 export const authRequestSubject = '$SYS.REQ.USER.AUTH';
+/** Header of an encrypted request: the server's curve public key (nats-server AuthRequestXKeyHeader). */
+export const xkeyHeader = 'Nats-Server-Xkey';
 
 export interface AuthCalloutOptions {
   /** A connection as one of the server's `auth_users`, in the callout account. */
@@ -36,6 +39,11 @@ export interface AuthCalloutOptions {
   policy: CalloutPolicy;
   /** NATS operator mode: the namespace accounts (absent: accounts are in the server configuration). */
   accounts?: AccountRegistry;
+  /**
+   * The callout's curve key seed (`SX…`) when the server encrypts requests to it (`auth_callout.xkey`, or
+   * `authorization.xkey` of the callout account): requests are opened and responses sealed with it.
+   */
+  xkeySeed?: string;
   log: Logger;
   now?: () => number;
 }
@@ -48,6 +56,7 @@ export interface AuthCallout {
 
 export function startAuthCallout(opts: AuthCalloutOptions): AuthCallout {
   const issuer: KeyPair = fromSeed(new TextEncoder().encode(opts.issuerSeed.trim()));
+  const xkey = opts.xkeySeed === undefined ? undefined : fromCurveSeed(new TextEncoder().encode(opts.xkeySeed.trim()));
   const now = opts.now ?? Date.now;
   let granted = 0;
   let refused = 0;
@@ -63,11 +72,20 @@ export function startAuthCallout(opts: AuthCalloutOptions): AuthCallout {
   });
 
   async function answer(msg: Msg): Promise<void> {
+    // An encrypted request names the server's curve key; the answer is sealed for it.
+    const serverXkey = msg.headers?.get(xkeyHeader) ?? '';
     let req: AuthorizationRequest;
     try {
-      req = decode<AuthorizationRequest>(msg.string()).nats as AuthorizationRequest;
+      let text = msg.string();
+      if (serverXkey !== '') {
+        if (xkey === undefined) throw new Error(`the request is encrypted (${xkeyHeader}) but the callout has no xkey seed (CASTELLAN_AUTH_CALLOUT_XKEY_SEED)`);
+        const opened = xkey.open(msg.data, serverXkey);
+        if (opened === null) throw new Error('the encrypted request does not open with the callout\'s xkey (is the server configured with its public key?)');
+        text = new TextDecoder().decode(opened);
+      }
+      req = decode<AuthorizationRequest>(text).nats as AuthorizationRequest;
     } catch (err) {
-      opts.log.warn('auth callout request is not a JWT (is the callout configured with an xkey? not supported)', { error: describeError(err) });
+      opts.log.error('auth callout request cannot be read', { error: describeError(err) });
       return;
     }
     const userNkey = req.user_nkey;
@@ -101,7 +119,8 @@ export function startAuthCallout(opts: AuthCalloutOptions): AuthCallout {
         opts.log.info('NATS connection refused', { ...client, reason: decision.reason });
       }
     }
-    msg.respond(await encodeAuthorizationResponse(userNkey, server, issuer, data, {}));
+    const response = await encodeAuthorizationResponse(userNkey, server, issuer, data, {});
+    msg.respond(serverXkey === '' || xkey === undefined ? response : xkey.seal(new TextEncoder().encode(response), serverXkey));
   }
 
   async function grant(decision: Grant, userNkey: string): Promise<{ jwt: string } | { error: string }> {

@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type * as k8s from '@kubernetes/client-node';
-import { fromSeed } from '@nats-io/nkeys';
+import { fromCurveSeed, fromSeed } from '@nats-io/nkeys';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from '../../common/logger.ts';
 import { connectChecked, NatsStartupError, natsSecurityOptions, type NatsAuth } from '../../common/nats-security.ts';
@@ -27,13 +27,16 @@ function readKey(file: string | undefined, variable: string): string {
   }
 }
 
-function seedKey(seed: string, variable: string, prefix: string) {
+const keyKinds = { O: 'operator (SO…)', A: 'account (SA…)', X: 'curve (SX…)' } as const;
+
+function seedKey(seed: string, variable: string, prefix: keyof typeof keyKinds) {
   try {
-    const kp = fromSeed(new TextEncoder().encode(seed));
-    if (!kp.getPublicKey().startsWith(prefix)) throw new Error(`not an ${prefix === 'O' ? 'operator' : 'account'} key`);
+    const bytes = new TextEncoder().encode(seed);
+    const kp = prefix === 'X' ? fromCurveSeed(bytes) : fromSeed(bytes);
+    if (!kp.getPublicKey().startsWith(prefix)) throw new Error(`not a ${keyKinds[prefix]} key`);
     return kp;
   } catch (err) {
-    throw new NatsStartupError(`${variable} does not hold a valid ${prefix === 'O' ? 'operator (SO…)' : 'account (SA…)'} seed: ${(err as Error).message}`);
+    throw new NatsStartupError(`${variable} does not hold a valid ${keyKinds[prefix]} seed: ${(err as Error).message}`);
   }
 }
 
@@ -41,6 +44,8 @@ export async function startAuthCalloutFromConfig(config: OperatorConfig, kc: k8s
   const a = config.authCallout;
   const seed = readKey(a.issuerSeed, 'CASTELLAN_AUTH_CALLOUT_ISSUER_SEED');
   const issuer = seedKey(seed, 'CASTELLAN_AUTH_CALLOUT_ISSUER_SEED', 'A');
+  const xkeySeed = a.xkeySeed === undefined ? undefined : readKey(a.xkeySeed, 'CASTELLAN_AUTH_CALLOUT_XKEY_SEED');
+  if (xkeySeed !== undefined) seedKey(xkeySeed, 'CASTELLAN_AUTH_CALLOUT_XKEY_SEED', 'X');
   const connectAs = (auth: NatsAuth, name: string): Promise<NatsConnection> =>
     connectChecked(
       {
@@ -75,9 +80,10 @@ export async function startAuthCalloutFromConfig(config: OperatorConfig, kc: k8s
       review: kubeTokenReviewer(kc, a.audience),
       policy: { audience: a.audience, admins: a.admins, accountPrefix: a.accountPrefix, maxTtlMs: a.maxTtl },
       ...(accounts === undefined ? {} : { accounts }),
+      ...(xkeySeed === undefined ? {} : { xkeySeed }),
       log,
     });
-    log.info('NATS auth callout serving', { servers: config.nats.urls.join(','), audience: a.audience, admins: a.admins, operatorMode: accounts !== undefined });
+    log.info('NATS auth callout serving', { servers: config.nats.urls.join(','), audience: a.audience, admins: a.admins, operatorMode: accounts !== undefined, encrypted: xkeySeed !== undefined });
     return {
       ...service,
       async close() {

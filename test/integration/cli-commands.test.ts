@@ -189,7 +189,7 @@ describe('castellan nats-keys', () => {
     const out = join(dir, 'keys');
     const r = await castellan(['nats-keys', '--dir', out, '--resolver-dir', join(dir, 'jwt'), '--callout-timeout', '1']);
     expect([r.code, r.stderr]).toEqual([0, '']);
-    expect(readdirSync(out).sort()).toEqual(['callout.creds', 'issuer.seed', 'nats-operator.conf', 'operator-signing.seed', 'system.creds']);
+    expect(readdirSync(out).sort()).toEqual(['callout.creds', 'issuer.seed', 'nats-operator.conf', 'operator-signing.seed', 'system.creds', 'xkey.seed']);
     expect(statSync(join(out, 'issuer.seed')).mode & 0o077).toBe(0);
     const nats = await NatsCluster.start({ servers: 1, dir: join(dir, 'nats'), security: { config: readFileSync(join(out, 'nats-operator.conf'), 'utf8') } });
     try {

@@ -12,7 +12,8 @@
  * (streams, subjects, forged namespaces); a resource's `spec.access.callers`
  * opens its call subjects to the namespaces it names, live, and closing it
  * closes them; account keys survive an operator restart (the same storage);
- * twenty namespaces connecting at once each get their own account.
+ * twenty namespaces connecting at once each get their own account; the
+ * servers encrypt callout requests (xkey), which carry the tokens.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { logger } from '../../common/logger.ts';
 import { waitFor } from '../../common/net.ts';
 import { natsSecurityOptions } from '../../common/nats-security.ts';
@@ -42,7 +43,7 @@ const tokens: Record<string, string> = {};
 const procs: SidecarProc[] = [];
 const raw: NatsConnection[] = [];
 const clients: Record<string, SidecarProc> = {};
-const keyFiles = { issuer: '', signing: '', system: '', callout: '' };
+const keyFiles = { issuer: '', signing: '', system: '', callout: '', xkey: '' };
 
 const saToken = (namespace: string, name: string, audiences?: string[]): Promise<string> => serviceAccountToken(kube, dir, namespace, name, audiences);
 
@@ -87,6 +88,7 @@ async function startOperator(identity: string): Promise<Operator> {
         admins: ['system:serviceaccount:castellan-system:castellan'],
         operatorSigningSeed: keyFiles.signing,
         systemCreds: keyFiles.system,
+        xkeySeed: keyFiles.xkey,
         nats: { auth: { creds: keyFiles.callout } },
       },
     },
@@ -114,10 +116,12 @@ beforeAll(async () => {
   keyFiles.signing = join(dir, 'operator-signing.nk');
   keyFiles.system = join(dir, 'system.creds');
   keyFiles.callout = join(dir, 'callout.creds');
+  keyFiles.xkey = join(dir, 'xkey.seed');
   writeFileSync(keyFiles.issuer, mode.issuerSeed, { mode: 0o600 });
   writeFileSync(keyFiles.signing, mode.operatorSigningSeed, { mode: 0o600 });
   writeFileSync(keyFiles.system, mode.systemCreds, { mode: 0o600 });
   writeFileSync(keyFiles.callout, mode.calloutCreds, { mode: 0o600 });
+  writeFileSync(keyFiles.xkey, mode.xkeySeed, { mode: 0o600 });
   // The servers start before any tenant namespace exists.
   nats = await NatsCluster.start({ servers: 3, dir: join(dir, 'nats'), security: { config: mode.config } });
 
@@ -179,6 +183,27 @@ describe('namespace accounts created on demand', () => {
     // B is intact and keeps counting.
     expect((await http(clients.b!.url, '/v1/objects/counter/alice/increment')).body.value).toBe(3);
   }, 120_000);
+});
+
+describe('the callout requests are encrypted (xkey)', () => {
+  it('what a server sends the callout names its curve key and shows neither the token nor a readable JWT; the connection is granted', async () => {
+    const spy = await connect({ servers: nats.urls, authenticator: credsAuthenticator(readFileSync(keyFiles.callout)), timeout: 20_000 });
+    raw.push(spy);
+    const seen: Msg[] = [];
+    spy.subscribe('$SYS.REQ.USER.AUTH', {
+      callback: (_e, m) => {
+        seen.push(m);
+      },
+    });
+    await spy.flush();
+    const token = readFileSync(tokens['team-a/web']!, 'utf8');
+    await rawClient(tokens['team-a/web']!, 'team-a');
+    const m = await waitFor('the spy to see a callout request', async () => seen[0], { timeoutMs: 20_000, intervalMs: 100 });
+    expect(m.headers?.get('Nats-Server-Xkey')).toMatch(/^X[A-Z2-7]{55}$/);
+    const body = Buffer.from(m.data).toString('latin1');
+    expect(body.startsWith('eyJ')).toBe(false);
+    expect(body.includes(token)).toBe(false);
+  }, 60_000);
 });
 
 describe('many namespaces at once', () => {

@@ -89,9 +89,10 @@ describe('chart security block', () => {
       CASTELLAN_AUTH_CALLOUT_NATS_CREDS: '/etc/castellan/auth-callout/callout.creds',
       CASTELLAN_AUTH_CALLOUT_OPERATOR_SIGNING_SEED: '/etc/castellan/auth-callout/operator-signing.seed',
       CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS: '/etc/castellan/auth-callout/system.creds',
+      CASTELLAN_AUTH_CALLOUT_XKEY_SEED: '/etc/castellan/auth-callout/xkey.seed',
     });
     expect(env).not.toHaveProperty('CASTELLAN_AUTH_CALLOUT_NATS_PASSWORD');
-    expect(volumes.find((v) => v.name === 'auth-callout')?.secret?.items?.map((i) => i.key)).toEqual(['issuer.seed', 'callout.creds', 'operator-signing.seed', 'system.creds']);
+    expect(volumes.find((v) => v.name === 'auth-callout')?.secret?.items?.map((i) => i.key)).toEqual(['issuer.seed', 'callout.creds', 'operator-signing.seed', 'system.creds', 'xkey.seed']);
   });
 
   it('fails clearly when a Secret name is missing, and renders the NetworkPolicy', async () => {

@@ -49,6 +49,8 @@
   value: /etc/castellan/auth-callout/operator-signing.seed
 - name: CASTELLAN_AUTH_CALLOUT_SYSTEM_CREDS
   value: /etc/castellan/auth-callout/system.creds
+- name: CASTELLAN_AUTH_CALLOUT_XKEY_SEED
+  value: /etc/castellan/auth-callout/xkey.seed
 {{- else }}
 - name: CASTELLAN_AUTH_CALLOUT_NATS_USER
   value: {{ $s.authCallout.user | quote }}
@@ -127,6 +129,7 @@
       - {key: callout.creds, path: callout.creds}
       - {key: operator-signing.seed, path: operator-signing.seed}
       - {key: system.creds, path: system.creds}
+      - {key: xkey.seed, path: xkey.seed}
 {{- end }}
 {{- end }}
 {{- end }}
