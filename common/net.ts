@@ -30,12 +30,23 @@ function ephemeralRange(): [number, number] {
 }
 
 /**
+ * Ports this process has handed out. A port is free when probed but is bound
+ * only later by whoever asked for it (often after seconds: a sidecar's port is
+ * chosen before its app starts); without this, a second caller in between
+ * could be handed the same port and one of the two servers would fail with
+ * EADDRINUSE for as long as the other lives (CI: a bench sidecar and another
+ * host's app drew the same port).
+ */
+const handedOut = new Set<number>();
+
+/**
  * A port nothing listens on, for a server started a moment later. Chosen
  * below the kernel's ephemeral range: a port from that range can be taken
  * meanwhile as the local port of any outgoing connection on the machine (a
  * sidecar's NATS connection, say), and then stays taken for that
  * connection's life — a server restarted on it fails with EADDRINUSE until
- * then. Falls back to a kernel-chosen port when no range is left below.
+ * then. Never the same port twice in one process. Falls back to a
+ * kernel-chosen port when no range is left below.
  */
 export async function freePort(): Promise<number> {
   const [ephemeralLow] = ephemeralRange();
@@ -44,13 +55,24 @@ export async function freePort(): Promise<number> {
   const max = ephemeralLow - 101;
   if (max - min >= 1_000) {
     for (let i = 0; i < 100; i++) {
-      const port = await probePort(min + Math.floor(Math.random() * (max - min + 1)));
+      const candidate = min + Math.floor(Math.random() * (max - min + 1));
+      if (handedOut.has(candidate)) continue;
+      // Reserved before the probe: concurrent callers never probe the same port.
+      handedOut.add(candidate);
+      const port = await probePort(candidate);
       if (port !== undefined) return port;
+      handedOut.delete(candidate);
     }
   }
-  const any = await probePort(0);
-  if (any === undefined) throw new Error('no free port');
-  return any;
+  for (let i = 0; i < 100; i++) {
+    const any = await probePort(0);
+    if (any === undefined) break;
+    if (!handedOut.has(any)) {
+      handedOut.add(any);
+      return any;
+    }
+  }
+  throw new Error('no free port');
 }
 
 /** `n` distinct free ports. */
