@@ -18,6 +18,7 @@ import { createMetricsRegistry } from './metrics.ts';
 import { connectNats, type NatsLink } from './nats-connection.ts';
 import { startObjects, type Objects } from './objects/mod.ts';
 import { isObjectCall } from './objects/routes.ts';
+import { isStorageCall } from './storage/routes.ts';
 import { startQueues, type Queues } from './queues/mod.ts';
 import { sqsRoutes } from './sqs/mod.ts';
 
@@ -113,21 +114,22 @@ export async function startSidecar(config: SidecarConfig, log: Logger = logger('
     app.disable('x-powered-by');
     app.set('etag', false);
     app.use(healthRouter(readiness, registry));
-    // Object calls and queue calls may name another namespace (their doors); listing and storage may not.
-    app.use(['/v1/classes', '/v1/storage'], namespaceGuard(config.namespace));
+    // Object calls and queue calls may name another namespace (their doors); listing may not (storage: its handler).
+    app.use('/v1/classes', namespaceGuard(config.namespace));
     app.use(queues.routes);
-    app.use(objects.storageRoutes);
     app.use(objects.listingRoutes);
     app.use(sqsRoutes({ client: queues.client, nc: nats.nc, prefix: config.nats.prefix, namespace: config.namespace, log: log.child({ component: 'sidecar.sqs' }) }));
     app.use(notFoundHandler);
     app.use(errorHandler(log));
 
-    // Object calls, the hot path, go straight to their handler; everything else through express.
+    // Object calls and storage, the hot paths, go straight to their handlers; everything else through express.
     const objectCall = objects.handler;
+    const storageCall = objects.storageHandler;
     const fail = errorResponder(log);
     server = await listen(
       (req, res) => {
         if (isObjectCall(req.url)) objectCall(req, res).catch((err: unknown) => fail(req, res, err));
+        else if (isStorageCall(req.url)) storageCall(req, res).catch((err: unknown) => fail(req, res, err));
         else app(req, res);
       },
       config.http.host,

@@ -15,7 +15,7 @@ import { DEFAULT_ALARM_RETRY } from '../alarms/backoff.ts';
 import { AlarmDispatcher } from '../alarms/dispatcher.ts';
 import { Journal } from '../storage/journal.ts';
 import { createStorageMetrics } from '../storage/metrics.ts';
-import { storageRoutes } from '../storage/routes.ts';
+import { storageHandler, type StorageHandler } from '../storage/routes.ts';
 import { Storage } from '../storage/storage.ts';
 import { AppProxy } from './app-proxy.ts';
 import { ObjectHost } from './host.ts';
@@ -61,8 +61,8 @@ export interface ObjectsConfig {
 export interface Objects {
   /** Object calls (SPEC §2.1), on node's request and response (the sidecar's hot path, outside express). */
   handler: ObjectHandler;
-  /** Object storage and alarms API (SPEC §2.2). */
-  storageRoutes: ExpressRouter;
+  /** Object storage and alarms API (SPEC §2.2), served without express (like `handler`). */
+  storageHandler: StorageHandler;
   /** Listing and inspection API (SPEC §2.6, sidecar/listing). */
   listingRoutes: ExpressRouter;
   /** Readiness checks to add (name → check). */
@@ -143,7 +143,7 @@ export async function startObjects(nc: NatsConnection, registry: Registry, cfg: 
         log.child({ component: 'objects.remote' }),
       ),
     }),
-    storageRoutes: storageRoutes(storage),
+    storageHandler: storageHandler(storage, cfg.namespace),
     listingRoutes: listing.routes,
     readiness,
     async stop() {

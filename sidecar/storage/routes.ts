@@ -8,9 +8,15 @@
  *   GET|PUT|DELETE /v1/storage/{class}/{id}/alarm
  * Paths are parsed from the raw URL: the id and key are percent-decoded once;
  * a key may also contain raw `/` (everything after `/keys/` is the key).
+ *
+ * Storage is the hot path of a turn (every read and write of the app), so
+ * like object calls it is served on node's request and response directly,
+ * without express (sidecar.ts routes it here; a thrown error becomes the
+ * SPEC's error JSON there).
  */
-import { Router as ExpressRouter, type Request, type Response } from 'express';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { z } from 'zod';
+import { foreignNamespaceRefusal } from '../../common/access.ts';
 import { CastellanError, Errors, fromZod } from '../../common/errors.ts';
 import { readBody } from '../objects/routes.ts';
 import { parseIdSegment } from '../objects/subjects.ts';
@@ -115,7 +121,7 @@ function parseVersion(h: string | string[] | undefined, name: string): number | 
   return Number(m[1]);
 }
 
-async function readJson(req: Request, limit: number): Promise<unknown> {
+async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const body = await readBody(req, limit);
   if (body.length === 0) throw Errors.badRequest('Request body must be JSON.', 'INVALID_JSON');
   try {
@@ -129,11 +135,32 @@ function methodNotAllowed(method: string, allowed: string): CastellanError {
   return Errors.methodNotAllowed(`${method} is not allowed here; use ${allowed}.`);
 }
 
-export function storageRoutes(storage: Storage): ExpressRouter {
-  const r = ExpressRouter();
-  r.all(/^\/v1\/storage(?:\/.*)?$/, async (req: Request, res: Response) => {
-    const t = parseStorageUrl(req.originalUrl);
-    const m = req.method;
+/** Whether a raw request URL is for the storage API (`/v1/storage…`), which the sidecar serves without express. */
+export function isStorageCall(url: string | undefined): boolean {
+  return url !== undefined && (url === PREFIX || url.startsWith(`${PREFIX}/`) || url.startsWith(`${PREFIX}?`));
+}
+
+/** A 200 with a JSON body, in one write. */
+function sendJson(res: ServerResponse, body: unknown, headers: OutgoingHttpHeaders = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(200, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export type StorageHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
+
+/**
+ * The storage API on node's request and response. `namespace`: the sidecar's
+ * own; a request naming another in `castellan-namespace` is refused (storage
+ * never crosses namespaces, docs/security.md).
+ */
+export function storageHandler(storage: Storage, namespace: string): StorageHandler {
+  return async (req, res) => {
+    const url = req.url ?? '';
+    const refusal = foreignNamespaceRefusal(req.headers['castellan-namespace'], namespace, url);
+    if (refusal !== undefined) throw refusal;
+    const t = parseStorageUrl(url);
+    const m = req.method ?? 'GET';
     const ref: ObjectRef = { cls: t.cls, id: t.id };
     const turn = req.headers['castellan-turn'];
     const activation = req.headers['castellan-activation'];
@@ -153,7 +180,8 @@ export function storageRoutes(storage: Storage): ExpressRouter {
           return count('get', (async () => {
             const e = await storage.get(ref, t.key);
             if (e === undefined) throw Errors.notFound(`Key "${t.key.slice(0, 200)}" does not exist.`, 'KEY_NOT_FOUND');
-            res.status(200).set('content-type', 'application/octet-stream').set('castellan-version', String(e.version));
+            const headers = { 'content-type': 'application/octet-stream', 'castellan-version': String(e.version), 'content-length': e.value.length };
+            res.writeHead(200, headers);
             res.end(m === 'HEAD' ? undefined : Buffer.from(e.value.buffer, e.value.byteOffset, e.value.length));
           })());
         }
@@ -164,12 +192,12 @@ export function storageRoutes(storage: Storage): ExpressRouter {
             if (inm !== undefined && inm.trim() !== '*') throw Errors.badRequest('Header if-none-match supports only "*".', 'INVALID_HEADER');
             const value = await readBody(req, MAX_VALUE_BYTES);
             const version = await storage.put(ref, t.key, value, { ...(ifMatch === undefined ? {} : { ifMatch }), ifNoneMatch: inm !== undefined });
-            res.status(200).set('castellan-version', String(version)).json({ version });
+            sendJson(res, { version }, { 'castellan-version': String(version) });
           })());
         }
         if (m === 'DELETE') {
           return count('delete', (async () => {
-            res.status(200).json({ deleted: await storage.delete(ref, t.key) });
+            sendJson(res, { deleted: await storage.delete(ref, t.key) });
           })());
         }
         throw methodNotAllowed(m, 'GET, PUT or DELETE');
@@ -179,7 +207,7 @@ export function storageRoutes(storage: Storage): ExpressRouter {
         return count('list', (async () => {
           const range = parseListQuery(t.query);
           const { entries, truncated } = await storage.list(ref, range);
-          res.status(200).json({
+          sendJson(res, {
             entries: entries.map(({ key, entry }) => ({ key, value: Buffer.from(entry.value).toString('base64'), version: entry.version })),
             truncated,
           });
@@ -190,14 +218,14 @@ export function storageRoutes(storage: Storage): ExpressRouter {
         return count('transaction', (async () => {
           const write = parseTransaction(await readJson(req, MAX_TX_BODY));
           const versions = await storage.transaction(ref, write);
-          res.status(200).json({ committed: true, versions });
+          sendJson(res, { committed: true, versions });
         })());
       }
       case 'object': {
         if (m !== 'DELETE') throw methodNotAllowed(m, 'DELETE');
         return count('delete_all', (async () => {
           const r = await storage.deleteAll(ref);
-          res.status(200).json({ deleted: r.deleted });
+          sendJson(res, { deleted: r.deleted });
         })());
       }
       case 'alarm': {
@@ -205,24 +233,23 @@ export function storageRoutes(storage: Storage): ExpressRouter {
           return count('alarm_get', (async () => {
             const a = await storage.getAlarm(ref);
             if (a === undefined) throw Errors.notFound(`Object ${t.cls}/${t.id} has no alarm set.`, 'ALARM_NOT_FOUND');
-            res.status(200).json({ at: a.at });
+            sendJson(res, { at: a.at });
           })());
         }
         if (m === 'PUT') {
           return count('alarm_set', (async () => {
             const a = parseAlarm(await readJson(req, 64 * 1024));
             await storage.setAlarm(ref, a);
-            res.status(200).json({ at: a.at });
+            sendJson(res, { at: a.at });
           })());
         }
         if (m === 'DELETE') {
           return count('alarm_delete', (async () => {
-            res.status(200).json({ deleted: await storage.deleteAlarm(ref) });
+            sendJson(res, { deleted: await storage.deleteAlarm(ref) });
           })());
         }
         throw methodNotAllowed(m, 'GET, PUT or DELETE');
       }
     }
-  });
-  return r;
+  };
 }
