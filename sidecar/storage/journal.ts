@@ -10,12 +10,14 @@
  *   that replaces the value and expires after TOMBSTONE_TTL (Nats-TTL).
  *
  * Commit = one NATS 2.12 atomic batch (ADR-50: Nats-Batch-Id / -Sequence /
- * -Commit), or a plain publish for a single message. Every message carries the fence
+ * -Commit), or a plain publish for a single message. The first message
+ * without a key check carries the fence
  * `Nats-Expected-Last-Subject-Sequence: <token>` with
  * `Nats-Expected-Last-Subject-Sequence-Subject: <owner subject>`: the server
  * applies the whole batch only if the object's owner record is still the one
  * this activation claimed (its sequence is the fencing token). A stale owner's
- * batch is rejected whole ("wrong last sequence"). Acks come after the
+ * batch is rejected whole ("wrong last sequence"); one fenced message is
+ * enough because a batch lands whole or not at all. Acks come after the
  * replicated, synced store (the stream's replicas, sync_interval always).
  */
 import { createHash, randomUUID } from 'node:crypto';
@@ -178,6 +180,9 @@ export class Journal {
     const bytes = msgs.reduce((n, m) => n + m.data.length, 0);
     const timeout = this.timeoutMs + Math.ceil(bytes / (4 * 1024 * 1024)) * 1_000;
     let reply;
+    // The batch is all-or-nothing, so one fenced message fences all of it: the
+    // server then checks the owner record once per batch, not once per message.
+    let fenced = false;
     try {
       for (let i = 0; i < msgs.length; i++) {
         const m = msgs[i]!;
@@ -190,8 +195,11 @@ export class Journal {
           h.set('Nats-Batch-Sequence', String(i + 1));
         }
         if (m.expect === undefined) {
-          h.set('Nats-Expected-Last-Subject-Sequence', String(token));
-          h.set('Nats-Expected-Last-Subject-Sequence-Subject', owner);
+          if (!fenced) {
+            h.set('Nats-Expected-Last-Subject-Sequence', String(token));
+            h.set('Nats-Expected-Last-Subject-Sequence-Subject', owner);
+            fenced = true;
+          }
         } else {
           h.set('Nats-Expected-Last-Subject-Sequence', String(m.expect.seq));
           if (m.expect.subject !== undefined) h.set('Nats-Expected-Last-Subject-Sequence-Subject', m.expect.subject);
