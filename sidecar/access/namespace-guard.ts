@@ -1,5 +1,5 @@
 /**
- * The one place the HTTP API looks at `castellan-namespace` outside object
+ * The express guard for `castellan-namespace` outside object
  * and queue calls (docs/security.md §3): those may name another namespace
  * (sidecar/access/remote-call.ts, remote-queues.ts); listing, inspecting and
  * deleting objects (SPEC §2.6) and object storage are served only in the
