@@ -55,7 +55,7 @@ import type { ObjectMetrics } from './metrics.ts';
 import { CONFLICT, type ObjectStore } from './ownership-store.ts';
 import { doorQueue, encodeId } from './subjects.ts';
 import { TurnQueue, type Concurrency } from './turn-queue.ts';
-import { decodeEnvelope, encodeEnvelope, type ReplyMeta, type RequestMeta } from './wire.ts';
+import { decodeEnvelope, EARLIER_SESSION, encodeEnvelope, type ReplyMeta, type RequestMeta } from './wire.ts';
 
 export interface HostOptions {
   cls: string;
@@ -470,6 +470,9 @@ export class ObjectHost {
     }
     // The receipt (call-channel.ts): sent before anything of the request can run; its flush is queued ahead of the turn.
     if (meta.ack === true && msg.reply !== undefined && msg.reply !== '') msg.respond();
+    // Addressed to an earlier session of this host (it was fenced or restarted since): the caller may have sent
+    // it elsewhere already when it saw that session end without a receipt (router.ts), so it never runs here.
+    if (meta.session !== undefined && meta.session !== this.heartbeat.sessionId) return retry(EARLIER_SESSION);
     try {
       return await this.handle(meta, body);
     } catch (err) {

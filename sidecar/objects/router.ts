@@ -36,7 +36,7 @@ import type { ObjectStore } from './ownership-store.ts';
 import { lostInFlight } from './lease.ts';
 import { rendezvous } from './placement.ts';
 import { encodeId, isValidClassName } from './subjects.ts';
-import { decodeEnvelope, encodeEnvelope, type HeaderList, type ReplyMeta, type RequestMeta } from './wire.ts';
+import { decodeEnvelope, EARLIER_SESSION, encodeEnvelope, type HeaderList, type ReplyMeta, type RequestMeta } from './wire.ts';
 import { nextBackoff, OwnerCache } from './owner-cache.ts';
 import { isNoResponders } from '../nats-errors.ts';
 import { CallChannel, CallTimeout, NotDelivered, type Call } from './call-channel.ts';
@@ -195,6 +195,8 @@ export class Router {
         timeoutMs: Math.max(1, Math.floor(remaining)),
         ack: true,
       };
+      const session = view.host(target)?.record.sessionId;
+      if (session !== undefined) meta.session = session;
       const local = this.local !== undefined && this.local.cls === inv.cls && this.local.pod === target ? this.local : undefined;
       this.metrics.forwards.inc({ class: inv.cls, kind: local === undefined ? kind : 'local' });
       let reply: ReplyMeta;
@@ -206,7 +208,7 @@ export class Router {
           body = r.body ?? new Uint8Array(0);
         } else {
           const call = this.channel.request(names.rpc(target, this.opts.caller), encodeEnvelope(meta, inv.body), remaining);
-          ({ meta: reply, body } = decodeEnvelope<ReplyMeta>(await this.unlessHostDies(call, view, target)));
+          ({ meta: reply, body } = decodeEnvelope<ReplyMeta>(await this.unlessHostDies(call, view, target, meta.session)));
         }
       } catch (err) {
         if (err instanceof CastellanError) throw err;
@@ -250,6 +252,8 @@ export class Router {
           lastReason = `host ${target}: ${reply.reason}`;
           this.owners.forget(cacheKey);
           if (reply.reason === 'draining') avoid.set(target, performance.now() + 5_000);
+          // The host is in a newer session than this caller's view: learn it before asking again.
+          if (reply.reason === EARLIER_SESSION) await view.refresh();
           redirects = 0;
           kind = 'retry';
           backoff = nextBackoff(backoff);
@@ -265,14 +269,15 @@ export class Router {
    * request can no longer answer it (lease.ts lostInFlight: fenced, expired,
    * or restarted) before answering: with NotDelivered when it never
    * acknowledged taking the request (it never ran; the caller sends it
-   * elsewhere), else with 504 (it may have run; not retried). Either way the
+   * elsewhere; the request names `session`, so that host refuses it if it
+   * takes it later in another session, host.ts), else with 504 (it may have
+   * run; not retried). Either way the
    * caller need not wait for the full timeout. The view is refreshed before
    * giving up, so a view that merely fell behind (a busy event loop) never
    * fails a request a live host is working on.
    */
-  private unlessHostDies(call: Call, view: ClassView, pod: string): Promise<Uint8Array> {
+  private unlessHostDies(call: Call, view: ClassView, pod: string, session: string | undefined): Promise<Uint8Array> {
     if (!view.reachable(pod)) return call.reply;
-    const session = view.host(pod)?.record.sessionId;
     let checking = false;
     const lost = () => lostInFlight(view.host(pod), session, performance.now(), view.timing);
     const timer = setInterval(() => {

@@ -29,6 +29,13 @@ export interface RequestMeta {
   timeoutMs: number;
   /** The caller wants a receipt: an empty message the moment the host takes the request (call-channel.ts). */
   ack?: boolean;
+  /**
+   * The host session the caller addressed (its view of the host's lease). A
+   * host in another session refuses the request unexecuted (`retry`): the
+   * caller may already have sent it elsewhere, having seen that session end
+   * before a receipt (router.ts unlessHostDies).
+   */
+  session?: string;
 }
 
 export type ReplyMeta =
@@ -38,6 +45,9 @@ export type ReplyMeta =
   | { t: 'redirect'; pod: string }
   /** This host cannot take it now (draining, lease lapsed, handoff in progress). Not executed. */
   | { t: 'retry'; reason: string };
+
+/** The `retry` reason of a host that got a request addressed to an earlier session of its own (RequestMeta.session). */
+export const EARLIER_SESSION = 'addressed to an earlier session of this host';
 
 /** Room kept for the meta (headers) inside one NATS message. */
 export const META_HEADROOM = 64 * 1024;

@@ -8,7 +8,10 @@
  * processes; host lease TTL 1 s.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { logger } from '../../common/logger.ts';
 import { sleep } from '../../common/net.ts';
+import { ObjectStore } from '../../sidecar/objects/ownership-store.ts';
+import { decodeEnvelope, EARLIER_SESSION, encodeEnvelope, type ReplyMeta, type RequestMeta } from '../../sidecar/objects/wire.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
 import { logDir, signal, startClient, startHost, stopProc, type SidecarProc } from '../harness/sidecars.ts';
 
@@ -163,6 +166,38 @@ describe('durable objects: failover and handoff', () => {
     // The old owner, awake again, never runs the call it held in its socket.
     await sleep(1_000);
     expect(await seen()).toBe(before);
+  }, 60_000);
+
+  it('a host never runs a request addressed to another of its sessions (the caller may have sent it elsewhere)', async () => {
+    const id = 'stale-session';
+    const first = await increment(clients[0]!, id);
+    expect(first.status).toBe(200);
+    const owner = ownerOf(first.ack!.pid)!;
+    const seen = async () => ((await (await fetch(`${owner.app!.url}/stats`)).json()) as { seen: Record<string, number> }).seen[id] ?? 0;
+    const before = await seen();
+    const nc = await nats.connect();
+    const names = new ObjectStore(nc, { prefix: 'castellan', namespace: 'default', timeoutMs: 5_000, log: logger('test.failover') }).names('counter');
+    const caller = { namespace: 'default', serviceAccount: 'default' };
+    const request = (session?: string) =>
+      encodeEnvelope({
+        v: 1,
+        cls: 'counter',
+        id,
+        method: 'POST',
+        path: '/increment',
+        query: '',
+        headers: [],
+        rid: `raw-${session ?? 'none'}`,
+        timeoutMs: 5_000,
+        ...(session === undefined ? {} : { session }),
+      } satisfies RequestMeta);
+    const ask = async (session?: string) => decodeEnvelope<ReplyMeta>((await nc.request(names.rpc(owner.name, caller), request(session), { timeout: 10_000 })).data).meta;
+    expect(await ask('an-earlier-session')).toEqual({ t: 'retry', reason: EARLIER_SESSION });
+    expect(await seen()).toBe(before);
+    // Without a session (older callers, the remote-namespace door) it is served as before.
+    expect(await ask()).toMatchObject({ t: 'ok', status: 200 });
+    expect(await seen()).toBe(before + 1);
+    await nc.close();
   }, 60_000);
 
   it('answers 504, and never runs the call elsewhere, when its host dies after taking it', async () => {
