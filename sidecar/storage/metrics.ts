@@ -8,7 +8,6 @@ export interface StorageMetrics {
   commits: Counter<'class' | 'outcome'>;
   commitLatency: Histogram<'class'>;
   batchWrites: Histogram<'class'>;
-  gatherWaits: Counter<'class' | 'outcome'>;
   objectBytes: Histogram<'class'>;
   loads: Counter<'class' | 'outcome'>;
   alarmFires: Counter<'class' | 'outcome'>;
@@ -42,12 +41,6 @@ export function createStorageMetrics(registry: Registry): StorageMetrics {
       help: 'Writes coalesced into one committed batch.',
       labelNames: ['class'],
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
-      registers,
-    }),
-    gatherWaits: new Counter({
-      name: 'castellan_storage_group_commit_waits_total',
-      help: 'Group-commit waits before a batch for the writers of the previous one, by outcome (gathered: they came back; timed_out: the wait then pauses for some batches).',
-      labelNames: ['class', 'outcome'],
       registers,
     }),
     objectBytes: new Histogram({

@@ -24,10 +24,7 @@
  * writers are queued as were just served — the ones just answered come back
  * a client round trip later, and without the wait they would miss the next
  * batch and make the batches alternate between two halves of the writers
- * (half the throughput at the same commit rate). A lone writer never
- * waits, and a wait that timed out (the writers did not come back: a turn
- * that wrote twice in parallel, then once) turns the wait off for the next
- * GATHER_SKIP_AFTER_MISS batches, so such a pattern pays it rarely.
+ * (half the throughput at the same commit rate). A lone writer never waits.
  * A write whose checks fail against the committed state is answered 409
  * CONFLICT at planning and takes no part in the batch. A write whose checks
  * name a key an earlier write of the pending batch touches is not decided
@@ -99,8 +96,6 @@ function itemBytes(it: Item): number {
 
 /** Longest wait for writers to come back before the next batch (group commit, see the header). */
 export const GATHER_MAX_MS = 5;
-/** Batches that commit without the wait after a wait in which the writers did not come back. */
-export const GATHER_SKIP_AFTER_MISS = 8;
 
 /** Re-plans of one write after JetStream refused a key check before it is answered 503. */
 const MAX_REPLANS = 3;
@@ -145,8 +140,6 @@ export class ObjectState {
   private lastCommitMs = 0;
   /** Wakes the pump's group-commit wait when a write is queued. */
   private arrived: (() => void) | undefined;
-  /** Batches left that skip the group-commit wait (after a wait that timed out). */
-  private gatherSkip = 0;
 
   constructor(ctx: StateContext, encId: string, id: string, token: number) {
     this.ctx = ctx;
@@ -438,31 +431,24 @@ export class ObjectState {
   /**
    * Group commit (see the header): after a batch that served `served`
    * writers, waits until as many are queued again, at most GATHER_MAX_MS and
-   * half the last commit's time; after a wait that timed out, the next
-   * GATHER_SKIP_AFTER_MISS batches do not wait.
+   * half the last commit's time.
    */
   private async gather(served: number): Promise<void> {
     const expected = served + this.queue.length;
     if (expected <= 1 || this.queue.length >= expected || this.dead !== undefined) return;
     const ms = Math.min(GATHER_MAX_MS, this.lastCommitMs / 2);
     if (ms < 0.5) return;
-    if (this.gatherSkip > 0) {
-      this.gatherSkip--;
-      return;
-    }
-    const cameBack = await new Promise<boolean>((resolve) => {
-      const done = (all: boolean) => {
+    await new Promise<void>((resolve) => {
+      const done = () => {
         clearTimeout(timer);
         this.arrived = undefined;
-        resolve(all);
+        resolve();
       };
-      const timer = setTimeout(() => done(false), ms);
+      const timer = setTimeout(done, ms);
       this.arrived = () => {
-        if (this.queue.length >= expected) done(true);
+        if (this.queue.length >= expected) done();
       };
     });
-    this.ctx.metrics.gatherWaits.inc({ class: this.ctx.cls, outcome: cameBack ? 'gathered' : 'timed_out' });
-    if (!cameBack) this.gatherSkip = GATHER_SKIP_AFTER_MISS;
   }
 
   /** Takes the head of the queue. */

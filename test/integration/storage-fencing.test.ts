@@ -15,7 +15,7 @@ import { FencedError, Journal, putMessage } from '../../sidecar/storage/journal.
 import { VALUE_CACHE_BYTES } from '../../sidecar/storage/storage.ts';
 import { ValueCache } from '../../sidecar/storage/value-cache.ts';
 import { createStorageMetrics } from '../../sidecar/storage/metrics.ts';
-import { GATHER_SKIP_AFTER_MISS, ObjectState, type StateContext } from '../../sidecar/storage/object-state.ts';
+import { ObjectState, type StateContext } from '../../sidecar/storage/object-state.ts';
 import { startNats, type TestNats } from '../harness/nats.ts';
 
 const CLS = 'fenced';
@@ -271,25 +271,6 @@ describe('storage fencing', () => {
     expect(used).toBeLessThanOrEqual(rounds + 2);
     const idx = await new ObjectState(ctx, encId, 'obj-gather', token).read();
     expect(idx.size).toBe(writers);
-  }, 60_000);
-  it('group commit: a turn that writes twice in parallel, then once, rarely waits for writers that do not come back', async () => {
-    const encId = encodeId('obj-gather-miss');
-    const token = await claim(encId, 0, 'a');
-    const st = new ObjectState(ctx, encId, 'obj-gather-miss', token);
-    await st.read();
-    const waits = async (outcome: string) => (await ctx.metrics.gatherWaits.get()).values.filter((v) => v.labels.outcome === outcome).reduce((n, v) => n + v.value, 0);
-    const missed = await waits('timed_out');
-    const rounds = 27;
-    for (let r = 0; r < rounds; r++) {
-      await Promise.all([st.write({ checks: [], ops: [{ op: 'put', key: 'a', value: Buffer.from(String(r)) }] }), st.write({ checks: [], ops: [{ op: 'put', key: 'b', value: Buffer.from(String(r)) }] })]);
-      await st.write({ checks: [], ops: [{ op: 'put', key: 'c', value: Buffer.from(String(r)) }] });
-    }
-    // Every batch here could wait (2 of 3 writers came back, or 1 of 2 is queued); after a wait that
-    // timed out the next GATHER_SKIP_AFTER_MISS do not: at most one wait in 9 batches, not one per batch.
-    const batches = 2 * rounds;
-    const timedOut = (await waits('timed_out')) - missed;
-    expect(timedOut).toBeGreaterThan(0);
-    expect(timedOut).toBeLessThanOrEqual(Math.ceil(batches / (GATHER_SKIP_AFTER_MISS + 1)));
   }, 60_000);
   it('loads an object bigger than one multi-last answer (paged), exactly', async () => {
     const encId = encodeId('obj-big');
