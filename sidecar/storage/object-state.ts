@@ -19,12 +19,6 @@
  * flight, newly arrived writes wait; the next batch takes all of them
  * (coalescing), planned in arrival order, each seeing the ones before it
  * (transaction.ts), so the result is the same as committing them one by one.
- * Group commit: after a batch of several writers, the next one waits briefly
- * (at most GATHER_MAX_MS, and half the last commit's time) until as many
- * writers are queued as were just served — the ones just answered come back
- * a client round trip later, and without the wait they would miss the next
- * batch and make the batches alternate between two halves of the writers
- * (half the throughput at the same commit rate). A lone writer never waits.
  * A write whose checks fail against the committed state is answered 409
  * CONFLICT at planning and takes no part in the batch. A write whose checks
  * name a key an earlier write of the pending batch touches is not decided
@@ -94,9 +88,6 @@ function itemBytes(it: Item): number {
   return it.write.ops.reduce((n, o) => n + (o.op === 'put' ? o.value.length : 0), 0);
 }
 
-/** Longest wait for writers to come back before the next batch (group commit, see the header). */
-export const GATHER_MAX_MS = 5;
-
 /** Re-plans of one write after JetStream refused a key check before it is answered 503. */
 const MAX_REPLANS = 3;
 
@@ -136,10 +127,6 @@ export class ObjectState {
   private entry: EntryState | undefined;
   private lastCommitAt = 0;
   private settleTimer: NodeJS.Timeout | undefined;
-  /** Milliseconds the last batch took to commit (bounds the group-commit wait). */
-  private lastCommitMs = 0;
-  /** Wakes the pump's group-commit wait when a write is queued. */
-  private arrived: (() => void) | undefined;
 
   constructor(ctx: StateContext, encId: string, id: string, token: number) {
     this.ctx = ctx;
@@ -424,31 +411,7 @@ export class ObjectState {
     }
     this.queuedBytes += item.bytes;
     this.queue.push(item);
-    this.arrived?.();
     if (!this.running) void this.pump();
-  }
-
-  /**
-   * Group commit (see the header): after a batch that served `served`
-   * writers, waits until as many are queued again, at most GATHER_MAX_MS and
-   * half the last commit's time.
-   */
-  private async gather(served: number): Promise<void> {
-    const expected = served + this.queue.length;
-    if (expected <= 1 || this.queue.length >= expected || this.dead !== undefined) return;
-    const ms = Math.min(GATHER_MAX_MS, this.lastCommitMs / 2);
-    if (ms < 0.5) return;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.arrived = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.arrived = () => {
-        if (this.queue.length >= expected) done();
-      };
-    });
   }
 
   /** Takes the head of the queue. */
@@ -475,7 +438,7 @@ export class ObjectState {
           this.take();
           await this.runDeleteAll(idx, head);
         } else {
-          await this.gather(await this.runBatch(idx));
+          await this.runBatch(idx);
         }
       }
     } finally {
@@ -483,8 +446,8 @@ export class ObjectState {
     }
   }
 
-  /** Plans as many queued writes as fit into one batch, commits, applies; the number of writes it committed. */
-  private async runBatch(idx: KeyIndex): Promise<number> {
+  /** Plans as many queued writes as fit into one batch, commits, applies. */
+  private async runBatch(idx: KeyIndex): Promise<void> {
     const lookup = (k: string) => idx.get(k);
     const pending: Pending = new Map();
     const msgs: OutMessage[] = [];
@@ -543,13 +506,12 @@ export class ObjectState {
       planned.push({ item: it, first, count: reduced.length, deleted, keys: reduced.map((o) => o.key) });
       bytes += itBytes;
     }
-    if (planned.length === 0 && settles.length === 0) return 0;
+    if (planned.length === 0 && settles.length === 0) return;
     let seqs: number[];
     const started = performance.now();
     try {
       // Listing hook: the index entry's summary or totals go with the batch (sidecar/listing/summary.ts).
       seqs = await this.commitIndexed(idx, msgs, settles.length > 0);
-      this.lastCommitMs = performance.now() - started;
       this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: 'ok' });
       if (msgs.length > 0) {
         this.ctx.metrics.commitLatency.observe({ class: this.ctx.cls }, (performance.now() - started) / 1000);
@@ -559,13 +521,13 @@ export class ObjectState {
       if (err instanceof CheckFailedError) {
         for (const s of settles) s.resolve();
         await this.checkFailed(err, planned.map((p) => p.item));
-        return 0;
+        return;
       }
       const e = this.failure(err, true);
       this.ctx.metrics.commits.inc({ class: this.ctx.cls, outcome: e.code });
       for (const p of planned) p.item.reject(e);
       for (const s of settles) s.reject(e);
-      return 0;
+      return;
     }
     for (const s of settles) s.resolve();
     for (let i = 0; i < msgs.length; i++) {
@@ -595,9 +557,15 @@ export class ObjectState {
       this.ctx.metrics.ops.inc({ class: this.ctx.cls, kind: 'write', outcome: 'ok' });
       p.item.resolve({ versions, deleted: p.deleted });
     }
-    return planned.length;
   }
 
+  /**
+   * JetStream refused a batch on a key check or on the fence; nothing was
+   * written. Fence (the owner record moved) → dead, 409 NOT_OWNER. Key check
+   * → the index was not current: re-synchronise it (re-fence + reload) and
+   * plan the same writes again, first in the queue (their checks are then
+   * decided against the current state). Unknown which → 503, not applied.
+   */
   private async checkFailed(err: CheckFailedError, items: Item[]): Promise<void> {
     let ownerSeq: number | undefined;
     try {

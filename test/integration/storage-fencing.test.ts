@@ -247,31 +247,6 @@ describe('storage fencing', () => {
     const reread = new ObjectState(ctx, encId, 'obj-4', token);
     expect((await reread.read()).size).toBe(101);
   }, 60_000);
-  it('group commit: writers that come back a moment after their answer join the next batch instead of alternating', async () => {
-    const encId = encodeId('obj-gather');
-    const token = await claim(encId, 0, 'a');
-    const st = new ObjectState(ctx, encId, 'obj-gather', token);
-    await st.read();
-    const commits = async () => (await ctx.metrics.commits.get()).values.reduce((n, v) => n + v.value, 0);
-    const before = await commits();
-    // 16 closed-loop writers, each 10 writes; an answer reaches its writer one event-loop turn later (a client round trip).
-    const writers = 16;
-    const rounds = 10;
-    await Promise.all(
-      Array.from({ length: writers }, async (_, w) => {
-        for (let r = 0; r < rounds; r++) {
-          await st.write({ checks: [], ops: [{ op: 'put', key: `w${w}`, value: Buffer.from(String(r)) }] });
-          await new Promise((resolve) => setImmediate(resolve));
-        }
-      }),
-    );
-    const used = (await commits()) - before;
-    console.log(`group commit: ${writers * rounds} writes of ${writers} writers in ${used} commits`);
-    // Without the wait the batches alternate (1 writer, then the other 15): about 2 commits per round.
-    expect(used).toBeLessThanOrEqual(rounds + 2);
-    const idx = await new ObjectState(ctx, encId, 'obj-gather', token).read();
-    expect(idx.size).toBe(writers);
-  }, 60_000);
   it('loads an object bigger than one multi-last answer (paged), exactly', async () => {
     const encId = encodeId('obj-big');
     const token = await claim(encId, 0, 'a');
